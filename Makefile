@@ -1,0 +1,37 @@
+# Heimdex. `make demo` sets everything up and runs the main job; `make test` runs the tests.
+VENV  := .venv
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.setup-done
+HOME_DIR ?= $(CURDIR)/.heimdex
+SAMPLES  := $(CURDIR)/samples
+export HEIMDEX_HOME ?= $(HOME_DIR)
+
+.PHONY: setup demo test lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt scripts/setup.sh
+	./scripts/setup.sh
+	touch $@
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/heimdex samples $(SAMPLES)
+	$(BIN)/heimdex index $(SAMPLES)
+	$(BIN)/heimdex assets
+	@for q in "the harbour fire after midnight" "fire chief interview" "how hot should the oven be" \
+	          "bicycle bridge vote" "street lights by the river"; do \
+	  echo; echo "==> heimdex search \"$$q\""; $(BIN)/heimdex search "$$q" --k 3 || exit 1; \
+	done
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check shared tests bench
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_index.py
+
+clean:
+	rm -rf $(HOME_DIR) $(SAMPLES) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# One-time set-up on a fresh machine: system tools, the virtualenv at .venv, Python packages.
+# Idempotent; `make` calls it whenever pyproject.toml or constraints.txt change.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+VENV=.venv
+SYSTEM_PACKAGES=(ffmpeg espeak-ng tesseract-ocr tesseract-ocr-eng)
+
+missing=()
+command -v ffmpeg >/dev/null || missing+=(ffmpeg)
+command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+command -v tesseract >/dev/null || missing+=(tesseract-ocr tesseract-ocr-eng)
+if ((${#missing[@]})); then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "==> installing system packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${SYSTEM_PACKAGES[@]}" >/dev/null
+  elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then
+    echo "==> installing system packages with sudo: ${missing[*]}"
+    sudo apt-get update -qq
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${SYSTEM_PACKAGES[@]}" >/dev/null
+  else
+    echo "warning: missing ${missing[*]}; install them (Debian: apt-get install ${SYSTEM_PACKAGES[*]})." >&2
+    echo "         Without tesseract on-screen text is skipped; ffmpeg and espeak-ng make the sample clips." >&2
+  fi
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "==> creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+"${PIP[@]}" install --upgrade pip
+# torch first and alone: a CPU build where one is offered locally; anything later that asks for
+# torch is held to this version by constraints.txt, so no CUDA wheels are pulled in.
+echo "==> torch"
+"${PIP[@]}" install "torch==2.13.0"
+echo "==> heimdex and its dependencies"
+"${PIP[@]}" install -c constraints.txt -e ".[dev]"
+# open_clip and torchvision declare dependencies that would replace the CPU torch: install them
+# without their resolver (their own needs are already present or listed here).
+echo "==> vision extras (open_clip, torchvision) without dependency resolution"
+"${PIP[@]}" install -c constraints.txt --no-deps "open_clip_torch>=2.24" "torchvision==0.28.0" ftfy wcwidth "timm>=1.0"
+echo "==> ready: $VENV/bin/heimdex"

@@ -1,0 +1,89 @@
+"""Job state in the index's own PostgreSQL (embedded default); row locks serialise the fan-in."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg.rows import dict_row
+
+from heimdex.domain import AssetRef
+from heimdex.index import store
+from heimdex.index.db import Database
+from heimdex.pipeline import FIRST, LAST, ready_stages
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class PgJobStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(self, ref: AssetRef, *, restart: bool = False) -> bool:
+        with self.db.org_tx(ref.org_id) as conn:
+            row = conn.execute("SELECT status FROM jobs WHERE job_id = %s FOR UPDATE", (ref.job_id,)).fetchone()
+            if row is not None and row[0] == "running" and not restart:
+                return False
+            stages = json.dumps({FIRST: {"status": "queued"}})
+            conn.execute(
+                """INSERT INTO jobs (job_id, org_id, asset_id, source, status, stages)
+                   VALUES (%s, %s, %s, %s, 'running', %s)
+                   ON CONFLICT (job_id) DO UPDATE SET status = 'running', stages = EXCLUDED.stages,
+                     error = NULL, created_at = now(), updated_at = now()""",
+                (ref.job_id, ref.org_id, ref.asset_id, ref.source, stages),
+            )
+            store.upsert_processing(conn, ref)
+            return True
+
+    @staticmethod
+    def _lock(conn: Any, ref: AssetRef) -> tuple[dict[str, dict[str, Any]], str | None]:
+        row = conn.execute("SELECT stages, status FROM jobs WHERE job_id = %s FOR UPDATE", (ref.job_id,)).fetchone()
+        return (row[0], row[1]) if row else ({}, None)
+
+    @staticmethod
+    def _save(conn: Any, ref: AssetRef, stages: dict[str, Any], status: str = "running",
+              error: str | None = None) -> None:
+        conn.execute("UPDATE jobs SET stages = %s, status = %s, error = %s, updated_at = now() WHERE job_id = %s",
+                     (json.dumps(stages), status, error, ref.job_id))
+
+    def stage_started(self, ref: AssetRef, stage: str) -> int:
+        with self.db.org_tx(ref.org_id) as conn:
+            stages, status = self._lock(conn, ref)
+            if status is None:
+                raise KeyError(f"no job {ref.job_id}")
+            state = stages.setdefault(stage, {})
+            state.update(status="running", attempts=state.get("attempts", 0) + 1, started=_now())
+            self._save(conn, ref, stages, status)
+            return int(state["attempts"])
+
+    def stage_finished(self, ref: AssetRef, stage: str, *, status: str, seconds: float,
+                       note: str | None = None) -> list[str]:
+        with self.db.org_tx(ref.org_id) as conn:
+            stages, job_status = self._lock(conn, ref)
+            if job_status != "running":
+                return []  # a duplicate delivery after the job ended changes nothing
+            state = stages.setdefault(stage, {})
+            if state.get("status") in ("done", "skipped"):
+                return []  # already recorded: this completion is a duplicate
+            state.update(status=status, seconds=round(seconds, 3), finished=_now())
+            if note:
+                state["note"] = note
+            nxt = ready_stages(stages)
+            for name in nxt:
+                stages[name] = {"status": "queued"}
+            self._save(conn, ref, stages, "ready" if stage == LAST else "running")
+            return nxt
+
+    def job_failed(self, ref: AssetRef, stage: str, error: str) -> None:
+        with self.db.org_tx(ref.org_id) as conn:
+            stages, _ = self._lock(conn, ref)
+            stages.setdefault(stage, {}).update(status="failed", error=error, finished=_now())
+            self._save(conn, ref, stages, "failed", f"{stage}: {error}")
+            store.mark_failed(conn, ref, f"{stage}: {error}")
+
+    def get(self, ref: AssetRef) -> dict[str, Any] | None:
+        with self.db.org_tx(ref.org_id) as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute("SELECT * FROM jobs WHERE job_id = %s", (ref.job_id,)).fetchone()

@@ -1,0 +1,61 @@
+"""Bearer tokens: HS256 JWTs carrying `org_id` and `exp` (the embedded default).
+
+Only HS256 is accepted, so `alg: none` and algorithm-confusion tokens fail verification. When
+HEIMDEX_JWT_SECRET is unset, a random secret is made once and kept in HEIMDEX_HOME (mode 0600),
+and `heimdex token` signs with the same one.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+
+import jwt
+
+from heimdex.config import Settings
+from heimdex.domain import ORG_RE
+
+ALGORITHM = "HS256"
+
+
+class AuthError(Exception):
+    pass
+
+
+def jwt_secret(settings: Settings) -> str:
+    if settings.jwt_secret:
+        return settings.jwt_secret
+    path: Path = settings.home / "jwt_secret"
+    if not path.exists():
+        settings.home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def issue_token(secret: str, org_id: str, *, ttl_s: int = 3600) -> str:
+    now = int(time.time())
+    return jwt.encode({"org_id": org_id, "iat": now, "exp": now + ttl_s}, secret, algorithm=ALGORITHM)
+
+
+def org_from_header(header: str | None, secret: str, *, audience: str | None = None) -> str:
+    """The organisation of a valid `Authorization: Bearer <jwt>` header, or AuthError."""
+    if not header:
+        raise AuthError("missing Authorization header")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("expected 'Authorization: Bearer <token>'")
+    try:
+        claims = jwt.decode(
+            token.strip(), secret, algorithms=[ALGORITHM], audience=audience,
+            options={"require": ["exp", "org_id"], "verify_aud": audience is not None},
+        )
+    except jwt.PyJWTError as exc:
+        raise AuthError(f"invalid token: {exc}") from exc
+    org = claims.get("org_id")
+    if not isinstance(org, str) or not ORG_RE.match(org):
+        raise AuthError("token has no valid org_id claim")
+    return org

@@ -1,0 +1,225 @@
+"""`heimdex` command line: index, search, assets, sidecar, serve, token, samples.
+
+Other tools drive the project through these commands and their JSON; keep them stable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+from heimdex import logs
+from heimdex.config import Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 2, 64
+
+
+def clock(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    h, rem = divmod(int(seconds), 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(out)
+
+
+def _engine(args: argparse.Namespace) -> Any:
+    from heimdex.engine import Engine
+
+    return Engine(Settings())
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from heimdex.engine import Skipped, expand_paths
+
+    paths = expand_paths(args.paths)
+    if not paths:
+        print("no video files found", file=sys.stderr)
+        return EXIT_FAILED
+    engine = _engine(args)
+    bar = tqdm(total=len(paths), unit="file", desc="indexing", file=sys.stderr, dynamic_ncols=True)
+    failed = 0
+
+    def finished(item: Any) -> None:
+        nonlocal failed
+        if isinstance(item, Skipped):
+            status, secs, source = item.status, 0.0, item.source
+            detail = "unchanged, already indexed" if status == "ready" else (item.error or "")
+        else:
+            status, secs, source = item.status, item.seconds, item.ref.source
+            detail = item.error or ""
+        failed += status != "ready"
+        mark = "ok  " if status == "ready" else "FAIL"
+        bar.write(f"{mark} {status:<6} {secs:7.1f}s  {source}" + (f"  ({detail})" if detail else ""))
+        bar.update(1)
+
+    try:
+        engine.index(paths, org=args.org, force=args.force, on_finish=finished)
+    finally:
+        bar.close()
+        engine.close()
+    print(f"{len(paths) - failed} indexed, {failed} failed", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    try:
+        hits = engine.search(args.query, org=args.org, k=args.k, source=args.source)
+    finally:
+        engine.close()
+    if args.json:
+        print(json.dumps(hits, ensure_ascii=False, indent=1))
+        return EXIT_OK
+    if not hits:
+        print("no results")
+        return EXIT_OK
+    width = shutil.get_terminal_size((120, 20)).columns
+    rows = [
+        [str(i), f"{h['score']:.4f}", f"{clock(h['start'])}-{clock(h['end'])}", Path(h["source"]).name,
+         textwrap.shorten(h["text"] or "(no text)", max(20, width - 60), placeholder="...")]
+        for i, h in enumerate(hits, 1)
+    ]
+    print(table(rows, ["#", "score", "time", "file", "text"]))
+    return EXIT_OK
+
+
+def cmd_assets(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    try:
+        assets = engine.assets(org=args.org)
+    finally:
+        engine.close()
+    if args.json:
+        print(json.dumps(assets, ensure_ascii=False, indent=1))
+        return EXIT_OK
+    rows = [
+        [a["status"], clock(a["duration"] or 0), str(a["scenes"]), a["asset_id"][:12], a["source"],
+         a["error"] or ""]
+        for a in assets
+    ]
+    print(table(rows, ["status", "length", "scenes", "asset", "source", "error"]))
+    return EXIT_OK
+
+
+def cmd_sidecar(args: argparse.Namespace) -> int:
+    engine = _engine(args)
+    try:
+        doc = engine.sidecar(args.asset, org=args.org)
+    finally:
+        engine.close()
+    if doc is None:
+        print(f"no indexed asset {args.asset!r}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(doc, ensure_ascii=False, indent=1))
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import waitress
+
+    from heimdex.api.app import create_app
+
+    engine = _engine(args)
+    app = create_app(engine)
+    print(f"serving on http://{args.host}:{args.port} (OpenAPI at /openapi.json)", file=sys.stderr)
+    try:
+        waitress.serve(app, host=args.host, port=args.port, threads=args.threads, ident="heimdex")
+    finally:
+        engine.close()
+    return EXIT_OK
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from heimdex.api.auth import issue_token, jwt_secret
+
+    settings = Settings()
+    print(issue_token(jwt_secret(settings), args.org or settings.org, ttl_s=args.ttl))
+    return EXIT_OK
+
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    from heimdex.samples import make_samples
+
+    for clip in make_samples(Path(args.out)):
+        print(clip)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="heimdex", description="Search video archives by what is said, shown and written.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def org(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--org", default=None, help="organisation id (default: HEIMDEX_ORG or 'default')")
+
+    sp = sub.add_parser("index", help="index video files or folders")
+    sp.add_argument("paths", nargs="+", metavar="PATH")
+    sp.add_argument("--force", action="store_true", help="re-index files that are already up to date")
+    org(sp)
+    sp.set_defaults(func=cmd_index)
+
+    sp = sub.add_parser("search", help="natural-language search over indexed scenes")
+    sp.add_argument("query")
+    sp.add_argument("--k", type=int, default=10)
+    sp.add_argument("--source", default=None, help="only sources starting with this prefix")
+    sp.add_argument("--json", action="store_true")
+    org(sp)
+    sp.set_defaults(func=cmd_search)
+
+    sp = sub.add_parser("assets", help="list indexed assets and their status")
+    sp.add_argument("--json", action="store_true")
+    org(sp)
+    sp.set_defaults(func=cmd_assets)
+
+    sp = sub.add_parser("sidecar", help="print the sidecar JSON of an asset")
+    sp.add_argument("asset", metavar="SOURCE_OR_ASSET_ID")
+    org(sp)
+    sp.set_defaults(func=cmd_sidecar)
+
+    sp = sub.add_parser("serve", help="serve the HTTP API")
+    sp.add_argument("--port", type=int, default=8080)
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--threads", type=int, default=8)
+    sp.set_defaults(func=cmd_serve)
+
+    sp = sub.add_parser("token", help="print an API token (HS256) for an organisation")
+    sp.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    org(sp)
+    sp.set_defaults(func=cmd_token)
+
+    sp = sub.add_parser("samples", help="generate the demo clips (speech, on-screen text, cuts)")
+    sp.add_argument("out", metavar="DIR")
+    sp.set_defaults(func=cmd_samples)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.setup()
+    if args.command == "search" and not 1 <= args.k <= 1000:
+        print("--k must be between 1 and 1000", file=sys.stderr)
+        return EXIT_USAGE
+    started = time.perf_counter()
+    code: int = args.func(args)
+    if args.command == "index":
+        print(f"took {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Typed settings, read from HEIMDEX_* environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_home() -> Path:
+    """Where all state lives when HEIMDEX_HOME is unset.
+
+    As root the embedded PostgreSQL runs as a separate system user and every parent of its data
+    directory must be traversable by that user, so root's default stays out of /root.
+    """
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/heimdex")
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "heimdex"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HEIMDEX_", extra="ignore")
+
+    home: Path = Field(default_factory=default_home, description="All local state: database, derived files.")
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL + pgvector URL; unset starts an embedded server under home."
+    )
+    db_shared_buffers: str = "256MB"
+    db_pool_size: int = 8
+    text_dim: int = Field(default=384, description="Width of scenes.text_vec, fixed when the schema is made.")
+    image_dim: int = Field(default=512, description="Width of scenes.image_vec, fixed when the schema is made.")
+    org: str = "default"
+    jwt_secret: str | None = Field(default=None, description="HS256 secret for API tokens.")
+    jwt_audience: str | None = None
+
+    # Models: local paths only. None means "the default that ships in an installed package".
+    asr_model: str | None = None
+    asr_compute_type: str = "int8"
+    asr_beam_size: int = 5
+    asr_threads: int = 2
+    asr_language: str | None = "en"
+    text_model: str | None = None
+    vision_model: str = "ViT-B-32"
+    vision_weights: str | None = Field(
+        default=None, description="open_clip checkpoint path; unset skips the vision stage."
+    )
+    vision_random_init: bool = Field(
+        default=False, description="Tests only: a random-init open_clip model, to exercise the wiring."
+    )
+    ocr_languages: str = "eng"
+    torch_threads: int = 1
+
+    # Scenes and keyframes.
+    scene_max_s: float = 10.0
+    scene_min_s: float = 2.0
+    keyframe_interval_s: float = 4.0
+    sample_fps: float = 2.0
+    thumb_width: int = 640
+    shot_threshold: float = 27.0
+    shot_detect_width: int = 256
+
+    # Limits and dispatch.
+    max_file_bytes: int = 50 * 1024**3
+    max_duration_s: float = 12 * 3600.0
+    workers: int = 3
+    max_attempts: int = 2
+
+    @property
+    def pgdata(self) -> Path:
+        return self.home / "pg"
+

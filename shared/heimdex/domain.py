@@ -1,0 +1,54 @@
+"""Core value types shared by stages, the index and the API."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+ORG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+class MediaError(Exception):
+    """The input itself is unusable (not video, corrupt, too large). Retrying cannot help."""
+
+
+class StageSkipped(Exception):
+    """A stage has nothing to do for this asset (e.g. its model is not configured)."""
+
+
+def validate_org(org: str) -> str:
+    if not ORG_RE.match(org):
+        raise ValueError(f"invalid organisation id {org!r}: use letters, digits, '_', '.', '-' (max 63)")
+    return org
+
+
+def make_asset_id(org: str, source: str, version: str) -> str:
+    """asset_id = hash(org, source, version): stable for the same bytes, new for a new version."""
+    digest = hashlib.sha256(f"{org}\x00{source}\x00{version}".encode()).hexdigest()
+    return digest[:24]
+
+
+def make_job_id(asset_id: str) -> str:
+    return f"job-{asset_id}"
+
+
+@dataclass(frozen=True)
+class AssetRef:
+    """What a pipeline run works on: an organisation's version of one source object."""
+
+    org_id: str
+    asset_id: str
+    source: str
+    version: str
+
+    @property
+    def job_id(self) -> str:
+        return make_job_id(self.asset_id)
+
+    def derived_key(self, name: str) -> str:
+        return f"derived/{self.org_id}/{self.asset_id}/{name}"
+
+    @property
+    def sidecar_key(self) -> str:
+        return f"derived/{self.org_id}/sidecars/{self.asset_id}.json"

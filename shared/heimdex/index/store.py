@@ -1,0 +1,89 @@
+"""Assets and scenes in PostgreSQL, always inside an org-scoped transaction (see db.org_tx)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg.rows import dict_row
+
+from heimdex.domain import AssetRef
+from heimdex.scenes import Scene
+
+Conn = psycopg.Connection[Any]
+
+
+@dataclass(frozen=True)
+class SceneRow:
+    scene: Scene
+    text_vec: np.ndarray | None
+
+
+def upsert_processing(conn: Conn, ref: AssetRef) -> None:
+    conn.execute(
+        """INSERT INTO assets (org_id, asset_id, source, version, status)
+           VALUES (%s, %s, %s, %s, 'processing')
+           ON CONFLICT (org_id, asset_id) DO UPDATE
+             SET status = 'processing', error = NULL, updated_at = now()""",
+        (ref.org_id, ref.asset_id, ref.source, ref.version),
+    )
+
+
+def mark_failed(conn: Conn, ref: AssetRef, error: str) -> None:
+    conn.execute(
+        "UPDATE assets SET status = 'failed', error = %s, updated_at = now() WHERE org_id = %s AND asset_id = %s",
+        (error, ref.org_id, ref.asset_id),
+    )
+
+
+def replace_scenes(conn: Conn, ref: AssetRef, rows: list[SceneRow], *, duration: float, sidecar: str,
+                   text_model: str, image_model: str | None) -> None:
+    """Swap the asset's scenes in one transaction; older versions of the same source go too."""
+    conn.execute(
+        "DELETE FROM assets WHERE org_id = %s AND source = %s AND asset_id <> %s",
+        (ref.org_id, ref.source, ref.asset_id),
+    )
+    conn.execute("DELETE FROM scenes WHERE org_id = %s AND asset_id = %s", (ref.org_id, ref.asset_id))
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO scenes (org_id, asset_id, idx, source, start_s, end_s, transcript, ocr_text, thumbnail,
+                                   text_vec, image_vec, text_model, image_model)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            [
+                (ref.org_id, ref.asset_id, i, ref.source, r.scene.start, r.scene.end, r.scene.transcript, r.scene.ocr_text,
+                 r.scene.thumb, r.text_vec,
+                 np.asarray(r.scene.image_vec, dtype=np.float32) if r.scene.image_vec is not None else None,
+                 text_model if r.text_vec is not None else None,
+                 image_model if r.scene.image_vec is not None else None)
+                for i, r in enumerate(rows)
+            ],
+        )
+    conn.execute(
+        """UPDATE assets SET status = 'ready', error = NULL, duration = %s, scenes = %s, sidecar = %s,
+                  text_model = %s, image_model = %s, updated_at = now()
+           WHERE org_id = %s AND asset_id = %s""",
+        (duration, len(rows), sidecar, text_model, image_model, ref.org_id, ref.asset_id),
+    )
+
+
+def get_asset(conn: Conn, asset_id: str) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute("SELECT * FROM assets WHERE asset_id = %s", (asset_id,)).fetchone()
+
+
+def find_assets(conn: Conn, source: str) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute("SELECT * FROM assets WHERE source = %s ORDER BY updated_at DESC", (source,)).fetchall()
+
+
+def list_assets(conn: Conn) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT source, asset_id, status, error, duration, scenes, updated_at FROM assets ORDER BY source"
+        ).fetchall()
+
+
+def delete_asset(conn: Conn, asset_id: str) -> bool:
+    return conn.execute("DELETE FROM assets WHERE asset_id = %s", (asset_id,)).rowcount > 0

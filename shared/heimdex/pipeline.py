@@ -1,0 +1,74 @@
+"""The pipeline graph, declared once, and the job-state contract every dispatcher relies on.
+
+    probe -> shots -> ocr ----\\
+          \\        \\-> vision -> index
+           \\-> asr -----------/
+
+A stage is enqueued when all it needs are done (or skipped). The job store decides that inside one
+transaction per completion, so a fan-in stage is enqueued by exactly one caller, once.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from heimdex.domain import AssetRef
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    needs: tuple[str, ...]
+    entry: str  # "module:function", imported only where the stage runs
+
+    def function(self) -> Callable[..., dict[str, Any]]:
+        module, func = self.entry.split(":")
+        fn: Callable[..., dict[str, Any]] = getattr(importlib.import_module(module), func)
+        return fn
+
+
+PIPELINE: tuple[Stage, ...] = (
+    Stage("probe", (), "heimdex.stages.probe:run"),
+    Stage("asr", ("probe",), "heimdex.stages.asr:run"),
+    Stage("shots", ("probe",), "heimdex.stages.shots:run"),
+    Stage("ocr", ("shots",), "heimdex.stages.ocr:run"),
+    Stage("vision", ("shots",), "heimdex.stages.vision:run"),
+    Stage("index", ("asr", "ocr", "vision"), "heimdex.stages.index:run"),
+)
+STAGES = {s.name: s for s in PIPELINE}
+FIRST = PIPELINE[0].name
+LAST = PIPELINE[-1].name
+FINISHED = ("done", "skipped")
+
+
+def ready_stages(stage_states: dict[str, dict[str, Any]]) -> list[str]:
+    """Stages not yet started whose needs are all finished, in declaration order."""
+    return [
+        s.name for s in PIPELINE
+        if s.name not in stage_states
+        and all(stage_states.get(n, {}).get("status") in FINISHED for n in s.needs)
+    ]
+
+
+class JobStore(Protocol):
+    """Job state: Postgres in the embedded default, Firestore in the cloud."""
+
+    def create(self, ref: AssetRef, *, restart: bool = False) -> bool:
+        """Start a job for the asset unless one is running (or restart); True if this call started it."""
+        ...
+
+    def stage_started(self, ref: AssetRef, stage: str) -> int:
+        """Record an attempt; returns the attempt number (1-based)."""
+        ...
+
+    def stage_finished(self, ref: AssetRef, stage: str, *, status: str, seconds: float,
+                       note: str | None = None) -> list[str]:
+        """Mark a stage done/skipped; returns the stages this call must enqueue (each exactly once)."""
+        ...
+
+    def job_failed(self, ref: AssetRef, stage: str, error: str) -> None: ...
+
+    def get(self, ref: AssetRef) -> dict[str, Any] | None: ...

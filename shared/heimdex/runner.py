@@ -1,0 +1,96 @@
+"""In-process dispatch: the embedded stand-in for Cloud Tasks.
+
+A thread pool runs (job, stage) tasks. Each finished stage returns the stages to enqueue next, so
+stages of one file overlap where the graph allows (speech recognition runs while shots, OCR and
+vision work), and several files share the pool. Threads are enough: decoding, CTranslate2, torch,
+OpenCV and Tesseract all run outside the GIL.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from heimdex.domain import AssetRef
+from heimdex.executor import run_stage
+from heimdex.pipeline import FIRST, LAST, JobStore
+from heimdex.stages.context import StageContext
+
+log = logging.getLogger(__name__)
+
+RETRY_BACKOFF_S = 0.5
+
+
+@dataclass
+class JobResult:
+    ref: AssetRef
+    status: str = "running"  # running | ready | failed
+    error: str | None = None
+    seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)
+    retries: dict[str, int] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+    finished: threading.Event = field(default_factory=threading.Event)
+
+
+class LocalDispatcher:
+    def __init__(self, make_context: Callable[[AssetRef], StageContext], jobs: JobStore, *, workers: int,
+                 max_attempts: int, on_finish: Callable[[JobResult], None] | None = None) -> None:
+        self.make_context = make_context
+        self.jobs = jobs
+        self.max_attempts = max_attempts
+        self.on_finish = on_finish
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stage")
+        self.results: dict[str, JobResult] = {}
+
+    def submit(self, ref: AssetRef) -> JobResult:
+        result = JobResult(ref)
+        self.results[ref.job_id] = result
+        self.jobs.create(ref, restart=True)
+        self._enqueue(ref, FIRST)
+        return result
+
+    def _enqueue(self, ref: AssetRef, stage: str, delay: float = 0.0) -> None:
+        self.pool.submit(self._run, ref, stage, delay)
+
+    def _run(self, ref: AssetRef, stage: str, delay: float) -> None:
+        result = self.results[ref.job_id]
+        try:
+            if delay:
+                time.sleep(delay)
+            started = time.perf_counter()
+            outcome = run_stage(self.make_context(ref), self.jobs, stage, max_attempts=self.max_attempts)
+            result.stages[stage] = round(time.perf_counter() - started, 3)
+        except Exception as exc:  # the job store itself failed: end this job, keep the worker
+            log.exception("dispatch failed", extra={"job": ref.job_id, "stage": stage})
+            self._finish(result, "failed", f"{stage}: {type(exc).__name__}: {exc}")
+            return
+        if outcome.status == "retry":
+            result.retries[stage] = result.retries.get(stage, 0) + 1
+            self._enqueue(ref, stage, RETRY_BACKOFF_S * 2 ** (result.retries[stage] - 1))
+        elif outcome.status == "failed":
+            self._finish(result, "failed", f"{stage}: {outcome.error}")
+        elif stage == LAST:
+            self._finish(result, "ready", None)
+        else:
+            for nxt in outcome.next:
+                self._enqueue(ref, nxt)
+
+    def _finish(self, result: JobResult, status: str, error: str | None) -> None:
+        result.status, result.error = status, error
+        result.seconds = time.perf_counter() - result.started
+        result.finished.set()
+        if self.on_finish:
+            self.on_finish(result)
+
+    def wait(self) -> list[JobResult]:
+        for result in list(self.results.values()):
+            result.finished.wait()
+        return list(self.results.values())
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)

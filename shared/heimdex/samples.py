@@ -1,0 +1,149 @@
+"""Synthetic clips with known speech, on-screen text and cuts (espeak-ng + ffmpeg).
+
+Used by `make demo`, the tests and the benchmark. Each clip is a list of segments; every segment
+is one shot (a distinct moving gradient, so cuts are real cuts), may speak a sentence and may show
+a caption. `make_clip` returns the ground truth: when each sentence is spoken, when each caption is
+on screen, and where the cuts are.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import wave
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+PALETTE = [
+    ("0x1f3b73", "0x3fa7d6"), ("0x7a1f1f", "0xf2a541"), ("0x1d5c3a", "0xa8d672"), ("0x4b2a66", "0xe07bb5"),
+    ("0x3d3d3d", "0xd9d9d9"), ("0x0f5257", "0xf25f5c"), ("0x5c4b1d", "0x70c1b3"), ("0x102a43", "0xffe066"),
+]
+
+
+@dataclass(frozen=True)
+class Segment:
+    seconds: float
+    speech: str | None = None
+    speech_at: float = 0.6
+    caption: str | None = None
+    caption_span: tuple[float, float] | None = None  # within the segment; default: the whole segment
+    look: int | None = None  # palette entry; default: the segment's position
+
+
+def require_tools() -> None:
+    missing = [t for t in ("ffmpeg", "espeak-ng") if shutil.which(t) is None]
+    if missing:
+        raise RuntimeError(f"missing tools for sample clips: {', '.join(missing)} (apt-get install ffmpeg espeak-ng)")
+
+
+def speak(text: str, out: Path, voice: str = "en-us", wpm: int = 160) -> float:
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(out), text], check=True,
+                   capture_output=True)
+    with wave.open(str(out)) as wav:
+        return wav.getnframes() / wav.getframerate()
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace(":", "\\:").replace("'", "\u2019").replace("%", "\\%")
+
+
+def _segment(seg: Segment, index: int, work: Path, size: tuple[int, int], fps: int) -> tuple[Path, float | None]:
+    c0, c1 = PALETTE[(seg.look if seg.look is not None else index) % len(PALETTE)]
+    w, h = size
+    video = f"gradients=s={w}x{h}:r={fps}:d={seg.seconds}:c0={c0}:c1={c1}:speed=0.015:seed={index}"
+    filters = "[0:v]format=yuv420p"
+    if seg.caption:
+        a, b = seg.caption_span or (0.0, seg.seconds)
+        filters += (f",drawtext=fontfile={FONT}:text='{_escape(seg.caption)}':fontsize={h // 14}:fontcolor=white"
+                    f":box=1:boxcolor=black@0.55:boxborderw=12:x=(w-tw)/2:y=h*0.62:enable='between(t,{a},{b})'")
+    filters += "[v]"
+    inputs = ["-f", "lavfi", "-i", video]
+    speech_len = None
+    if seg.speech:
+        wav = work / f"speech{index}.wav"
+        speech_len = speak(seg.speech, wav)
+        if seg.speech_at + speech_len > seg.seconds:
+            raise ValueError(f"segment {index}: speech ({speech_len:.1f}s) does not fit in {seg.seconds}s")
+        delay = int(seg.speech_at * 1000)
+        inputs += ["-i", str(wav)]
+        filters += f";[1:a]aresample=44100,adelay={delay}:all=1,apad,atrim=0:{seg.seconds}[a]"
+    else:
+        inputs += ["-f", "lavfi", "-i", f"anullsrc=r=44100:cl=mono:d={seg.seconds}"]
+        filters += f";[1:a]atrim=0:{seg.seconds}[a]"
+    out = work / f"seg{index:03d}.mp4"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-y", "-loglevel", "error", *inputs, "-filter_complex", filters,
+         "-map", "[v]", "-map", "[a]", "-t", str(seg.seconds), "-c:v", "libx264", "-preset", "veryfast",
+         "-crf", "23", "-g", str(fps * 4), "-c:a", "aac", "-b:a", "96k", "-ac", "1", str(out)],
+        check=True,
+    )
+    return out, speech_len
+
+
+def make_clip(segments: list[Segment], out: Path, *, size: tuple[int, int] = (640, 360), fps: int = 25) -> dict[str, Any]:
+    """Render the clip to `out` and return its ground truth (also written next to it as .truth.json)."""
+    require_tools()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    truth: dict[str, Any] = {"speech": [], "captions": [], "cuts": [], "duration": 0.0}
+    with tempfile.TemporaryDirectory(prefix="heimdex-sample-") as tmp:
+        work = Path(tmp)
+        parts = []
+        t = 0.0
+        for i, seg in enumerate(segments):
+            part, speech_len = _segment(seg, i, work, size, fps)
+            parts.append(part)
+            if i:
+                truth["cuts"].append(round(t, 3))
+            if seg.speech and speech_len:
+                truth["speech"].append({"text": seg.speech, "start": round(t + seg.speech_at, 3),
+                                        "end": round(t + seg.speech_at + speech_len, 3)})
+            if seg.caption:
+                a, b = seg.caption_span or (0.0, seg.seconds)
+                truth["captions"].append({"text": seg.caption, "start": round(t + a, 3), "end": round(t + b, 3)})
+            t += seg.seconds
+        listing = work / "parts.txt"
+        listing.write_text("".join(f"file '{p}'\n" for p in parts))
+        subprocess.run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-f", "concat", "-safe", "0",
+                        "-i", str(listing), "-c", "copy", "-movflags", "+faststart", str(out)], check=True)
+    truth["duration"] = round(t, 3)
+    truth["segments"] = [asdict(s) for s in segments]
+    out.with_suffix(".truth.json").write_text(json.dumps(truth, indent=1))
+    return truth
+
+
+DEMO_CLIPS: dict[str, list[Segment]] = {
+    "harbour_interview.mp4": [
+        Segment(6.0, caption="HARBOUR STORIES", speech="Welcome back to the evening news from the coast."),
+        Segment(9.0, speech="She told us the harbour fire started just after midnight near the fish market."),
+        Segment(8.0, caption="Interview: Maria Lopez, fire chief"),
+        Segment(9.0, speech="Firefighters used sea water pumps to save the old lighthouse."),
+        Segment(7.0, caption="RECORDED 14 MARCH"),
+    ],
+    "kitchen_tutorial.mp4": [
+        Segment(7.0, caption="SOURDOUGH BASICS", speech="Today we are baking bread with a sourdough starter."),
+        Segment(9.0, speech="Fold the dough every thirty minutes and let it rest overnight in the fridge."),
+        Segment(7.0, caption="Oven at 250 degrees"),
+        Segment(8.0, speech="Bake it in a cast iron pot until the crust turns deep brown."),
+    ],
+    "city_council.mp4": [
+        Segment(8.0, caption="CITY COUNCIL MEETING", speech="The council voted to build a new bicycle bridge."),
+        Segment(9.0, speech="Construction will begin in the spring and cost four million dollars."),
+        Segment(6.0, caption="Budget vote passed"),
+        Segment(8.0, speech="Residents asked for more street lights along the river path."),
+    ],
+}
+
+
+def make_samples(out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    made = []
+    for name, segments in DEMO_CLIPS.items():
+        path = out_dir / name
+        if not path.exists():
+            make_clip(segments, path)
+        made.append(path)
+    return made

@@ -1,0 +1,109 @@
+"""Scenes, the unit of search: shots, with long shots split at pauses in speech.
+
+A shot longer than `max_s` is split into windows of `min_s`..`max_s` seconds, cutting at the widest
+gap between words in that range so that a sentence stays whole where possible. Words belong to the
+scene that holds their midpoint; on-screen text and image vectors come from the keyframes that
+overlap the scene.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Scene:
+    start: float
+    end: float
+    words: list[dict[str, Any]] = field(default_factory=list)
+    ocr: list[str] = field(default_factory=list)
+    keyframes: list[int] = field(default_factory=list)
+    thumb: str | None = None
+    image_vec: list[float] | None = None
+
+    @property
+    def transcript(self) -> str:
+        return " ".join(w["w"] for w in self.words)
+
+    @property
+    def ocr_text(self) -> str:
+        return " ".join(self.ocr)
+
+    @property
+    def text(self) -> str:
+        return " ".join(t for t in (self.transcript, self.ocr_text) if t)
+
+
+def split_points(start: float, end: float, words: list[dict[str, Any]], min_s: float, max_s: float) -> list[float]:
+    """Interior cut times for one shot."""
+    cuts: list[float] = []
+    cur = start
+    while end - cur > max_s:
+        lo, hi = cur + min_s, min(cur + max_s, end - min_s)
+        best, best_gap = None, -1.0
+        for a, b in zip(words, words[1:], strict=False):
+            gap_mid = (a["e"] + b["s"]) / 2
+            if lo <= gap_mid <= hi and b["s"] - a["e"] >= best_gap:
+                best, best_gap = gap_mid, b["s"] - a["e"]
+        if best is None:
+            # No pause in range: cut at the limit, moved off any word that straddles it.
+            best = hi
+            for w in words:
+                if w["s"] < best < w["e"]:
+                    best = w["s"] if w["s"] > lo else min(w["e"], end)
+                    break
+        if best >= end - 1e-3:
+            break
+        cuts.append(best)
+        cur = best
+    return cuts
+
+
+def merge_readings(readings: list[str]) -> list[str]:
+    """Distinct on-screen texts: a reading contained in a longer one (a caption read twice, once
+    cut short) is dropped; order of first appearance is kept."""
+    distinct = list(dict.fromkeys(r.strip() for r in readings if r.strip()))
+    return [r for r in distinct if not any(r != o and r.lower() in o.lower() for o in distinct)]
+
+
+def build_scenes(
+    shots: list[dict[str, float]],
+    words: list[dict[str, Any]],
+    keyframes: list[dict[str, Any]],
+    ocr_by_keyframe: dict[int, str],
+    vectors: list[list[float]] | None,
+    *,
+    min_s: float,
+    max_s: float,
+) -> list[Scene]:
+    scenes: list[Scene] = []
+    for shot in shots:
+        inside = [w for w in words if shot["start"] <= (w["s"] + w["e"]) / 2 < shot["end"]]
+        bounds = [shot["start"], *split_points(shot["start"], shot["end"], inside, min_s, max_s), shot["end"]]
+        scenes.extend(Scene(a, b) for a, b in zip(bounds, bounds[1:], strict=False))
+    if not scenes:
+        return scenes
+    starts = np.array([s.start for s in scenes])
+    for w in words:
+        i = max(0, int(np.searchsorted(starts, (w["s"] + w["e"]) / 2, side="right")) - 1)
+        scenes[i].words.append(w)
+    for scene in scenes:
+        overlapping = [
+            (min(scene.end, kf["end"]) - max(scene.start, kf["start"]), kf)
+            for kf in keyframes
+            if kf["start"] < scene.end and kf["end"] > scene.start
+        ]
+        if not overlapping:
+            continue
+        overlapping.sort(key=lambda pair: (-pair[0], -pair[1]["sharpness"]))
+        scene.keyframes = sorted(kf["index"] for _, kf in overlapping)
+        scene.thumb = overlapping[0][1]["thumb"]
+        scene.ocr = merge_readings([ocr_by_keyframe.get(idx, "") for idx in scene.keyframes])
+        if vectors:
+            mean = np.mean([vectors[i] for i in scene.keyframes], axis=0)
+            norm = float(np.linalg.norm(mean))
+            scene.image_vec = (mean / norm).tolist() if norm > 0 else None
+    return scenes
