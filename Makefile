@@ -2,9 +2,9 @@
 VENV  := .venv
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
-HOME_DIR ?= $(CURDIR)/.heimdex
 SAMPLES  := $(CURDIR)/samples
-export HEIMDEX_HOME ?= $(HOME_DIR)
+# State goes to HEIMDEX_HOME (default: ~/.local/share/heimdex, /var/lib/heimdex for root), so the
+# CLI finds the demo's index afterwards without any variable set.
 
 .PHONY: setup demo test lint bench clean
 
@@ -34,4 +34,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_index.py
 
 clean:
-	rm -rf $(HOME_DIR) $(SAMPLES) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(SAMPLES) .pytest_cache .mypy_cache .ruff_cache

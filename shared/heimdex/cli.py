@@ -51,7 +51,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         print("no video files found", file=sys.stderr)
         return EXIT_FAILED
     engine = _engine(args)
-    bar = tqdm(total=len(paths), unit="file", desc="indexing", file=sys.stderr, dynamic_ncols=True)
+    # The bar goes to stderr when it is a terminal; one result line per file goes to stdout.
+    bar = tqdm(total=len(paths), unit="file", desc="indexing", file=sys.stderr, dynamic_ncols=True, disable=None)
     failed = 0
 
     def finished(item: Any) -> None:
@@ -64,7 +65,7 @@ def cmd_index(args: argparse.Namespace) -> int:
             detail = item.error or ""
         failed += status != "ready"
         mark = "ok  " if status == "ready" else "FAIL"
-        bar.write(f"{mark} {status:<6} {secs:7.1f}s  {source}" + (f"  ({detail})" if detail else ""))
+        bar.write(f"{mark} {status:<6} {secs:7.1f}s  {source}" + (f"  ({detail})" if detail else ""), file=sys.stdout)
         bar.update(1)
 
     try:

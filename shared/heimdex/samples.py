@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 PALETTE = [
     ("0x1f3b73", "0x3fa7d6"), ("0x7a1f1f", "0xf2a541"), ("0x1d5c3a", "0xa8d672"), ("0x4b2a66", "0xe07bb5"),
@@ -51,68 +53,84 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace(":", "\\:").replace("'", "\u2019").replace("%", "\\%")
 
 
-def _segment(seg: Segment, index: int, work: Path, size: tuple[int, int], fps: int) -> tuple[Path, float | None]:
+def _video_segment(seg: Segment, index: int, frames: int, work: Path, size: tuple[int, int], fps: int) -> Path:
     c0, c1 = PALETTE[(seg.look if seg.look is not None else index) % len(PALETTE)]
     w, h = size
-    video = f"gradients=s={w}x{h}:r={fps}:d={seg.seconds}:c0={c0}:c1={c1}:speed=0.015:seed={index}"
-    filters = "[0:v]format=yuv420p"
+    chain = f"gradients=s={w}x{h}:r={fps}:c0={c0}:c1={c1}:speed=0.015:seed={index},format=yuv420p"
     if seg.caption:
         a, b = seg.caption_span or (0.0, seg.seconds)
-        filters += (f",drawtext=fontfile={FONT}:text='{_escape(seg.caption)}':fontsize={h // 14}:fontcolor=white"
-                    f":box=1:boxcolor=black@0.55:boxborderw=12:x=(w-tw)/2:y=h*0.62:enable='between(t,{a},{b})'")
-    filters += "[v]"
-    inputs = ["-f", "lavfi", "-i", video]
-    speech_len = None
-    if seg.speech:
-        wav = work / f"speech{index}.wav"
-        speech_len = speak(seg.speech, wav)
-        if seg.speech_at + speech_len > seg.seconds:
-            raise ValueError(f"segment {index}: speech ({speech_len:.1f}s) does not fit in {seg.seconds}s")
-        delay = int(seg.speech_at * 1000)
-        inputs += ["-i", str(wav)]
-        filters += f";[1:a]aresample=44100,adelay={delay}:all=1,apad,atrim=0:{seg.seconds}[a]"
-    else:
-        inputs += ["-f", "lavfi", "-i", f"anullsrc=r=44100:cl=mono:d={seg.seconds}"]
-        filters += f";[1:a]atrim=0:{seg.seconds}[a]"
-    out = work / f"seg{index:03d}.mp4"
+        chain += (f",drawtext=fontfile={FONT}:text='{_escape(seg.caption)}':fontsize={h // 14}:fontcolor=white"
+                  f":box=1:boxcolor=black@0.55:boxborderw=12:x=(w-tw)/2:y=h*0.62:enable='between(t,{a},{b})'")
+    out = work / f"seg{index:04d}.mp4"
     subprocess.run(
-        ["ffmpeg", "-nostdin", "-y", "-loglevel", "error", *inputs, "-filter_complex", filters,
-         "-map", "[v]", "-map", "[a]", "-t", str(seg.seconds), "-c:v", "libx264", "-preset", "veryfast",
-         "-crf", "23", "-g", str(fps * 4), "-c:a", "aac", "-b:a", "96k", "-ac", "1", str(out)],
+        ["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-f", "lavfi", "-i", chain, "-frames:v", str(frames),
+         "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-g", str(fps * 4), str(out)],
         check=True,
     )
-    return out, speech_len
+    return out
 
 
 def make_clip(segments: list[Segment], out: Path, *, size: tuple[int, int] = (640, 360), fps: int = 25) -> dict[str, Any]:
-    """Render the clip to `out` and return its ground truth (also written next to it as .truth.json)."""
+    """Render the clip to `out` and return its ground truth (also written next to it as .truth.json).
+
+    Video segments are encoded separately and joined without re-encoding; the sound track is laid
+    out sample-exactly in one buffer, so the truth's times are the file's times. Segment lengths
+    are rounded to whole frames.
+    """
     require_tools()
     out.parent.mkdir(parents=True, exist_ok=True)
     truth: dict[str, Any] = {"speech": [], "captions": [], "cuts": [], "duration": 0.0}
     with tempfile.TemporaryDirectory(prefix="heimdex-sample-") as tmp:
         work = Path(tmp)
-        parts = []
+        parts, sound = [], []  # sound: (start seconds, wav path)
         t = 0.0
         for i, seg in enumerate(segments):
-            part, speech_len = _segment(seg, i, work, size, fps)
-            parts.append(part)
+            frames = max(1, round(seg.seconds * fps))
+            length = frames / fps
+            parts.append(_video_segment(seg, i, frames, work, size, fps))
             if i:
                 truth["cuts"].append(round(t, 3))
-            if seg.speech and speech_len:
+            if seg.speech:
+                wav = work / f"speech{i:04d}.wav"
+                speech_len = speak(seg.speech, wav)
+                if seg.speech_at + speech_len > length:
+                    raise ValueError(f"segment {i}: speech ({speech_len:.1f}s) does not fit in {length}s")
+                sound.append((t + seg.speech_at, wav))
                 truth["speech"].append({"text": seg.speech, "start": round(t + seg.speech_at, 3),
                                         "end": round(t + seg.speech_at + speech_len, 3)})
             if seg.caption:
-                a, b = seg.caption_span or (0.0, seg.seconds)
-                truth["captions"].append({"text": seg.caption, "start": round(t + a, 3), "end": round(t + b, 3)})
-            t += seg.seconds
+                a, b = seg.caption_span or (0.0, length)
+                truth["captions"].append({"text": seg.caption, "start": round(t + a, 3),
+                                          "end": round(t + min(b, length), 3)})
+            t += length
+        track = work / "track.wav"
+        _mix(sound, t, track)
         listing = work / "parts.txt"
         listing.write_text("".join(f"file '{p}'\n" for p in parts))
         subprocess.run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-f", "concat", "-safe", "0",
-                        "-i", str(listing), "-c", "copy", "-movflags", "+faststart", str(out)], check=True)
+                        "-i", str(listing), "-i", str(track), "-map", "0:v", "-map", "1:a", "-c:v", "copy",
+                        "-c:a", "aac", "-b:a", "96k", "-movflags", "+faststart", str(out)], check=True)
     truth["duration"] = round(t, 3)
     truth["segments"] = [asdict(s) for s in segments]
     out.with_suffix(".truth.json").write_text(json.dumps(truth, indent=1))
     return truth
+
+
+def _mix(sound: list[tuple[float, Path]], seconds: float, out: Path, rate: int = 22050) -> None:
+    """One mono 16-bit track of `seconds`, silent except for each wav placed at its start time."""
+    buf = np.zeros(int(round(seconds * rate)), dtype=np.int16)
+    for start, wav_path in sound:
+        with wave.open(str(wav_path)) as wav:
+            if wav.getframerate() != rate or wav.getnchannels() != 1:
+                raise ValueError(f"unexpected speech format in {wav_path}")
+            samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
+        at = int(round(start * rate))
+        buf[at : at + len(samples)] = samples[: len(buf) - at]
+    with wave.open(str(out), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(buf.tobytes())
 
 
 DEMO_CLIPS: dict[str, list[Segment]] = {

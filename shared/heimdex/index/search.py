@@ -57,7 +57,7 @@ def or_query(query: str) -> str:
     """A tsquery source matching any of the query's words, so partial lexical matches still rank
     (ts_rank_cd puts scenes with more of the words first). Words are quoted: never tsquery syntax."""
     words = [w for w in re.findall(r"\w+", query.lower()) if len(w) > 1][:32]
-    return " | ".join(f"'{w}'" for w in words) or "''"
+    return " | ".join(f"'{w}'" for w in words)  # "" is an empty tsquery: no keyword hits
 
 
 def search(
