@@ -21,7 +21,9 @@ JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"
 SPEECH_CLIP = [
     Segment(7.0, speech="The lighthouse keeper repaired the lamp during the storm."),
     Segment(8.0, caption="WEATHER WARNING"),
-    Segment(16.0, speech="Our volunteers planted young oak trees along the quiet valley road.", speech_at=9.0),
+    Segment(
+        16.0, speech="Our volunteers planted young oak trees along the quiet valley road.", speech_at=9.0
+    ),
     Segment(9.0, speech="The museum will open a new dinosaur exhibition next summer."),
     Segment(12.0, caption="NORTHERN RAILWAY ARCHIVE", caption_span=(5.0, 11.0)),
 ]

@@ -7,13 +7,25 @@ from faster_whisper.transcribe import Segment, Word
 from heimdex.stages.asr import clean_segments
 
 
-def seg(text: str, start: float, *, no_speech: float = 0.01, logprob: float = -0.2, ratio: float = 1.2) -> Segment:
+def seg(
+    text: str, start: float, *, no_speech: float = 0.01, logprob: float = -0.2, ratio: float = 1.2
+) -> Segment:
     tokens = text.split()
     step = 0.4
     words = [Word(start + i * step, start + (i + 1) * step, " " + t, 0.9) for i, t in enumerate(tokens)]
-    return Segment(id=0, seek=0, start=start, end=start + step * len(tokens), text=" " + text, tokens=[],
-                   avg_logprob=logprob, compression_ratio=ratio, no_speech_prob=no_speech, words=words,
-                   temperature=0.0)
+    return Segment(
+        id=0,
+        seek=0,
+        start=start,
+        end=start + step * len(tokens),
+        text=" " + text,
+        tokens=[],
+        avg_logprob=logprob,
+        compression_ratio=ratio,
+        no_speech_prob=no_speech,
+        words=words,
+        temperature=0.0,
+    )
 
 
 def test_keeps_normal_speech_with_word_times() -> None:
@@ -23,12 +35,14 @@ def test_keeps_normal_speech_with_word_times() -> None:
 
 
 def test_drops_silence_hallucination_and_loops() -> None:
-    segments, _ = clean_segments([
-        seg("thank you for watching", 0.0, no_speech=0.9, logprob=-1.5),  # invented in silence
-        seg("go go go go go go go go", 5.0, ratio=3.1),  # compression ratio says loop
-        seg("the boat left", 10.0),
-        seg("The boat left.", 12.0),  # verbatim repeat of the previous segment
-    ])
+    segments, _ = clean_segments(
+        [
+            seg("thank you for watching", 0.0, no_speech=0.9, logprob=-1.5),  # invented in silence
+            seg("go go go go go go go go", 5.0, ratio=3.1),  # compression ratio says loop
+            seg("the boat left", 10.0),
+            seg("The boat left.", 12.0),  # verbatim repeat of the previous segment
+        ]
+    )
     assert [s["text"] for s in segments] == ["the boat left"]
 
 

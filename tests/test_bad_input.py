@@ -16,8 +16,10 @@ from heimdex.domain import MediaError
 from heimdex.samples import Segment, make_clip
 from heimdex.stages.probe import probe_file
 
-GOOD = [Segment(6.0, speech="The orchestra rehearsed the symphony in the old cathedral."),
-        Segment(5.0, caption="SPRING CONCERT")]
+GOOD = [
+    Segment(6.0, speech="The orchestra rehearsed the symphony in the old cathedral."),
+    Segment(5.0, caption="SPRING CONCERT"),
+]
 
 
 def make_bad_files(folder: Path, good: Path) -> dict[str, str]:
@@ -28,9 +30,25 @@ def make_bad_files(folder: Path, good: Path) -> dict[str, str]:
     (folder / "notes.mp4").write_text("these are meeting notes, not a video\n" * 50)
     cv2.imwrite(str(folder / "still.png"), np.full((240, 320, 3), 128, np.uint8))
     (folder / "still.png").rename(folder / "still_image.mp4")
-    subprocess.run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-f", "lavfi", "-i",
-                    "sine=frequency=440:duration=3", "-c:a", "aac", "-f", "mp4", str(folder / "audio_only.mp4")],
-                   check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-y",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=3",
+            "-c:a",
+            "aac",
+            "-f",
+            "mp4",
+            str(folder / "audio_only.mp4"),
+        ],
+        check=True,
+    )
     data = good.read_bytes()
     (folder / "header_only.mp4").write_bytes(data[:2048])
     return {
@@ -51,17 +69,28 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[st
     return folder, good, make_bad_files(folder, good)
 
 
-def test_batch_with_broken_files(batch: tuple[Path, Path, dict[str, str]], cli_env: dict[str, str],
-                                 heimdex_cmd: list[str]) -> None:
+def test_batch_with_broken_files(
+    batch: tuple[Path, Path, dict[str, str]], cli_env: dict[str, str], heimdex_cmd: list[str]
+) -> None:
     folder, good, expected = batch
-    run = subprocess.run([*heimdex_cmd, "index", str(folder), "--org", "badbatch"], env=cli_env,
-                         capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [*heimdex_cmd, "index", str(folder), "--org", "badbatch"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 2, run.stderr
     result_lines = [ln for ln in run.stdout.splitlines() if ln.startswith(("ok ", "FAIL"))]
     assert len(result_lines) == len(expected) + 1
 
-    listing = subprocess.run([*heimdex_cmd, "assets", "--json", "--org", "badbatch"], env=cli_env,
-                             capture_output=True, text=True, check=True)
+    listing = subprocess.run(
+        [*heimdex_cmd, "assets", "--json", "--org", "badbatch"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assets = {Path(a["source"]).name: a for a in json.loads(listing.stdout)}
     assert assets["good_concert.mp4"]["status"] == "ready"
     for name, reason in expected.items():
@@ -73,16 +102,28 @@ def test_batch_with_broken_files(batch: tuple[Path, Path, dict[str, str]], cli_e
             assert asset["status"] in ("ready", "failed")
             assert asset["status"] == "ready" or asset["error"]
 
-    hits = json.loads(subprocess.run(
-        [*heimdex_cmd, "search", "orchestra rehearsal in a cathedral", "--json", "--org", "badbatch"],
-        env=cli_env, capture_output=True, text=True, check=True).stdout)
+    hits = json.loads(
+        subprocess.run(
+            [*heimdex_cmd, "search", "orchestra rehearsal in a cathedral", "--json", "--org", "badbatch"],
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     assert hits[0]["source"] == str(good)
 
 
-def test_missing_path_is_reported_not_crashed(tmp_path: Path, cli_env: dict[str, str],
-                                              heimdex_cmd: list[str]) -> None:
-    run = subprocess.run([*heimdex_cmd, "index", str(tmp_path / "nope.mp4"), "--org", "badbatch"], env=cli_env,
-                         capture_output=True, text=True, timeout=120)
+def test_missing_path_is_reported_not_crashed(
+    tmp_path: Path, cli_env: dict[str, str], heimdex_cmd: list[str]
+) -> None:
+    run = subprocess.run(
+        [*heimdex_cmd, "index", str(tmp_path / "nope.mp4"), "--org", "badbatch"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2
     assert "cannot read" in run.stdout
 

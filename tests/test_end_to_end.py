@@ -42,8 +42,9 @@ def wer(reference: list[str], hypothesis: list[str]) -> float:
         ("new dinosaur exhibition at the museum", 2),
     ],
 )
-def test_spoken_sentence_found_at_the_right_time(engine: Engine, corpus: dict[str, Any], query: str,
-                                                  sentence: int) -> None:
+def test_spoken_sentence_found_at_the_right_time(
+    engine: Engine, corpus: dict[str, Any], query: str, sentence: int
+) -> None:
     truth = corpus["truth"][corpus["speech"]]["speech"][sentence]
     hits = engine.search(query, k=5)
     top = hits[0]
@@ -51,14 +52,18 @@ def test_spoken_sentence_found_at_the_right_time(engine: Engine, corpus: dict[st
     assert _covers(top, truth["start"], truth["end"]), (top, truth)
 
 
-@pytest.mark.parametrize(("query", "clip", "caption"), [
-    ("weather warning", "speech", 0),
-    ("northern railway archive", "speech", 1),  # appears 5 s into a 12 s shot, no cut
-    ("chess tournament", "caption", 0),
-    ("final round results", "caption", 1),
-])
-def test_on_screen_text_found_at_the_right_time(engine: Engine, corpus: dict[str, Any], query: str, clip: str,
-                                                caption: int) -> None:
+@pytest.mark.parametrize(
+    ("query", "clip", "caption"),
+    [
+        ("weather warning", "speech", 0),
+        ("northern railway archive", "speech", 1),  # appears 5 s into a 12 s shot, no cut
+        ("chess tournament", "caption", 0),
+        ("final round results", "caption", 1),
+    ],
+)
+def test_on_screen_text_found_at_the_right_time(
+    engine: Engine, corpus: dict[str, Any], query: str, clip: str, caption: int
+) -> None:
     truth = corpus["truth"][corpus[clip]]["captions"][caption]
     top = engine.search(query, k=5)[0]
     assert top["source"] == str(corpus[clip])
@@ -116,27 +121,52 @@ def test_reindexing_never_duplicates(engine: Engine, corpus: dict[str, Any]) -> 
     assert len(keys) == len(set(keys))
 
 
-def test_search_json_from_the_cli(corpus: dict[str, Any], cli_env: dict[str, str], heimdex_cmd: list[str]) -> None:
-    out = subprocess.run([*heimdex_cmd, "search", "dinosaur exhibition", "--json", "--k", "3"],
-                         env=cli_env, capture_output=True, text=True, check=True)
+def test_search_json_from_the_cli(
+    corpus: dict[str, Any], cli_env: dict[str, str], heimdex_cmd: list[str]
+) -> None:
+    out = subprocess.run(
+        [*heimdex_cmd, "search", "dinosaur exhibition", "--json", "--k", "3"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     hits = json.loads(out.stdout)
     assert 1 <= len(hits) <= 3
     assert {"source", "asset_id", "start", "end", "score", "text", "thumbnail"} <= set(hits[0])
     assert hits[0]["source"] == str(corpus["speech"])
     assert isinstance(hits[0]["start"], float) and hits[0]["end"] > hits[0]["start"]
 
-    table = subprocess.run([*heimdex_cmd, "search", "dinosaur exhibition"], env=cli_env, capture_output=True,
-                           text=True, check=True)
+    table = subprocess.run(
+        [*heimdex_cmd, "search", "dinosaur exhibition"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "speech.mp4" in table.stdout and "score" in table.stdout.splitlines()[0]
 
 
-def test_cli_sidecar_by_source_and_by_id(corpus: dict[str, Any], cli_env: dict[str, str],
-                                         heimdex_cmd: list[str]) -> None:
-    by_source = subprocess.run([*heimdex_cmd, "sidecar", str(corpus["caption"])], env=cli_env,
-                               capture_output=True, text=True, check=True)
+def test_cli_sidecar_by_source_and_by_id(
+    corpus: dict[str, Any], cli_env: dict[str, str], heimdex_cmd: list[str]
+) -> None:
+    by_source = subprocess.run(
+        [*heimdex_cmd, "sidecar", str(corpus["caption"])],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     doc = json.loads(by_source.stdout)
-    by_id = subprocess.run([*heimdex_cmd, "sidecar", doc["asset"]["asset_id"]], env=cli_env,
-                           capture_output=True, text=True, check=True)
+    by_id = subprocess.run(
+        [*heimdex_cmd, "sidecar", doc["asset"]["asset_id"]],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert json.loads(by_id.stdout) == doc
-    missing = subprocess.run([*heimdex_cmd, "sidecar", "no-such-asset"], env=cli_env, capture_output=True, text=True)
+    missing = subprocess.run(
+        [*heimdex_cmd, "sidecar", "no-such-asset"], env=cli_env, capture_output=True, text=True
+    )
     assert missing.returncode == 2 and "no indexed asset" in missing.stderr

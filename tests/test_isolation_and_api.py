@@ -26,7 +26,9 @@ def client(engine: Engine, corpus: dict[str, Any]) -> FlaskClient:
 
 def bearer(org: str = "default", **claims: Any) -> dict[str, str]:
     if claims:
-        token = jwt.encode({"org_id": org, "exp": int(time.time()) + 60, **claims}, JWT_SECRET, algorithm="HS256")
+        token = jwt.encode(
+            {"org_id": org, "exp": int(time.time()) + 60, **claims}, JWT_SECRET, algorithm="HS256"
+        )
     else:
         token = issue_token(JWT_SECRET, org)
     return {"Authorization": f"Bearer {token}"}
@@ -45,8 +47,10 @@ def test_rls_hides_other_orgs_even_without_a_filter(engine: Engine, corpus: dict
 
 def test_app_role_cannot_write_into_another_org(engine: Engine, corpus: dict[str, Any]) -> None:
     with pytest.raises(psycopg.errors.InsufficientPrivilege), engine.db.org_tx("intruder") as conn:
-        conn.execute("INSERT INTO assets (org_id, asset_id, source, version, status)"
-                     " VALUES ('default', 'x', '/x', '1', 'ready')")
+        conn.execute(
+            "INSERT INTO assets (org_id, asset_id, source, version, status)"
+            " VALUES ('default', 'x', '/x', '1', 'ready')"
+        )
     with engine.db.org_tx("intruder") as conn:
         deleted = conn.execute("DELETE FROM scenes WHERE org_id = 'default'").rowcount
     assert deleted == 0
@@ -75,18 +79,52 @@ def test_api_search_and_assets(client: FlaskClient, corpus: dict[str, Any]) -> N
     assert client.get("/v1/assets", headers=bearer("intruder")).get_json() == {"assets": []}
 
 
-@pytest.mark.parametrize("headers", [
-    {},
-    {"Authorization": "Bearer"},
-    {"Authorization": "Basic dXNlcjpwYXNz"},
-    {"Authorization": "Bearer not-a-jwt"},
-    {"Authorization": "Bearer " + jwt.encode({"org_id": "default", "exp": int(time.time()) + 60}, "wrong-secret-0123456789abcdef0123456789", algorithm="HS256")},
-    {"Authorization": "Bearer " + jwt.encode({"org_id": "default", "exp": int(time.time()) - 10}, JWT_SECRET, algorithm="HS256")},
-    {"Authorization": "Bearer " + jwt.encode({"org_id": "default"}, JWT_SECRET, algorithm="HS256")},
-    {"Authorization": "Bearer " + jwt.encode({"exp": int(time.time()) + 60}, JWT_SECRET, algorithm="HS256")},
-    {"Authorization": "Bearer " + jwt.encode({"org_id": "../etc", "exp": int(time.time()) + 60}, JWT_SECRET, algorithm="HS256")},
-    {"Authorization": "Bearer " + jwt.encode({"org_id": "default", "exp": int(time.time()) + 60}, None, algorithm="none")},
-], ids=["missing", "empty", "basic", "garbage", "forged", "expired", "no-exp", "no-org", "bad-org", "alg-none"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"Authorization": "Bearer not-a-jwt"},
+        {
+            "Authorization": "Bearer "
+            + jwt.encode(
+                {"org_id": "default", "exp": int(time.time()) + 60},
+                "wrong-secret-0123456789abcdef0123456789",
+                algorithm="HS256",
+            )
+        },
+        {
+            "Authorization": "Bearer "
+            + jwt.encode({"org_id": "default", "exp": int(time.time()) - 10}, JWT_SECRET, algorithm="HS256")
+        },
+        {"Authorization": "Bearer " + jwt.encode({"org_id": "default"}, JWT_SECRET, algorithm="HS256")},
+        {
+            "Authorization": "Bearer "
+            + jwt.encode({"exp": int(time.time()) + 60}, JWT_SECRET, algorithm="HS256")
+        },
+        {
+            "Authorization": "Bearer "
+            + jwt.encode({"org_id": "../etc", "exp": int(time.time()) + 60}, JWT_SECRET, algorithm="HS256")
+        },
+        {
+            "Authorization": "Bearer "
+            + jwt.encode({"org_id": "default", "exp": int(time.time()) + 60}, None, algorithm="none")
+        },
+    ],
+    ids=[
+        "missing",
+        "empty",
+        "basic",
+        "garbage",
+        "forged",
+        "expired",
+        "no-exp",
+        "no-org",
+        "bad-org",
+        "alg-none",
+    ],
+)
 def test_bad_tokens_get_401(client: FlaskClient, headers: dict[str, str]) -> None:
     for path in ("/v1/search?q=lighthouse", "/v1/assets"):
         resp = client.get(path, headers=headers)
@@ -95,15 +133,24 @@ def test_bad_tokens_get_401(client: FlaskClient, headers: dict[str, str]) -> Non
         assert resp.headers["WWW-Authenticate"].startswith("Bearer")
 
 
-@pytest.mark.parametrize("query", [
-    {"q": ""}, {"q": "x" * 1001}, {"q": "ok", "k": "0"}, {"q": "ok", "k": "abc"}, {"q": "ok", "k": "101"},
-    {"q": "a\x00b"},
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"q": ""},
+        {"q": "x" * 1001},
+        {"q": "ok", "k": "0"},
+        {"q": "ok", "k": "abc"},
+        {"q": "ok", "k": "101"},
+        {"q": "a\x00b"},
+    ],
+)
 def test_bad_parameters_get_400(client: FlaskClient, query: dict[str, str]) -> None:
     assert client.get("/v1/search", query_string=query, headers=bearer()).status_code == 400
 
 
-@pytest.mark.parametrize("q", ["'; DROP TABLE scenes; --", "a & b | !c", "::vector", "\\", "é ü 火事", "(((", "' OR 1=1"])
+@pytest.mark.parametrize(
+    "q", ["'; DROP TABLE scenes; --", "a & b | !c", "::vector", "\\", "é ü 火事", "(((", "' OR 1=1"]
+)
 def test_hostile_queries_are_parameters(client: FlaskClient, engine: Engine, q: str) -> None:
     resp = client.get("/v1/search", query_string={"q": q}, headers=bearer())
     assert resp.status_code == 200

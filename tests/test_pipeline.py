@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 from concurrent.futures import ThreadPoolExecutor
 
 from heimdex.domain import AssetRef, make_asset_id
@@ -41,9 +43,13 @@ def test_fan_in_is_enqueued_exactly_once_under_concurrency(engine: Engine) -> No
         for stage in ("asr", "ocr", "vision"):
             jobs.stage_started(ref, stage)
         with ThreadPoolExecutor(3) as pool:
-            enqueued = list(pool.map(lambda s, r=ref: jobs.stage_finished(r, s, status="done", seconds=0.1),
-                                     ["asr", "ocr", "vision"]))
-        assert sorted(sum(enqueued, [])) == ["index"]
+            enqueued = list(
+                pool.map(
+                    lambda s, r=ref: jobs.stage_finished(r, s, status="done", seconds=0.1),
+                    ["asr", "ocr", "vision"],
+                )
+            )
+        assert sorted(functools.reduce(operator.iadd, enqueued, [])) == ["index"]
         # A duplicate delivery of a finished stage enqueues nothing.
         assert jobs.stage_finished(ref, "asr", status="done", seconds=0.1) == []
 

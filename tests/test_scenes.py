@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from heimdex.scenes import build_scenes, merge_readings, split_points
 
 
@@ -29,7 +31,7 @@ def test_without_pauses_the_cut_avoids_splitting_a_word() -> None:
 def test_no_tiny_trailing_scene() -> None:
     cuts = split_points(0.0, 10.5, [], 2.0, 10.0)
     bounds = [0.0, *cuts, 10.5]
-    assert min(b - a for a, b in zip(bounds, bounds[1:], strict=False)) >= 2.0
+    assert min(b - a for a, b in itertools.pairwise(bounds)) >= 2.0
 
 
 def test_build_scenes_assigns_words_ocr_and_thumbs() -> None:
@@ -39,8 +41,9 @@ def test_build_scenes_assigns_words_ocr_and_thumbs() -> None:
         {"index": 0, "start": 0.0, "end": 5.0, "sharpness": 10.0, "thumb": "t0"},
         {"index": 1, "start": 5.0, "end": 9.0, "sharpness": 10.0, "thumb": "t1"},
     ]
-    scenes = build_scenes(shots, words, keyframes, {1: "EXIT SIGN"}, [[1.0, 0.0], [0.0, 1.0]],
-                          min_s=2.0, max_s=10.0)
+    scenes = build_scenes(
+        shots, words, keyframes, {1: "EXIT SIGN"}, [[1.0, 0.0], [0.0, 1.0]], min_s=2.0, max_s=10.0
+    )
     assert [s.transcript for s in scenes] == ["hello", "there"]
     assert scenes[1].ocr_text == "EXIT SIGN" and scenes[1].text == "there EXIT SIGN"
     assert [s.thumb for s in scenes] == ["t0", "t1"]

@@ -17,8 +17,15 @@ CUT_CLIP = [Segment(3.0), Segment(2.5), Segment(4.0), Segment(1.5), Segment(3.0)
 
 def test_cuts_match_the_known_cuts(tmp_path: Path) -> None:
     truth = make_clip(CUT_CLIP, tmp_path / "cuts.mp4")
-    cuts, candidates, last_t, bad = scan(str(tmp_path / "cuts.mp4"), fps_hint=25.0, rotation=0, threshold=27.0,
-                                         detect_width=256, sample_fps=2.0, thumb_width=320)
+    cuts, candidates, last_t, bad = scan(
+        str(tmp_path / "cuts.mp4"),
+        fps_hint=25.0,
+        rotation=0,
+        threshold=27.0,
+        detect_width=256,
+        sample_fps=2.0,
+        thumb_width=320,
+    )
     assert bad == 0
     assert len(cuts) == len(truth["cuts"])
     for found, expected in zip(cuts, truth["cuts"], strict=True):

@@ -52,7 +52,9 @@ def cmd_index(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     engine = _engine(args)
     # The bar goes to stderr when it is a terminal; one result line per file goes to stdout.
-    bar = tqdm(total=len(paths), unit="file", desc="indexing", file=sys.stderr, dynamic_ncols=True, disable=None)
+    bar = tqdm(
+        total=len(paths), unit="file", desc="indexing", file=sys.stderr, dynamic_ncols=True, disable=None
+    )
     failed = 0
 
     def finished(item: Any) -> None:
@@ -65,7 +67,10 @@ def cmd_index(args: argparse.Namespace) -> int:
             detail = item.error or ""
         failed += status != "ready"
         mark = "ok  " if status == "ready" else "FAIL"
-        bar.write(f"{mark} {status:<6} {secs:7.1f}s  {source}" + (f"  ({detail})" if detail else ""), file=sys.stdout)
+        bar.write(
+            f"{mark} {status:<6} {secs:7.1f}s  {source}" + (f"  ({detail})" if detail else ""),
+            file=sys.stdout,
+        )
         bar.update(1)
 
     try:
@@ -91,8 +96,13 @@ def cmd_search(args: argparse.Namespace) -> int:
         return EXIT_OK
     width = shutil.get_terminal_size((120, 20)).columns
     rows = [
-        [str(i), f"{h['score']:.4f}", f"{clock(h['start'])}-{clock(h['end'])}", Path(h["source"]).name,
-         textwrap.shorten(h["text"] or "(no text)", max(20, width - 60), placeholder="...")]
+        [
+            str(i),
+            f"{h['score']:.4f}",
+            f"{clock(h['start'])}-{clock(h['end'])}",
+            Path(h["source"]).name,
+            textwrap.shorten(h["text"] or "(no text)", max(20, width - 60), placeholder="..."),
+        ]
         for i, h in enumerate(hits, 1)
     ]
     print(table(rows, ["#", "score", "time", "file", "text"]))
@@ -109,8 +119,14 @@ def cmd_assets(args: argparse.Namespace) -> int:
         print(json.dumps(assets, ensure_ascii=False, indent=1))
         return EXIT_OK
     rows = [
-        [a["status"], clock(a["duration"] or 0), str(a["scenes"]), a["asset_id"][:12], a["source"],
-         a["error"] or ""]
+        [
+            a["status"],
+            clock(a["duration"] or 0),
+            str(a["scenes"]),
+            a["asset_id"][:12],
+            a["source"],
+            a["error"] or "",
+        ]
         for a in assets
     ]
     print(table(rows, ["status", "length", "scenes", "asset", "source", "error"]))
@@ -162,7 +178,9 @@ def cmd_samples(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="heimdex", description="Search video archives by what is said, shown and written.")
+    p = argparse.ArgumentParser(
+        prog="heimdex", description="Search video archives by what is said, shown and written."
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     def org(sp: argparse.ArgumentParser) -> None:

@@ -31,7 +31,9 @@ class Settings(BaseSettings):
     db_shared_buffers: str = "256MB"
     db_pool_size: int = 8
     text_dim: int = Field(default=384, description="Width of scenes.text_vec, fixed when the schema is made.")
-    image_dim: int = Field(default=512, description="Width of scenes.image_vec, fixed when the schema is made.")
+    image_dim: int = Field(
+        default=512, description="Width of scenes.image_vec, fixed when the schema is made."
+    )
     org: str = "default"
     jwt_secret: str | None = Field(default=None, description="HS256 secret for API tokens.")
     jwt_audience: str | None = None
@@ -71,4 +73,3 @@ class Settings(BaseSettings):
     @property
     def pgdata(self) -> Path:
         return self.home / "pg"
-

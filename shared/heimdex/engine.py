@@ -25,8 +25,23 @@ from heimdex.runner import JobResult, LocalDispatcher
 from heimdex.stages.context import StageContext
 
 VIDEO_EXTENSIONS = {
-    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".flv", ".mpg", ".mpeg", ".mts", ".m2ts",
-    ".ts", ".3gp", ".mxf", ".ogv", ".dv",
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".avi",
+    ".wmv",
+    ".flv",
+    ".mpg",
+    ".mpeg",
+    ".mts",
+    ".m2ts",
+    ".ts",
+    ".3gp",
+    ".mxf",
+    ".ogv",
+    ".dv",
 }
 
 
@@ -36,11 +51,15 @@ def expand_paths(paths: Iterable[str]) -> list[Path]:
     for raw in paths:
         path = Path(raw).expanduser().absolute()
         if path.is_dir():
-            out.extend(sorted(
-                p for p in path.rglob("*")
-                if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            ))
+            out.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.is_file()
+                    and p.suffix.lower() in VIDEO_EXTENSIONS
+                    and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                )
+            )
         else:
             out.append(path)
     return list(dict.fromkeys(out))
@@ -70,17 +89,29 @@ class Engine:
     # -- indexing ---------------------------------------------------------------------------------
 
     def context(self, ref: AssetRef) -> StageContext:
-        return StageContext(ref=ref, settings=self.settings, derived=self.derived, sources=self.sources,
-                            models=self.models, db=self.db)
+        return StageContext(
+            ref=ref,
+            settings=self.settings,
+            derived=self.derived,
+            sources=self.sources,
+            models=self.models,
+            db=self.db,
+        )
 
     def asset_ref(self, path: Path, org: str) -> AssetRef:
         source = str(path)
         info = self.sources.stat(source)
         return AssetRef(org, make_asset_id(org, source, info.version), source, info.version)
 
-    def index(self, paths: Iterable[Path], *, org: str | None = None, force: bool = False,
-              on_start: Callable[[int], None] | None = None,
-              on_finish: Callable[[JobResult | Skipped], None] | None = None) -> list[JobResult | Skipped]:
+    def index(
+        self,
+        paths: Iterable[Path],
+        *,
+        org: str | None = None,
+        force: bool = False,
+        on_start: Callable[[int], None] | None = None,
+        on_finish: Callable[[JobResult | Skipped], None] | None = None,
+    ) -> list[JobResult | Skipped]:
         org = validate_org(org or self.settings.org)
         done: list[JobResult | Skipped] = []
         todo: list[AssetRef] = []
@@ -99,8 +130,13 @@ class Engine:
         for item in done:
             if on_finish:
                 on_finish(item)
-        dispatcher = LocalDispatcher(self.context, self.jobs, workers=self.settings.workers,
-                                     max_attempts=self.settings.max_attempts, on_finish=on_finish)
+        dispatcher = LocalDispatcher(
+            self.context,
+            self.jobs,
+            workers=self.settings.workers,
+            max_attempts=self.settings.max_attempts,
+            on_finish=on_finish,
+        )
         try:
             for ref in todo:
                 dispatcher.submit(ref)
@@ -119,14 +155,23 @@ class Engine:
 
     # -- queries ----------------------------------------------------------------------------------
 
-    def search(self, query: str, *, org: str | None = None, k: int = 10,
-               source: str | None = None) -> list[dict[str, Any]]:
+    def search(
+        self, query: str, *, org: str | None = None, k: int = 10, source: str | None = None
+    ) -> list[dict[str, Any]]:
         org = validate_org(org or self.settings.org)
         text_vec = self.models.embed_texts([query])[0].astype(np.float32)
         image_vec, image_model = self._clip_query(query)
         with self.db.org_tx(org) as conn:
-            rows = search_sql.search(conn, query, text_vec=text_vec, text_model=self.models.text_name,
-                                     image_vec=image_vec, image_model=image_model, k=k, source=source)
+            rows = search_sql.search(
+                conn,
+                query,
+                text_vec=text_vec,
+                text_model=self.models.text_name,
+                image_vec=image_vec,
+                image_model=image_model,
+                k=k,
+                source=source,
+            )
         return [self._hit(r) for r in rows]
 
     def _clip_query(self, query: str) -> tuple[np.ndarray | None, str | None]:
@@ -143,8 +188,12 @@ class Engine:
     def _hit(self, row: dict[str, Any]) -> dict[str, Any]:
         text = " ".join(t for t in (row["transcript"], row["ocr_text"]) if t)
         return {
-            "source": row["source"], "asset_id": row["asset_id"], "start": round(row["start_s"], 2),
-            "end": round(row["end_s"], 2), "score": round(float(row["score"]), 6), "text": text,
+            "source": row["source"],
+            "asset_id": row["asset_id"],
+            "start": round(row["start_s"], 2),
+            "end": round(row["end_s"], 2),
+            "score": round(float(row["score"]), 6),
+            "text": text,
             "thumbnail": self.derived.url(row["thumbnail"]) if row["thumbnail"] else None,
             "link": f"{Path(row['source']).as_uri()}#t={row['start_s']:.1f}",
         }
@@ -153,8 +202,14 @@ class Engine:
         with self.db.org_tx(validate_org(org or self.settings.org)) as conn:
             rows = store.list_assets(conn)
         return [
-            {"source": r["source"], "asset_id": r["asset_id"], "status": r["status"], "error": r["error"],
-             "duration": r["duration"], "scenes": r["scenes"]}
+            {
+                "source": r["source"],
+                "asset_id": r["asset_id"],
+                "status": r["status"],
+                "error": r["error"],
+                "duration": r["duration"],
+                "scenes": r["scenes"],
+            }
             for r in rows
         ]
 

@@ -44,13 +44,18 @@ def run_stage(ctx: StageContext, jobs: JobStore, stage: str, *, max_attempts: in
         return Outcome("failed", error=str(exc))
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
-        log.warning("stage error", exc_info=True,
-                    extra={"job": ref.job_id, "stage": stage, "attempt": attempt, "error": reason})
+        log.warning(
+            "stage error",
+            exc_info=True,
+            extra={"job": ref.job_id, "stage": stage, "attempt": attempt, "error": reason},
+        )
         if attempt < max_attempts:
             return Outcome("retry", error=reason)
         jobs.job_failed(ref, stage, f"{reason} (after {attempt} attempts)")
         return Outcome("failed", error=reason)
     seconds = time.perf_counter() - started
-    log.info("stage finished", extra={"job": ref.job_id, "stage": stage, "status": status,
-                                      "seconds": round(seconds, 3)})
+    log.info(
+        "stage finished",
+        extra={"job": ref.job_id, "stage": stage, "status": status, "seconds": round(seconds, 3)},
+    )
     return Outcome(status, jobs.stage_finished(ref, stage, status=status, seconds=seconds, note=note))

@@ -47,7 +47,8 @@ FINISHED = ("done", "skipped")
 def ready_stages(stage_states: dict[str, dict[str, Any]]) -> list[str]:
     """Stages not yet started whose needs are all finished, in declaration order."""
     return [
-        s.name for s in PIPELINE
+        s.name
+        for s in PIPELINE
         if s.name not in stage_states
         and all(stage_states.get(n, {}).get("status") in FINISHED for n in s.needs)
     ]
@@ -64,8 +65,9 @@ class JobStore(Protocol):
         """Record an attempt; returns the attempt number (1-based)."""
         ...
 
-    def stage_finished(self, ref: AssetRef, stage: str, *, status: str, seconds: float,
-                       note: str | None = None) -> list[str]:
+    def stage_finished(
+        self, ref: AssetRef, stage: str, *, status: str, seconds: float, note: str | None = None
+    ) -> list[str]:
         """Mark a stage done/skipped; returns the stages this call must enqueue (each exactly once)."""
         ...
 

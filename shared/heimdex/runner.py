@@ -38,8 +38,15 @@ class JobResult:
 
 
 class LocalDispatcher:
-    def __init__(self, make_context: Callable[[AssetRef], StageContext], jobs: JobStore, *, workers: int,
-                 max_attempts: int, on_finish: Callable[[JobResult], None] | None = None) -> None:
+    def __init__(
+        self,
+        make_context: Callable[[AssetRef], StageContext],
+        jobs: JobStore,
+        *,
+        workers: int,
+        max_attempts: int,
+        on_finish: Callable[[JobResult], None] | None = None,
+    ) -> None:
         self.make_context = make_context
         self.jobs = jobs
         self.max_attempts = max_attempts

@@ -21,8 +21,14 @@ import numpy as np
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 PALETTE = [
-    ("0x1f3b73", "0x3fa7d6"), ("0x7a1f1f", "0xf2a541"), ("0x1d5c3a", "0xa8d672"), ("0x4b2a66", "0xe07bb5"),
-    ("0x3d3d3d", "0xd9d9d9"), ("0x0f5257", "0xf25f5c"), ("0x5c4b1d", "0x70c1b3"), ("0x102a43", "0xffe066"),
+    ("0x1f3b73", "0x3fa7d6"),
+    ("0x7a1f1f", "0xf2a541"),
+    ("0x1d5c3a", "0xa8d672"),
+    ("0x4b2a66", "0xe07bb5"),
+    ("0x3d3d3d", "0xd9d9d9"),
+    ("0x0f5257", "0xf25f5c"),
+    ("0x5c4b1d", "0x70c1b3"),
+    ("0x102a43", "0xffe066"),
 ]
 
 
@@ -39,12 +45,15 @@ class Segment:
 def require_tools() -> None:
     missing = [t for t in ("ffmpeg", "espeak-ng") if shutil.which(t) is None]
     if missing:
-        raise RuntimeError(f"missing tools for sample clips: {', '.join(missing)} (apt-get install ffmpeg espeak-ng)")
+        raise RuntimeError(
+            f"missing tools for sample clips: {', '.join(missing)} (apt-get install ffmpeg espeak-ng)"
+        )
 
 
 def speak(text: str, out: Path, voice: str = "en-us", wpm: int = 160) -> float:
-    subprocess.run(["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(out), text], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(out), text], check=True, capture_output=True
+    )
     with wave.open(str(out)) as wav:
         return wav.getnframes() / wav.getframerate()
 
@@ -53,24 +62,50 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace(":", "\\:").replace("'", "\u2019").replace("%", "\\%")
 
 
-def _video_segment(seg: Segment, index: int, frames: int, work: Path, size: tuple[int, int], fps: int) -> Path:
+def _video_segment(
+    seg: Segment, index: int, frames: int, work: Path, size: tuple[int, int], fps: int
+) -> Path:
     c0, c1 = PALETTE[(seg.look if seg.look is not None else index) % len(PALETTE)]
     w, h = size
     chain = f"gradients=s={w}x{h}:r={fps}:c0={c0}:c1={c1}:speed=0.015:seed={index},format=yuv420p"
     if seg.caption:
         a, b = seg.caption_span or (0.0, seg.seconds)
-        chain += (f",drawtext=fontfile={FONT}:text='{_escape(seg.caption)}':fontsize={h // 14}:fontcolor=white"
-                  f":box=1:boxcolor=black@0.55:boxborderw=12:x=(w-tw)/2:y=h*0.62:enable='between(t,{a},{b})'")
+        chain += (
+            f",drawtext=fontfile={FONT}:text='{_escape(seg.caption)}':fontsize={h // 14}:fontcolor=white"
+            f":box=1:boxcolor=black@0.55:boxborderw=12:x=(w-tw)/2:y=h*0.62:enable='between(t,{a},{b})'"
+        )
     out = work / f"seg{index:04d}.mp4"
     subprocess.run(
-        ["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-f", "lavfi", "-i", chain, "-frames:v", str(frames),
-         "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-g", str(fps * 4), str(out)],
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-y",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            chain,
+            "-frames:v",
+            str(frames),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            "23",
+            "-g",
+            str(fps * 4),
+            str(out),
+        ],
         check=True,
     )
     return out
 
 
-def make_clip(segments: list[Segment], out: Path, *, size: tuple[int, int] = (640, 360), fps: int = 25) -> dict[str, Any]:
+def make_clip(
+    segments: list[Segment], out: Path, *, size: tuple[int, int] = (640, 360), fps: int = 25
+) -> dict[str, Any]:
     """Render the clip to `out` and return its ground truth (also written next to it as .truth.json).
 
     Video segments are encoded separately and joined without re-encoding; the sound track is laid
@@ -96,20 +131,54 @@ def make_clip(segments: list[Segment], out: Path, *, size: tuple[int, int] = (64
                 if seg.speech_at + speech_len > length:
                     raise ValueError(f"segment {i}: speech ({speech_len:.1f}s) does not fit in {length}s")
                 sound.append((t + seg.speech_at, wav))
-                truth["speech"].append({"text": seg.speech, "start": round(t + seg.speech_at, 3),
-                                        "end": round(t + seg.speech_at + speech_len, 3)})
+                truth["speech"].append(
+                    {
+                        "text": seg.speech,
+                        "start": round(t + seg.speech_at, 3),
+                        "end": round(t + seg.speech_at + speech_len, 3),
+                    }
+                )
             if seg.caption:
                 a, b = seg.caption_span or (0.0, length)
-                truth["captions"].append({"text": seg.caption, "start": round(t + a, 3),
-                                          "end": round(t + min(b, length), 3)})
+                truth["captions"].append(
+                    {"text": seg.caption, "start": round(t + a, 3), "end": round(t + min(b, length), 3)}
+                )
             t += length
         track = work / "track.wav"
         _mix(sound, t, track)
         listing = work / "parts.txt"
         listing.write_text("".join(f"file '{p}'\n" for p in parts))
-        subprocess.run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-f", "concat", "-safe", "0",
-                        "-i", str(listing), "-i", str(track), "-map", "0:v", "-map", "1:a", "-c:v", "copy",
-                        "-c:a", "aac", "-b:a", "96k", "-movflags", "+faststart", str(out)], check=True)
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-y",
+                "-loglevel",
+                "error",
+                "-f",
+                "concat",
+                "-safe",
+                "0",
+                "-i",
+                str(listing),
+                "-i",
+                str(track),
+                "-map",
+                "0:v",
+                "-map",
+                "1:a",
+                "-c:v",
+                "copy",
+                "-c:a",
+                "aac",
+                "-b:a",
+                "96k",
+                "-movflags",
+                "+faststart",
+                str(out),
+            ],
+            check=True,
+        )
     truth["duration"] = round(t, 3)
     truth["segments"] = [asdict(s) for s in segments]
     out.with_suffix(".truth.json").write_text(json.dumps(truth, indent=1))
@@ -118,13 +187,13 @@ def make_clip(segments: list[Segment], out: Path, *, size: tuple[int, int] = (64
 
 def _mix(sound: list[tuple[float, Path]], seconds: float, out: Path, rate: int = 22050) -> None:
     """One mono 16-bit track of `seconds`, silent except for each wav placed at its start time."""
-    buf = np.zeros(int(round(seconds * rate)), dtype=np.int16)
+    buf = np.zeros(round(seconds * rate), dtype=np.int16)
     for start, wav_path in sound:
         with wave.open(str(wav_path)) as wav:
             if wav.getframerate() != rate or wav.getnchannels() != 1:
                 raise ValueError(f"unexpected speech format in {wav_path}")
             samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
-        at = int(round(start * rate))
+        at = round(start * rate)
         buf[at : at + len(samples)] = samples[: len(buf) - at]
     with wave.open(str(out), "wb") as wav:
         wav.setnchannels(1)
@@ -142,13 +211,17 @@ DEMO_CLIPS: dict[str, list[Segment]] = {
         Segment(7.0, caption="RECORDED 14 MARCH"),
     ],
     "kitchen_tutorial.mp4": [
-        Segment(7.0, caption="SOURDOUGH BASICS", speech="Today we are baking bread with a sourdough starter."),
+        Segment(
+            7.0, caption="SOURDOUGH BASICS", speech="Today we are baking bread with a sourdough starter."
+        ),
         Segment(9.0, speech="Fold the dough every thirty minutes and let it rest overnight in the fridge."),
         Segment(7.0, caption="Oven at 250 degrees"),
         Segment(8.0, speech="Bake it in a cast iron pot until the crust turns deep brown."),
     ],
     "city_council.mp4": [
-        Segment(8.0, caption="CITY COUNCIL MEETING", speech="The council voted to build a new bicycle bridge."),
+        Segment(
+            8.0, caption="CITY COUNCIL MEETING", speech="The council voted to build a new bicycle bridge."
+        ),
         Segment(9.0, speech="Construction will begin in the spring and cost four million dollars."),
         Segment(6.0, caption="Budget vote passed"),
         Segment(8.0, speech="Residents asked for more street lights along the river path."),

@@ -8,6 +8,7 @@ overlap the scene.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,14 +38,16 @@ class Scene:
         return " ".join(t for t in (self.transcript, self.ocr_text) if t)
 
 
-def split_points(start: float, end: float, words: list[dict[str, Any]], min_s: float, max_s: float) -> list[float]:
+def split_points(
+    start: float, end: float, words: list[dict[str, Any]], min_s: float, max_s: float
+) -> list[float]:
     """Interior cut times for one shot."""
     cuts: list[float] = []
     cur = start
     while end - cur > max_s:
         lo, hi = cur + min_s, min(cur + max_s, end - min_s)
         best, best_gap = None, -1.0
-        for a, b in zip(words, words[1:], strict=False):
+        for a, b in itertools.pairwise(words):
             gap_mid = (a["e"] + b["s"]) / 2
             if lo <= gap_mid <= hi and b["s"] - a["e"] >= best_gap:
                 best, best_gap = gap_mid, b["s"] - a["e"]
@@ -83,7 +86,7 @@ def build_scenes(
     for shot in shots:
         inside = [w for w in words if shot["start"] <= (w["s"] + w["e"]) / 2 < shot["end"]]
         bounds = [shot["start"], *split_points(shot["start"], shot["end"], inside, min_s, max_s), shot["end"]]
-        scenes.extend(Scene(a, b) for a, b in zip(bounds, bounds[1:], strict=False))
+        scenes.extend(Scene(a, b) for a, b in itertools.pairwise(bounds))
     if not scenes:
         return scenes
     starts = np.array([s.start for s in scenes])

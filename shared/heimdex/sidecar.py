@@ -39,20 +39,31 @@ def build(
 ) -> dict[str, Any]:
     doc = {
         "schema_version": SCHEMA_VERSION,
-        "asset": {"org_id": ref.org_id, "asset_id": ref.asset_id, "source": ref.source, "version": ref.version},
+        "asset": {
+            "org_id": ref.org_id,
+            "asset_id": ref.asset_id,
+            "source": ref.source,
+            "version": ref.version,
+        },
         "media": probe,
         "models": models,
         "stages": stages,
         "shots": shots["shots"],
         "keyframes": [
-            {k: kf[k] for k in ("index", "shot", "time", "thumb")} | {"ocr": ocr_by_keyframe.get(kf["index"], "")}
+            {k: kf[k] for k in ("index", "shot", "time", "thumb")}
+            | {"ocr": ocr_by_keyframe.get(kf["index"], "")}
             for kf in shots["keyframes"]
         ],
         "transcript": {k: asr[k] for k in ("segments", "words", "language", "note") if k in asr},
         "scenes": [
             {
-                "index": i, "start": round(s.start, 3), "end": round(s.end, 3), "transcript": s.transcript,
-                "ocr": s.ocr_text, "keyframes": s.keyframes, "thumbnail": s.thumb,
+                "index": i,
+                "start": round(s.start, 3),
+                "end": round(s.end, 3),
+                "transcript": s.transcript,
+                "ocr": s.ocr_text,
+                "keyframes": s.keyframes,
+                "thumbnail": s.thumb,
             }
             for i, s in enumerate(scenes)
         ],

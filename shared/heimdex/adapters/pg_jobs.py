@@ -24,7 +24,9 @@ class PgJobStore:
 
     def create(self, ref: AssetRef, *, restart: bool = False) -> bool:
         with self.db.org_tx(ref.org_id) as conn:
-            row = conn.execute("SELECT status FROM jobs WHERE job_id = %s FOR UPDATE", (ref.job_id,)).fetchone()
+            row = conn.execute(
+                "SELECT status FROM jobs WHERE job_id = %s FOR UPDATE", (ref.job_id,)
+            ).fetchone()
             if row is not None and row[0] == "running" and not restart:
                 return False
             stages = json.dumps({FIRST: {"status": "queued"}})
@@ -40,14 +42,19 @@ class PgJobStore:
 
     @staticmethod
     def _lock(conn: Any, ref: AssetRef) -> tuple[dict[str, dict[str, Any]], str | None]:
-        row = conn.execute("SELECT stages, status FROM jobs WHERE job_id = %s FOR UPDATE", (ref.job_id,)).fetchone()
+        row = conn.execute(
+            "SELECT stages, status FROM jobs WHERE job_id = %s FOR UPDATE", (ref.job_id,)
+        ).fetchone()
         return (row[0], row[1]) if row else ({}, None)
 
     @staticmethod
-    def _save(conn: Any, ref: AssetRef, stages: dict[str, Any], status: str = "running",
-              error: str | None = None) -> None:
-        conn.execute("UPDATE jobs SET stages = %s, status = %s, error = %s, updated_at = now() WHERE job_id = %s",
-                     (json.dumps(stages), status, error, ref.job_id))
+    def _save(
+        conn: Any, ref: AssetRef, stages: dict[str, Any], status: str = "running", error: str | None = None
+    ) -> None:
+        conn.execute(
+            "UPDATE jobs SET stages = %s, status = %s, error = %s, updated_at = now() WHERE job_id = %s",
+            (json.dumps(stages), status, error, ref.job_id),
+        )
 
     def stage_started(self, ref: AssetRef, stage: str) -> int:
         with self.db.org_tx(ref.org_id) as conn:
@@ -59,8 +66,9 @@ class PgJobStore:
             self._save(conn, ref, stages, status)
             return int(state["attempts"])
 
-    def stage_finished(self, ref: AssetRef, stage: str, *, status: str, seconds: float,
-                       note: str | None = None) -> list[str]:
+    def stage_finished(
+        self, ref: AssetRef, stage: str, *, status: str, seconds: float, note: str | None = None
+    ) -> list[str]:
         with self.db.org_tx(ref.org_id) as conn:
             stages, job_status = self._lock(conn, ref)
             if job_status != "running":

@@ -40,8 +40,9 @@ def create_app(engine: Any) -> Flask:
         if request.path in PUBLIC:
             return None
         try:
-            g.org_id = org_from_header(request.headers.get("Authorization"), secret,
-                                       audience=engine.settings.jwt_audience)
+            g.org_id = org_from_header(
+                request.headers.get("Authorization"), secret, audience=engine.settings.jwt_audience
+            )
         except AuthError as exc:
             return _error(401, str(exc))
         return None

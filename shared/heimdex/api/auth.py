@@ -50,7 +50,10 @@ def org_from_header(header: str | None, secret: str, *, audience: str | None = N
         raise AuthError("expected 'Authorization: Bearer <token>'")
     try:
         claims = jwt.decode(
-            token.strip(), secret, algorithms=[ALGORITHM], audience=audience,
+            token.strip(),
+            secret,
+            algorithms=[ALGORITHM],
+            audience=audience,
             options={"require": ["exp", "org_id"], "verify_aud": audience is not None},
         )
     except jwt.PyJWTError as exc:

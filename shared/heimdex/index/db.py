@@ -40,8 +40,10 @@ def start_embedded(settings: Settings) -> str:
     marker = "# heimdex settings"
     if marker not in conf.read_text():
         with conf.open("a") as fh:
-            fh.write(f"\n{marker}\nshared_buffers = '{settings.db_shared_buffers}'\n"
-                     "max_connections = 200\nmaintenance_work_mem = '256MB'\n")
+            fh.write(
+                f"\n{marker}\nshared_buffers = '{settings.db_shared_buffers}'\n"
+                "max_connections = 200\nmaintenance_work_mem = '256MB'\n"
+            )
     server.start()
     return server.get_uri()
 
@@ -51,8 +53,11 @@ def migrations(settings: Settings) -> list[str]:
     pkg = resources.files("heimdex.index") / "sql"
     names = sorted(p.name for p in pkg.iterdir() if p.name.endswith(".sql"))
     return [
-        (pkg / name).read_text().replace("{text_dim}", str(settings.text_dim))
-        .replace("{image_dim}", str(settings.image_dim)).replace("{app_role}", APP_ROLE)
+        (pkg / name)
+        .read_text()
+        .replace("{text_dim}", str(settings.text_dim))
+        .replace("{image_dim}", str(settings.image_dim))
+        .replace("{app_role}", APP_ROLE)
         for name in names
     ]
 
@@ -77,15 +82,17 @@ class Database:
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
             try:
-                conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations"
-                             " (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations"
+                    " (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+                )
                 row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
                 done = row[0] if row else 0
                 for version, sql in enumerate(migrations(self.settings), start=1):
                     if version <= done:
                         continue
                     with conn.transaction():
-                        conn.execute(sql)  # type: ignore[arg-type]  # trusted, packaged SQL
+                        conn.execute(sql)  # trusted, packaged SQL
                         conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
                     log.info("applied migration %d", version)
                 self._check_dims(conn)
@@ -101,7 +108,8 @@ class Database:
         for col, want in (("text_vec", self.settings.text_dim), ("image_vec", self.settings.image_dim)):
             if dims.get(col) != want:
                 raise RuntimeError(
-                    f"index column {col} holds {dims.get(col)}-d vectors but the configured model gives {want}-d;"
+                    f"index column {col} holds {dims.get(col)}-d vectors but the configured model"
+                    f" gives {want}-d;"
                     " use a new HEIMDEX_HOME (or database) for a model of another width"
                 )
 

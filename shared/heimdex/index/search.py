@@ -76,7 +76,17 @@ def search(
     conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
     conn.execute(f"SET LOCAL hnsw.ef_search = {int(max(pool, 40))}")
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(SQL, {
-            "or_q": or_query(query), "qt": text_vec, "qi": image_vec, "text_model": text_model,
-            "image_model": image_model, "pool": pool, "k": k, "source": source, "rrf_k": RRF_K,
-        }).fetchall()
+        return cur.execute(
+            SQL,
+            {
+                "or_q": or_query(query),
+                "qt": text_vec,
+                "qi": image_vec,
+                "text_model": text_model,
+                "image_model": image_model,
+                "pool": pool,
+                "k": k,
+                "source": source,
+                "rrf_k": RRF_K,
+            },
+        ).fetchall()

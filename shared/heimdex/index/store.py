@@ -33,13 +33,22 @@ def upsert_processing(conn: Conn, ref: AssetRef) -> None:
 
 def mark_failed(conn: Conn, ref: AssetRef, error: str) -> None:
     conn.execute(
-        "UPDATE assets SET status = 'failed', error = %s, updated_at = now() WHERE org_id = %s AND asset_id = %s",
+        "UPDATE assets SET status = 'failed', error = %s, updated_at = now()"
+        " WHERE org_id = %s AND asset_id = %s",
         (error, ref.org_id, ref.asset_id),
     )
 
 
-def replace_scenes(conn: Conn, ref: AssetRef, rows: list[SceneRow], *, duration: float, sidecar: str,
-                   text_model: str, image_model: str | None) -> None:
+def replace_scenes(
+    conn: Conn,
+    ref: AssetRef,
+    rows: list[SceneRow],
+    *,
+    duration: float,
+    sidecar: str,
+    text_model: str,
+    image_model: str | None,
+) -> None:
     """Swap the asset's scenes in one transaction; older versions of the same source go too."""
     conn.execute(
         "DELETE FROM assets WHERE org_id = %s AND source = %s AND asset_id <> %s",
@@ -48,15 +57,28 @@ def replace_scenes(conn: Conn, ref: AssetRef, rows: list[SceneRow], *, duration:
     conn.execute("DELETE FROM scenes WHERE org_id = %s AND asset_id = %s", (ref.org_id, ref.asset_id))
     with conn.cursor() as cur:
         cur.executemany(
-            """INSERT INTO scenes (org_id, asset_id, idx, source, start_s, end_s, transcript, ocr_text, thumbnail,
+            """INSERT INTO scenes (org_id, asset_id, idx, source, start_s, end_s, transcript, ocr_text,
+                                   thumbnail,
                                    text_vec, image_vec, text_model, image_model)
                VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
             [
-                (ref.org_id, ref.asset_id, i, ref.source, r.scene.start, r.scene.end, r.scene.transcript, r.scene.ocr_text,
-                 r.scene.thumb, r.text_vec,
-                 np.asarray(r.scene.image_vec, dtype=np.float32) if r.scene.image_vec is not None else None,
-                 text_model if r.text_vec is not None else None,
-                 image_model if r.scene.image_vec is not None else None)
+                (
+                    ref.org_id,
+                    ref.asset_id,
+                    i,
+                    ref.source,
+                    r.scene.start,
+                    r.scene.end,
+                    r.scene.transcript,
+                    r.scene.ocr_text,
+                    r.scene.thumb,
+                    r.text_vec,
+                    np.asarray(r.scene.image_vec, dtype=np.float32)
+                    if r.scene.image_vec is not None
+                    else None,
+                    text_model if r.text_vec is not None else None,
+                    image_model if r.scene.image_vec is not None else None,
+                )
                 for i, r in enumerate(rows)
             ],
         )
@@ -75,7 +97,9 @@ def get_asset(conn: Conn, asset_id: str) -> dict[str, Any] | None:
 
 def find_assets(conn: Conn, source: str) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute("SELECT * FROM assets WHERE source = %s ORDER BY updated_at DESC", (source,)).fetchall()
+        return cur.execute(
+            "SELECT * FROM assets WHERE source = %s ORDER BY updated_at DESC", (source,)
+        ).fetchall()
 
 
 def list_assets(conn: Conn) -> list[dict[str, Any]]:

@@ -54,13 +54,20 @@ def clean_segments(segments: list[Any]) -> tuple[list[dict[str, Any]], list[dict
             run_word = key
             if run_len > MAX_WORD_REPEATS:
                 continue
-            words.append({"w": w.word.strip(), "s": round(w.start, 3), "e": round(w.end, 3),
-                          "p": round(w.probability, 3)})
+            words.append(
+                {
+                    "w": w.word.strip(),
+                    "s": round(w.start, 3),
+                    "e": round(w.end, 3),
+                    "p": round(w.probability, 3),
+                }
+            )
         if not words:
             continue
         out_words.extend(words)
-        out_segments.append({"start": words[0]["s"], "end": words[-1]["e"],
-                             "text": " ".join(w["w"] for w in words)})
+        out_segments.append(
+            {"start": words[0]["s"], "end": words[-1]["e"], "text": " ".join(w["w"] for w in words)}
+        )
     return out_segments, out_words
 
 
@@ -77,15 +84,24 @@ def transcribe(ctx: StageContext, path: str) -> dict[str, Any]:
         condition_on_previous_text=False,
     )
     segs, words = clean_segments(list(segments))
-    return {"model": ctx.models.asr_name, "language": info.language, "segments": segs, "words": words,
-            "speech_s": round(float(info.duration_after_vad), 3)}
+    return {
+        "model": ctx.models.asr_name,
+        "language": info.language,
+        "segments": segs,
+        "words": words,
+        "speech_s": round(float(info.duration_after_vad), 3),
+    }
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
     probe = ctx.read_output("probe")
     if probe.get("audio") is None:
-        doc: dict[str, Any] = {"model": ctx.models.asr_name, "segments": [], "words": [],
-                               "note": "no audio stream"}
+        doc: dict[str, Any] = {
+            "model": ctx.models.asr_name,
+            "segments": [],
+            "words": [],
+            "note": "no audio stream",
+        }
     else:
         with ctx.sources.local_path(ctx.ref.source) as path:
             try:
@@ -93,7 +109,11 @@ def run(ctx: StageContext) -> dict[str, Any]:
             except (av.FFmpegError, ValueError) as exc:
                 # Broken audio must not sink the pictures: index without speech, say why.
                 log.warning("audio of %s cannot be decoded: %s", ctx.ref.source, exc)
-                doc = {"model": ctx.models.asr_name, "segments": [], "words": [],
-                       "note": f"audio could not be decoded: {exc}"}
+                doc = {
+                    "model": ctx.models.asr_name,
+                    "segments": [],
+                    "words": [],
+                    "note": f"audio could not be decoded: {exc}",
+                }
     ctx.write_output("asr", doc)
     return doc

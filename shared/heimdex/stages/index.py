@@ -20,8 +20,15 @@ def run(ctx: StageContext) -> dict[str, Any]:
     ocr, vision = ctx.read_output("ocr"), ctx.read_output("vision")
     ocr_by_keyframe = {r["keyframe"]: r["text"] for r in ocr.get("keyframes", [])}
     vectors = vision.get("vectors")
-    scenes = build_scenes(shots["shots"], asr["words"], shots["keyframes"], ocr_by_keyframe, vectors,
-                          min_s=s.scene_min_s, max_s=s.scene_max_s)
+    scenes = build_scenes(
+        shots["shots"],
+        asr["words"],
+        shots["keyframes"],
+        ocr_by_keyframe,
+        vectors,
+        min_s=s.scene_min_s,
+        max_s=s.scene_max_s,
+    )
 
     texts = [sc.text for sc in scenes]
     with_text = [i for i, t in enumerate(texts) if t.strip()]
@@ -31,18 +38,37 @@ def run(ctx: StageContext) -> dict[str, Any]:
         for row, i in enumerate(with_text):
             text_vecs[i] = emb[row].astype(np.float32)
 
-    models = {"asr": asr.get("model", ctx.models.asr_name), "text": ctx.models.text_name,
-              "image": vision.get("model"), "ocr": ocr.get("engine")}
+    models = {
+        "asr": asr.get("model", ctx.models.asr_name),
+        "text": ctx.models.text_name,
+        "image": vision.get("model"),
+        "ocr": ocr.get("engine"),
+    }
     stages = {
         name: ({"status": "skipped", "note": doc["skipped"]} if "skipped" in doc else {"status": "done"})
         for name, doc in (("probe", probe), ("shots", shots), ("asr", asr), ("ocr", ocr), ("vision", vision))
     }
-    doc = sidecar.build(ctx.ref, probe=probe, shots=shots, asr=asr, ocr_by_keyframe=ocr_by_keyframe,
-                        scenes=scenes, models=models, stages=stages)
+    doc = sidecar.build(
+        ctx.ref,
+        probe=probe,
+        shots=shots,
+        asr=asr,
+        ocr_by_keyframe=ocr_by_keyframe,
+        scenes=scenes,
+        models=models,
+        stages=stages,
+    )
     write_json(ctx.derived, ctx.ref.sidecar_key, doc)
 
     rows = [store.SceneRow(scene, vec) for scene, vec in zip(scenes, text_vecs, strict=True)]
     with ctx.db.org_tx(ctx.ref.org_id) as conn:
-        store.replace_scenes(conn, ctx.ref, rows, duration=float(shots["duration"]), sidecar=ctx.ref.sidecar_key,
-                             text_model=ctx.models.text_name, image_model=vision.get("model"))
+        store.replace_scenes(
+            conn,
+            ctx.ref,
+            rows,
+            duration=float(shots["duration"]),
+            sidecar=ctx.ref.sidecar_key,
+            text_model=ctx.models.text_name,
+            image_model=vision.get("model"),
+        )
     return {"scenes": len(scenes), "sidecar": ctx.ref.sidecar_key}

@@ -26,6 +26,8 @@ TESSERACT_TIMEOUT_S = 60
 
 def signature(jpeg: bytes) -> np.ndarray:
     img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        raise ValueError("keyframe is not a decodable JPEG")
     return cv2.resize(img, (64, 36), interpolation=cv2.INTER_AREA).astype(np.int16)
 
 
@@ -34,13 +36,18 @@ def tesseract_words(jpeg: bytes, languages: str) -> list[str]:
     env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
     proc = subprocess.run(
         ["tesseract", "stdin", "stdout", "-l", languages, "--psm", "11", "tsv"],
-        input=jpeg, capture_output=True, timeout=TESSERACT_TIMEOUT_S, env=env, check=False,
+        input=jpeg,
+        capture_output=True,
+        timeout=TESSERACT_TIMEOUT_S,
+        env=env,
+        check=False,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"tesseract failed: {proc.stderr.decode(errors='replace')[-300:]}")
     words = []
-    rows = csv.DictReader(io.StringIO(proc.stdout.decode(errors="replace")), delimiter="\t",
-                          quoting=csv.QUOTE_NONE)
+    rows = csv.DictReader(
+        io.StringIO(proc.stdout.decode(errors="replace")), delimiter="\t", quoting=csv.QUOTE_NONE
+    )
     for row in rows:
         text = (row.get("text") or "").strip()
         try:

@@ -8,6 +8,7 @@ keyframe: its JPEG is the thumbnail, the OCR input and the vision input.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -45,8 +46,16 @@ def _rotate(img: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(img, k=-turns)) if turns else img
 
 
-def scan(path: str, *, fps_hint: float | None, rotation: int, threshold: float, detect_width: int,
-         sample_fps: float, thumb_width: int) -> tuple[list[float], list[Candidate], float, int]:
+def scan(
+    path: str,
+    *,
+    fps_hint: float | None,
+    rotation: int,
+    threshold: float,
+    detect_width: int,
+    sample_fps: float,
+    thumb_width: int,
+) -> tuple[list[float], list[Candidate], float, int]:
     """One pass over the video: cut times, keyframe candidates, last frame time, decode errors."""
     detector = ContentDetector(threshold=threshold, min_scene_len=12)
     cuts: list[float] = []
@@ -102,7 +111,7 @@ def _candidate(frame: av.VideoFrame, t: float, size: tuple[int, int], rotation: 
 
 def shots_from_cuts(cuts: list[float], duration: float) -> list[tuple[float, float]]:
     bounds = [0.0] + [c for c in cuts if 0.0 < c < duration] + [duration]
-    return [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b - a > 1e-3]
+    return [(a, b) for a, b in itertools.pairwise(bounds) if b - a > 1e-3]
 
 
 def chunks(start: float, end: float, max_len: float) -> list[tuple[float, float]]:
@@ -111,8 +120,9 @@ def chunks(start: float, end: float, max_len: float) -> list[tuple[float, float]
     return [(start + i * step, start + (i + 1) * step) for i in range(n)]
 
 
-def pick_keyframes(shots: list[tuple[float, float]], candidates: list[Candidate],
-                   interval: float) -> list[tuple[int, float, float, Candidate]]:
+def pick_keyframes(
+    shots: list[tuple[float, float]], candidates: list[Candidate], interval: float
+) -> list[tuple[int, float, float, Candidate]]:
     """(shot index, chunk start, chunk end, sharpest candidate) for every chunk of every shot."""
     times = np.array([c.time for c in candidates])
     picked = []
@@ -132,9 +142,13 @@ def run(ctx: StageContext) -> dict[str, Any]:
     s = ctx.settings
     with ctx.sources.local_path(ctx.ref.source) as path:
         cuts, candidates, last_t, bad = scan(
-            str(path), fps_hint=probe["video"]["fps"], rotation=probe["video"]["rotation"],
-            threshold=s.shot_threshold, detect_width=s.shot_detect_width,
-            sample_fps=s.sample_fps, thumb_width=s.thumb_width,
+            str(path),
+            fps_hint=probe["video"]["fps"],
+            rotation=probe["video"]["rotation"],
+            threshold=s.shot_threshold,
+            detect_width=s.shot_detect_width,
+            sample_fps=s.sample_fps,
+            thumb_width=s.thumb_width,
         )
     duration = max(float(probe["duration"]), last_t)
     shots = shots_from_cuts(cuts, duration)
@@ -142,10 +156,17 @@ def run(ctx: StageContext) -> dict[str, Any]:
     for i, (shot_index, a, b, cand) in enumerate(pick_keyframes(shots, candidates, s.keyframe_interval_s)):
         key = ctx.ref.derived_key(f"thumbs/{i:05d}.jpg")
         ctx.derived.write_bytes(key, cand.jpeg, "image/jpeg")
-        keyframes.append({
-            "index": i, "shot": shot_index, "start": round(a, 3), "end": round(b, 3),
-            "time": round(cand.time, 3), "sharpness": round(cand.sharpness, 1), "thumb": key,
-        })
+        keyframes.append(
+            {
+                "index": i,
+                "shot": shot_index,
+                "start": round(a, 3),
+                "end": round(b, 3),
+                "time": round(cand.time, 3),
+                "sharpness": round(cand.sharpness, 1),
+                "thumb": key,
+            }
+        )
     doc = {
         "duration": round(duration, 3),
         "cuts": [round(c, 3) for c in cuts],

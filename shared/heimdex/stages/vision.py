@@ -14,7 +14,9 @@ BATCH = 16
 def run(ctx: StageContext) -> dict[str, Any]:
     clip = ctx.models.clip()
     if clip is None:
-        raise StageSkipped("no image model configured (HEIMDEX_VISION_WEIGHTS); image vectors are not indexed")
+        raise StageSkipped(
+            "no image model configured (HEIMDEX_VISION_WEIGHTS); image vectors are not indexed"
+        )
     import torch
     from PIL import Image
 
