@@ -6,6 +6,7 @@ The CLI and the local HTTP API are thin layers over this.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,8 +126,9 @@ class Engine:
                 done.append(Skipped(ref.source, "ready", None, ref.asset_id))
                 continue
             todo.append(ref)
-        if on_start:
-            on_start(len(done) + len(todo))
+        if todo:
+            # Load the text model while the media stages run; the index stage would wait for it.
+            threading.Thread(target=self.models.text_encoder, name="warm-text-model", daemon=True).start()
         for item in done:
             if on_finish:
                 on_finish(item)

@@ -1,7 +1,9 @@
-"""ocr: on-screen text of keyframes with Tesseract, skipping keyframes that did not change.
+"""ocr: on-screen text of keyframes with Tesseract, only where text can be and has changed.
 
-Consecutive keyframes whose small grey thumbnails are nearly identical (a static title card, an
-interview with a lower third) reuse the previous reading instead of running Tesseract again.
+Text is edges. Each keyframe gets an edge signature (Canny on a small grey copy, dilated): a
+keyframe with almost no edges (sky, a plain wall, a smooth gradient) cannot hold readable text and
+is not read; a keyframe whose edges match the last one read (a static title card, an interview
+with the same lower third) reuses that reading instead of running Tesseract again.
 """
 
 from __future__ import annotations
@@ -20,15 +22,25 @@ from heimdex.domain import StageSkipped
 from heimdex.stages.context import StageContext
 
 MIN_CONFIDENCE = 60.0
-SAME_FRAME_MEAN_DIFF = 4.0
 TESSERACT_TIMEOUT_S = 60
+SIGNATURE_WIDTH = 320
+MIN_EDGE_SHARE = 0.002  # below this share of edge pixels there is no readable text
+SAME_EDGES_IOU = 0.85
 
 
-def signature(jpeg: bytes) -> np.ndarray:
+def edge_signature(jpeg: bytes) -> np.ndarray:
     img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
     if img is None:
         raise ValueError("keyframe is not a decodable JPEG")
-    return cv2.resize(img, (64, 36), interpolation=cv2.INTER_AREA).astype(np.int16)
+    h = max(1, round(img.shape[0] * SIGNATURE_WIDTH / img.shape[1]))
+    small = cv2.resize(img, (SIGNATURE_WIDTH, h), interpolation=cv2.INTER_AREA)
+    edges = cv2.Canny(small, 100, 200)
+    return cv2.dilate(edges, np.ones((3, 3), np.uint8)) > 0
+
+
+def same_edges(a: np.ndarray, b: np.ndarray) -> bool:
+    union = np.logical_or(a, b).sum()
+    return bool(union == 0 or np.logical_and(a, b).sum() / union >= SAME_EDGES_IOU)
 
 
 def tesseract_words(jpeg: bytes, languages: str) -> list[str]:
@@ -64,17 +76,19 @@ def run(ctx: StageContext) -> dict[str, Any]:
         raise StageSkipped("tesseract is not installed; on-screen text is not indexed")
     keyframes = ctx.read_output("shots")["keyframes"]
     results = []
-    previous: tuple[np.ndarray, str] | None = None
+    last_read: tuple[np.ndarray, str] | None = None
     ocr_runs = 0
     for kf in keyframes:
         jpeg = ctx.derived.read_bytes(kf["thumb"])
-        sig = signature(jpeg)
-        if previous is not None and float(np.abs(sig - previous[0]).mean()) < SAME_FRAME_MEAN_DIFF:
-            text = previous[1]
+        sig = edge_signature(jpeg)
+        if sig.mean() < MIN_EDGE_SHARE:
+            text = ""
+        elif last_read is not None and same_edges(sig, last_read[0]):
+            text = last_read[1]
         else:
             text = " ".join(tesseract_words(jpeg, ctx.settings.ocr_languages))
             ocr_runs += 1
-        previous = (sig, text)
+            last_read = (sig, text)
         results.append({"keyframe": kf["index"], "start": kf["start"], "end": kf["end"], "text": text})
     doc = {"engine": "tesseract", "keyframes": results, "ocr_runs": ocr_runs}
     ctx.write_output("ocr", doc)

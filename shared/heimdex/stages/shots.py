@@ -84,7 +84,7 @@ def scan(
                 if det_size is None:
                     det_size = _scaled(frame.width, frame.height, detect_width)
                     thumb_size = _scaled(frame.width, frame.height, thumb_width)
-                small = frame.reformat(width=det_size[0], height=det_size[1], format="bgr24").to_ndarray()
+                small = detector_image(frame, det_size)
                 for cut in detector.process_frame(FrameTimecode(t, fps), small):
                     cuts.append(float(cut.seconds))
                 if t >= next_sample:
@@ -97,6 +97,28 @@ def scan(
     if not candidates:
         raise MediaError("no decodable video frames")
     return sorted(set(cuts)), candidates, last_t, bad
+
+
+def _plane(frame: av.VideoFrame, index: int, width: int, height: int) -> np.ndarray:
+    plane = frame.planes[index]
+    return np.frombuffer(memoryview(plane), np.uint8).reshape(height, plane.line_size)[:, :width]
+
+
+def detector_image(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
+    """A small BGR copy of the frame for the detector.
+
+    For 8-bit 4:2:0 (nearly all delivery formats) the planes are shrunk with OpenCV and converted
+    there: about 3x cheaper than swscale's full conversion. Other formats go through swscale.
+    """
+    w, h = size
+    if frame.format.name not in ("yuv420p", "yuvj420p") or frame.width % 2 or frame.height % 2:
+        return frame.reformat(width=w, height=h, format="bgr24").to_ndarray()
+    fw, fh = frame.width, frame.height
+    y = cv2.resize(_plane(frame, 0, fw, fh), (w, h), interpolation=cv2.INTER_LINEAR)
+    u = cv2.resize(_plane(frame, 1, fw // 2, fh // 2), (w // 2, h // 2), interpolation=cv2.INTER_LINEAR)
+    v = cv2.resize(_plane(frame, 2, fw // 2, fh // 2), (w // 2, h // 2), interpolation=cv2.INTER_LINEAR)
+    i420 = np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(h * 3 // 2, w)
+    return cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
 
 
 def _candidate(frame: av.VideoFrame, t: float, size: tuple[int, int], rotation: int) -> Candidate:
