@@ -43,4 +43,10 @@ echo "==> heimdex and its dependencies"
 # without their resolver (their own needs are already present or listed here).
 echo "==> vision extras (open_clip, torchvision) without dependency resolution"
 "${PIP[@]}" install -c constraints.txt --no-deps "open_clip_torch>=2.24" "torchvision==0.28.0" ftfy wcwidth "timm>=1.0"
+# The Cloud Tasks emulator pins protobuf<5: it lives in a virtualenv of its own (local stack, tests).
+if [ ! -x .venv-tasks/bin/python ]; then
+  echo "==> Cloud Tasks emulator (.venv-tasks)"
+  "$PY" -m venv .venv-tasks
+fi
+.venv-tasks/bin/python -m pip --disable-pip-version-check -q install "gcloud-tasks-emulator==0.6.2"
 echo "==> ready: $VENV/bin/heimdex"

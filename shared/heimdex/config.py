@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -63,6 +64,32 @@ class Settings(BaseSettings):
     thumb_width: int = 640
     shot_threshold: float = 27.0
     shot_detect_width: int = 256
+
+    # Cloud path (functions, stage containers). Unset in the embedded default.
+    project: str | None = Field(default=None, description="Google Cloud project id.")
+    region: str = "us-central1"
+    derived_bucket: str | None = Field(default=None, description="GCS bucket for stage outputs and sidecars.")
+    job_store: Literal["postgres", "firestore"] = "postgres"
+    firestore_database: str = "(default)"
+    jobs_collection: str = "heimdex_jobs"
+    events_collection: str = "heimdex_events"
+    watches_collection: str = "heimdex_drive_watches"
+    job_ttl_days: int = 30
+    dispatch: Literal["local", "cloud_tasks"] = "local"
+    tasks_location: str | None = Field(default=None, description="Cloud Tasks location; defaults to region.")
+    tasks_queue_prefix: str = "heimdex-"
+    tasks_emulator_host: str | None = Field(default=None, description="host:port of a Cloud Tasks emulator.")
+    tasks_invoker_email: str | None = Field(default=None, description="Service account Cloud Tasks signs OIDC as.")
+    stage_urls: dict[str, str] = Field(
+        default_factory=dict, description="Stage name -> URL; unset stages are looked up with Cloud Run."
+    )
+    verify_task_tokens: bool = Field(default=False, description="Stage endpoints require Cloud Tasks OIDC tokens.")
+    auth_mode: Literal["hs256", "google"] = "hs256"
+    google_audience: str | None = Field(default=None, description="Expected audience of Google ID tokens.")
+    drive_api_root: str | None = Field(default=None, description="Drive API root URL (a local fake in tests).")
+    drive_webhook_url: str | None = Field(default=None, description="Where Drive sends push notifications.")
+    drive_channel_ttl_s: int = 6 * 24 * 3600
+    s3_endpoint_url: str | None = None
 
     # Limits and dispatch.
     max_file_bytes: int = 50 * 1024**3
