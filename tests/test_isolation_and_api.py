@@ -163,5 +163,11 @@ def test_public_endpoints(client: FlaskClient) -> None:
     served = client.get("/openapi.json").get_json()
     in_repo = json.loads((resources.files("heimdex.api") / "openapi.json").read_text())
     assert served == in_repo
-    assert set(served["paths"]) == {"/healthz", "/openapi.json", "/v1/search", "/v1/assets"}
+    assert set(served["paths"]) == {
+        "/healthz",
+        "/openapi.json",
+        "/v1/search",
+        "/v1/assets",
+        "/v1/jobs/{job_id}",
+    }
     assert client.get("/nope", headers=bearer()).status_code == 404

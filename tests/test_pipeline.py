@@ -54,7 +54,7 @@ def test_fan_in_is_enqueued_exactly_once_under_concurrency(engine: Engine) -> No
         assert jobs.stage_finished(ref, "asr", status="done", seconds=0.1) == []
 
 
-def test_running_job_is_not_created_twice(engine: Engine) -> None:
+def test_existing_job_is_not_created_twice(engine: Engine) -> None:
     ref = _ref("fanin", "/fanin/dup.mp4")
     assert engine.jobs.create(ref)
     assert not engine.jobs.create(ref)

@@ -169,6 +169,39 @@ def cmd_token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_dev(args: argparse.Namespace) -> int:
+    import signal
+    import tempfile
+    import threading
+
+    from heimdex.dev.stack import Stack
+
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="heimdex-dev-"))
+    stack = Stack(workdir)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    print(f"starting the local cloud stack in {workdir} ...", file=sys.stderr)
+    try:
+        info = stack.start()
+        if args.ready_file:
+            tmp = Path(args.ready_file).with_suffix(".tmp")
+            tmp.write_text(json.dumps(info, indent=1))
+            tmp.replace(args.ready_file)
+        rows = [[k, str(v)] for k, v in info.items() if k not in ("token", "stage_urls")]
+        print(table(rows, ["what", "where"]), file=sys.stderr)
+        print(
+            f"ready in {info['started_in_s']}s; upload to gs://{info['bucket']}/default/... "
+            "(STORAGE_EMULATOR_HOST above); Ctrl-C or SIGTERM stops everything",
+            file=sys.stderr,
+        )
+        stop.wait()
+    finally:
+        stack.stop()
+        print("stopped", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_samples(args: argparse.Namespace) -> int:
     from heimdex.samples import make_samples
 
@@ -220,6 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     org(sp)
     sp.set_defaults(func=cmd_token)
+
+    sp = sub.add_parser("dev", help="run the cloud path locally on emulators (see README)")
+    sp.add_argument("--ready-file", default=None, help="write connection details here as JSON when ready")
+    sp.add_argument("--workdir", default=None, help="state and logs (default: a new temporary folder)")
+    sp.set_defaults(func=cmd_dev)
 
     sp = sub.add_parser("samples", help="generate the demo clips (speech, on-screen text, cuts)")
     sp.add_argument("out", metavar="DIR")

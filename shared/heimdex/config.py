@@ -79,14 +79,20 @@ class Settings(BaseSettings):
     tasks_location: str | None = Field(default=None, description="Cloud Tasks location; defaults to region.")
     tasks_queue_prefix: str = "heimdex-"
     tasks_emulator_host: str | None = Field(default=None, description="host:port of a Cloud Tasks emulator.")
-    tasks_invoker_email: str | None = Field(default=None, description="Service account Cloud Tasks signs OIDC as.")
+    tasks_invoker_email: str | None = Field(
+        default=None, description="Service account Cloud Tasks signs OIDC as."
+    )
     stage_urls: dict[str, str] = Field(
         default_factory=dict, description="Stage name -> URL; unset stages are looked up with Cloud Run."
     )
-    verify_task_tokens: bool = Field(default=False, description="Stage endpoints require Cloud Tasks OIDC tokens.")
+    verify_task_tokens: bool = Field(
+        default=False, description="Stage endpoints require Cloud Tasks OIDC tokens."
+    )
     auth_mode: Literal["hs256", "google"] = "hs256"
     google_audience: str | None = Field(default=None, description="Expected audience of Google ID tokens.")
-    drive_api_root: str | None = Field(default=None, description="Drive API root URL (a local fake in tests).")
+    drive_api_root: str | None = Field(
+        default=None, description="Drive API root URL (a local fake in tests)."
+    )
     drive_webhook_url: str | None = Field(default=None, description="Where Drive sends push notifications.")
     drive_channel_ttl_s: int = 6 * 24 * 3600
     s3_endpoint_url: str | None = None
@@ -96,6 +102,10 @@ class Settings(BaseSettings):
     max_duration_s: float = 12 * 3600.0
     workers: int = 3
     max_attempts: int = 2
+    fail_first_attempts: dict[str, int] = Field(
+        default_factory=dict,
+        description="Fault injection (tests, drills): stage -> how many first attempts per job fail.",
+    )
 
     @property
     def pgdata(self) -> Path:

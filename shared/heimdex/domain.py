@@ -6,6 +6,26 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+# Suffixes taken as video when walking folders or watching buckets and Drive without a MIME type.
+VIDEO_EXTENSIONS = {
+    ".mp4",
+    ".m4v",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".avi",
+    ".wmv",
+    ".flv",
+    ".mpg",
+    ".mpeg",
+    ".mts",
+    ".m2ts",
+    ".ts",
+    ".3gp",
+    ".mxf",
+    ".ogv",
+    ".dv",
+}
 ORG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 

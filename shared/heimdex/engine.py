@@ -14,36 +14,18 @@ from typing import Any
 
 import numpy as np
 
-from heimdex.adapters.blobs import LocalDerivedStore, LocalSourceStore, read_json
+from heimdex.adapters.blobs import DerivedStore, LocalDerivedStore, read_json
 from heimdex.adapters.pg_jobs import PgJobStore
+from heimdex.adapters.sources import RoutingSourceStore
 from heimdex.config import Settings
-from heimdex.domain import AssetRef, make_asset_id, validate_org
+from heimdex.domain import VIDEO_EXTENSIONS, AssetRef, make_asset_id, validate_org
 from heimdex.index import search as search_sql
 from heimdex.index import store
 from heimdex.index.db import Database
 from heimdex.models import Models
+from heimdex.pipeline import JobStore
 from heimdex.runner import JobResult, LocalDispatcher
 from heimdex.stages.context import StageContext
-
-VIDEO_EXTENSIONS = {
-    ".mp4",
-    ".m4v",
-    ".mov",
-    ".mkv",
-    ".webm",
-    ".avi",
-    ".wmv",
-    ".flv",
-    ".mpg",
-    ".mpeg",
-    ".mts",
-    ".m2ts",
-    ".ts",
-    ".3gp",
-    ".mxf",
-    ".ogv",
-    ".dv",
-}
 
 
 def expand_paths(paths: Iterable[str]) -> list[Path]:
@@ -66,6 +48,12 @@ def expand_paths(paths: Iterable[str]) -> list[Path]:
     return list(dict.fromkeys(out))
 
 
+def deep_link(source: str, start: float) -> str:
+    """A link that opens the source at the scene (media fragment `#t=`)."""
+    base = Path(source).as_uri() if "://" not in source else source
+    return f"{base}#t={start:.1f}"
+
+
 @dataclass(frozen=True)
 class Skipped:
     """A file that needs no work (already indexed, same version and models) or cannot be read at all."""
@@ -76,16 +64,36 @@ class Skipped:
     asset_id: str | None = None
 
 
+def build_derived(settings: Settings) -> DerivedStore:
+    if settings.derived_bucket:
+        from heimdex.adapters.gcs import GcsDerivedStore, storage_client
+
+        return GcsDerivedStore(storage_client(settings.project), settings.derived_bucket)
+    return LocalDerivedStore(settings.home)
+
+
+def build_jobs(settings: Settings, db: Database) -> JobStore:
+    if settings.job_store == "firestore":
+        from heimdex.adapters.firestore_jobs import FirestoreJobStore, firestore_client
+
+        client = firestore_client(settings.project, settings.firestore_database)
+        return FirestoreJobStore(client, settings.jobs_collection, db, ttl_days=settings.job_ttl_days)
+    return PgJobStore(db)
+
+
 class Engine:
+    """Everything a process of Heimdex needs, with adapters chosen by settings: local files, the
+    embedded PostgreSQL and in-process dispatch by default; GCS, Firestore and Cloud Tasks in the cloud."""
+
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
         self.settings.home.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault("OMP_NUM_THREADS", str(self.settings.torch_threads))
         self.db = Database(self.settings)
         self.models = Models(self.settings)
-        self.derived = LocalDerivedStore(self.settings.home)
-        self.sources = LocalSourceStore()
-        self.jobs = PgJobStore(self.db)
+        self.derived = build_derived(self.settings)
+        self.sources = RoutingSourceStore(self.settings)
+        self.jobs = build_jobs(self.settings, self.db)
 
     # -- indexing ---------------------------------------------------------------------------------
 
@@ -197,7 +205,7 @@ class Engine:
             "score": round(float(row["score"]), 6),
             "text": text,
             "thumbnail": self.derived.url(row["thumbnail"]) if row["thumbnail"] else None,
-            "link": f"{Path(row['source']).as_uri()}#t={row['start_s']:.1f}",
+            "link": deep_link(row["source"], row["start_s"]),
         }
 
     def assets(self, *, org: str | None = None) -> list[dict[str, Any]]:

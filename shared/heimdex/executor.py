@@ -32,6 +32,8 @@ def run_stage(ctx: StageContext, jobs: JobStore, stage: str, *, max_attempts: in
     started = time.perf_counter()
     note = None
     try:
+        if attempt <= ctx.settings.fail_first_attempts.get(stage, 0):
+            raise RuntimeError(f"injected fault in {stage}, attempt {attempt}")
         STAGES[stage].function()(ctx)
         status: Literal["done", "skipped"] = "done"
     except (StageSkipped, ModelUnavailable) as exc:

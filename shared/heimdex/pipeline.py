@@ -58,7 +58,7 @@ class JobStore(Protocol):
     """Job state: Postgres in the embedded default, Firestore in the cloud."""
 
     def create(self, ref: AssetRef, *, restart: bool = False) -> bool:
-        """Start a job for the asset unless one is running (or restart); True if this call started it."""
+        """Start a job unless one exists for the asset (in any state) or restart; True if this call did."""
         ...
 
     def stage_started(self, ref: AssetRef, stage: str) -> int:
@@ -74,3 +74,7 @@ class JobStore(Protocol):
     def job_failed(self, ref: AssetRef, stage: str, error: str) -> None: ...
 
     def get(self, ref: AssetRef) -> dict[str, Any] | None: ...
+
+    def get_by_id(self, job_id: str, *, org_id: str) -> dict[str, Any] | None:
+        """The job if it belongs to `org_id`; another organisation's job reads as absent."""
+        ...

@@ -39,8 +39,7 @@ from googleapiclient.http import HttpRequest, MediaIoBaseDownload
 
 from heimdex.adapters.blobs import SourceInfo
 from heimdex.config import Settings
-from heimdex.domain import MediaError, validate_org
-from heimdex.engine import VIDEO_EXTENSIONS
+from heimdex.domain import VIDEO_EXTENSIONS, MediaError, validate_org
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ class PgJobStore:
             row = conn.execute(
                 "SELECT status FROM jobs WHERE job_id = %s FOR UPDATE", (ref.job_id,)
             ).fetchone()
-            if row is not None and row[0] == "running" and not restart:
+            if row is not None and not restart:
                 return False
             stages = json.dumps({FIRST: {"status": "queued"}})
             conn.execute(
@@ -93,5 +93,8 @@ class PgJobStore:
             store.mark_failed(conn, ref, f"{stage}: {error}")
 
     def get(self, ref: AssetRef) -> dict[str, Any] | None:
-        with self.db.org_tx(ref.org_id) as conn, conn.cursor(row_factory=dict_row) as cur:
-            return cur.execute("SELECT * FROM jobs WHERE job_id = %s", (ref.job_id,)).fetchone()
+        return self.get_by_id(ref.job_id, org_id=ref.org_id)
+
+    def get_by_id(self, job_id: str, *, org_id: str) -> dict[str, Any] | None:
+        with self.db.org_tx(org_id) as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute("SELECT * FROM jobs WHERE job_id = %s", (job_id,)).fetchone()

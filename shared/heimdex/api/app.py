@@ -4,12 +4,14 @@ search Cloud Function. The organisation always comes from the verified token, ne
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 
-from heimdex.api.auth import AuthError, jwt_secret, org_from_header
+from heimdex.api.auth import AuthError, jwt_secret, org_from_google_token, org_from_header
+from heimdex.config import Settings
 
 MAX_QUERY_CHARS = 1000
 MAX_K = 100
@@ -29,23 +31,34 @@ def _error(status: int, message: str) -> Response:
     return resp
 
 
+def bearer_org(settings: Settings) -> Callable[[str | None], tuple[str, Response | None]]:
+    """A verifier for `Authorization` headers: (org_id, None), or ("", a 401 response).
+    HS256 with the configured secret locally; Google-signed ID tokens in the cloud."""
+    secret = jwt_secret(settings) if settings.auth_mode == "hs256" else ""
+
+    def org_of(header: str | None) -> tuple[str, Response | None]:
+        try:
+            if settings.auth_mode == "google":
+                return org_from_google_token(header, audience=settings.google_audience), None
+            return org_from_header(header, secret, audience=settings.jwt_audience), None
+        except AuthError as exc:
+            return "", _error(401, str(exc))
+
+    return org_of
+
+
 def create_app(engine: Any) -> Flask:
     app = Flask("heimdex")
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    secret = jwt_secret(engine.settings)
+    org_of = bearer_org(engine.settings)
     spec = openapi_document()
 
     @app.before_request
     def authenticate() -> Response | None:
         if request.path in PUBLIC:
             return None
-        try:
-            g.org_id = org_from_header(
-                request.headers.get("Authorization"), secret, audience=engine.settings.jwt_audience
-            )
-        except AuthError as exc:
-            return _error(401, str(exc))
-        return None
+        g.org_id, error = org_of(request.headers.get("Authorization"))
+        return error
 
     @app.get("/healthz")
     def healthz() -> Any:
@@ -77,6 +90,13 @@ def create_app(engine: Any) -> Flask:
     @app.get("/v1/assets")
     def assets() -> Any:
         return {"assets": engine.assets(org=g.org_id)}
+
+    @app.get("/v1/jobs/<job_id>")
+    def job(job_id: str) -> Any:
+        found = engine.jobs.get_by_id(job_id, org_id=g.org_id)
+        if found is None:
+            return _error(404, "no such job")
+        return {k: found.get(k) for k in ("job_id", "asset_id", "source", "status", "error", "stages")}
 
     @app.errorhandler(404)
     def not_found(_: Exception) -> Response:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import jwt
 
@@ -41,13 +43,41 @@ def issue_token(secret: str, org_id: str, *, ttl_s: int = 3600) -> str:
     return jwt.encode({"org_id": org_id, "iat": now, "exp": now + ttl_s}, secret, algorithm=ALGORITHM)
 
 
-def org_from_header(header: str | None, secret: str, *, audience: str | None = None) -> str:
-    """The organisation of a valid `Authorization: Bearer <jwt>` header, or AuthError."""
+def bearer_token(header: str | None) -> str:
     if not header:
         raise AuthError("missing Authorization header")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthError("expected 'Authorization: Bearer <token>'")
+    return token.strip()
+
+
+def _org(claims: Mapping[str, Any]) -> str:
+    org = claims.get("org_id")
+    if not isinstance(org, str) or not ORG_RE.match(org):
+        raise AuthError("token has no valid org_id claim")
+    return org
+
+
+def org_from_google_token(header: str | None, *, audience: str | None) -> str:
+    """Cloud: a Google-signed ID token (Identity Platform / IAP) whose custom claim `org_id` names the
+    organisation; signature, expiry, issuer and audience are checked by google-auth."""
+    from google.auth.transport import requests as google_requests
+    from google.oauth2 import id_token
+
+    token = bearer_token(header)
+    if not audience:
+        raise AuthError("server has no HEIMDEX_GOOGLE_AUDIENCE configured")
+    try:
+        claims = id_token.verify_token(token, google_requests.Request(), audience=audience)
+    except Exception as exc:  # google-auth raises ValueError, and transport errors fetching certs
+        raise AuthError(f"invalid token: {exc}") from exc
+    return _org(claims)
+
+
+def org_from_header(header: str | None, secret: str, *, audience: str | None = None) -> str:
+    """The organisation of a valid `Authorization: Bearer <jwt>` header (HS256), or AuthError."""
+    token = bearer_token(header)
     try:
         claims = jwt.decode(
             token.strip(),
@@ -58,7 +88,4 @@ def org_from_header(header: str | None, secret: str, *, audience: str | None = N
         )
     except jwt.PyJWTError as exc:
         raise AuthError(f"invalid token: {exc}") from exc
-    org = claims.get("org_id")
-    if not isinstance(org, str) or not ORG_RE.match(org):
-        raise AuthError("token has no valid org_id claim")
-    return org
+    return _org(claims)

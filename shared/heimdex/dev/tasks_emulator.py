@@ -9,7 +9,7 @@ import grpc._server
 _add_insecure_port = grpc._server._Server.add_insecure_port
 
 
-def _loopback_only(self, address):  # type: ignore[no-untyped-def]
+def _loopback_only(self, address):
     return _add_insecure_port(self, address.replace("[::]", "127.0.0.1"))
 
 

@@ -109,5 +109,10 @@ def list_assets(conn: Conn) -> list[dict[str, Any]]:
         ).fetchall()
 
 
-def delete_asset(conn: Conn, asset_id: str) -> bool:
-    return conn.execute("DELETE FROM assets WHERE asset_id = %s", (asset_id,)).rowcount > 0
+def delete_source(conn: Conn, source: str, version: str | None = None) -> list[str]:
+    """Delete the assets (and, by cascade, scenes) of a source; only one version if given."""
+    rows = conn.execute(
+        "DELETE FROM assets WHERE source = %s AND (%s::text IS NULL OR version = %s) RETURNING asset_id",
+        (source, version, version),
+    ).fetchall()
+    return [r[0] for r in rows]

@@ -1,0 +1,141 @@
+"""Job state in Firestore (cloud): one document per job, every change in a transaction.
+
+The fan-in is decided inside the transaction that records a completion, so whichever stage
+finishes last enqueues `index`, once, even when completions race or a delivery is repeated.
+Finished jobs get `expire_at`, the field of the database's TTL policy.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.cloud import firestore
+
+from heimdex.domain import AssetRef
+from heimdex.index import store
+from heimdex.index.db import Database
+from heimdex.pipeline import FINISHED, FIRST, LAST, ready_stages
+
+
+def firestore_client(project: str | None, database: str) -> firestore.Client:
+    return firestore.Client(project=project or "heimdex-dev", database=database)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class FirestoreJobStore:
+    def __init__(self, client: firestore.Client, collection: str, db: Database, *, ttl_days: int) -> None:
+        self.client = client
+        self.jobs = client.collection(collection)
+        self.db = db
+        self.ttl = timedelta(days=ttl_days)
+
+    def _doc(self, ref: AssetRef) -> Any:
+        return self.jobs.document(ref.job_id)
+
+    def _run(self, fn: Any) -> Any:
+        return firestore.transactional(fn)(self.client.transaction(max_attempts=20))
+
+    def create(self, ref: AssetRef, *, restart: bool = False) -> bool:
+        doc = self._doc(ref)
+
+        def txn(transaction: firestore.Transaction) -> bool:
+            snap = doc.get(transaction=transaction)
+            if snap.exists and not restart:
+                return False
+            now = _now()
+            transaction.set(
+                doc,
+                {
+                    "org_id": ref.org_id,
+                    "asset_id": ref.asset_id,
+                    "source": ref.source,
+                    "version": ref.version,
+                    "status": "running",
+                    "stages": {FIRST: {"status": "queued"}},
+                    "error": None,
+                    "created_at": now,
+                    "updated_at": now,
+                    "expire_at": None,
+                },
+            )
+            return True
+
+        created: bool = self._run(txn)
+        if created:
+            with self.db.org_tx(ref.org_id) as conn:
+                store.upsert_processing(conn, ref)
+        return created
+
+    def stage_started(self, ref: AssetRef, stage: str) -> int:
+        # No transaction: an atomic increment does not contend with the fan-in transactions of the
+        # stages running beside this one (contended transactions back off for seconds).
+        doc = self._doc(ref)
+        doc.update(
+            {
+                f"stages.{stage}.status": "running",
+                f"stages.{stage}.attempts": firestore.Increment(1),
+                f"stages.{stage}.started": _now(),
+                "updated_at": _now(),
+            }
+        )
+        state = (doc.get(field_paths=[f"stages.{stage}"]).to_dict() or {}).get("stages", {}).get(stage, {})
+        return int(state.get("attempts", 1))
+
+    def stage_finished(
+        self, ref: AssetRef, stage: str, *, status: str, seconds: float, note: str | None = None
+    ) -> list[str]:
+        doc = self._doc(ref)
+
+        def txn(transaction: firestore.Transaction) -> list[str]:
+            snap = doc.get(transaction=transaction)
+            if not snap.exists or snap.get("status") != "running":
+                return []
+            stages: dict[str, dict[str, Any]] = snap.get("stages") or {}
+            if stages.get(stage, {}).get("status") in FINISHED:
+                return []  # a duplicate delivery
+            state = stages.setdefault(stage, {})
+            state.update(status=status, seconds=round(seconds, 3), finished=_now())
+            if note:
+                state["note"] = note
+            nxt = ready_stages(stages)
+            for name in nxt:
+                stages[name] = {"status": "queued"}
+            update: dict[str, Any] = {"stages": stages, "updated_at": _now()}
+            if stage == LAST:
+                update.update(status="ready", expire_at=_now() + self.ttl)
+            transaction.update(doc, update)
+            return nxt
+
+        result: list[str] = self._run(txn)
+        return result
+
+    def job_failed(self, ref: AssetRef, stage: str, error: str) -> None:
+        doc = self._doc(ref)
+        reason = f"{stage}: {error}"
+        doc.update(
+            {
+                f"stages.{stage}.status": "failed",
+                f"stages.{stage}.error": error,
+                "status": "failed",
+                "error": reason,
+                "updated_at": _now(),
+                "expire_at": _now() + self.ttl,
+            }
+        )
+        with self.db.org_tx(ref.org_id) as conn:
+            store.mark_failed(conn, ref, reason)
+
+    def get(self, ref: AssetRef) -> dict[str, Any] | None:
+        return self.get_by_id(ref.job_id, org_id=ref.org_id)
+
+    def get_by_id(self, job_id: str, *, org_id: str) -> dict[str, Any] | None:
+        """The job, only if it belongs to `org_id` (another organisation's job reads as absent)."""
+        snap = self.jobs.document(job_id).get()
+        data = snap.to_dict() if snap.exists else None
+        if not data or data.get("org_id") != org_id:
+            return None
+        return {"job_id": job_id, **data}

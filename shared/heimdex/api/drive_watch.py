@@ -1,0 +1,94 @@
+"""The drive_watch function as a Flask app: Drive push notifications, channel renewal, registration.
+
+- `POST /notifications`: Drive's push. Authenticated by channel id + token (the watch store knows
+  them); the changes since the stored page token are ingested or removed.
+- `POST /renew`: Cloud Scheduler, a few times a day. Drive channels last at most a week and have no
+  renew call: new channels are opened before the old expire, then the old are stopped.
+- `POST /v1/watches {"folder_id"}` / `DELETE /v1/watches/<folder_id>`: an organisation (from its
+  Bearer token, as for the search API) starts or stops watching a folder, shared drives included.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, jsonify, request
+
+from heimdex.adapters.drive import DriveWatcher, NotificationRefused, Removal, Upsert
+from heimdex.api.app import bearer_org
+from heimdex.ingest import Dispatcher, ingest, remove
+
+log = logging.getLogger(__name__)
+
+
+def create_drive_app(engine: Any, dispatcher: Dispatcher, watcher: DriveWatcher) -> Flask:
+    app = Flask("heimdex-drive-watch")
+    org_of = bearer_org(engine.settings)
+
+    @app.post("/notifications")
+    def notifications() -> Any:
+        try:
+            changes = watcher.handle_notification(request.headers)
+        except NotificationRefused as exc:
+            log.warning("drive notification refused", extra={"reason": str(exc)})
+            return jsonify({"error": str(exc)}), 403
+        done: list[dict[str, Any]] = []
+        for change in changes:
+            if isinstance(change, Upsert):
+                result = ingest(
+                    engine,
+                    dispatcher,
+                    org_id=change.org_id,
+                    source=change.uri,
+                    version=change.version,
+                    size=change.size,
+                    name=change.name,
+                    content_type=None,
+                )
+                done.append({"source": change.uri, "status": result.status, "reason": result.reason})
+            elif isinstance(change, Removal):
+                removed = remove(engine, org_id=change.org_id, source=change.uri)
+                done.append({"source": change.uri, "status": "removed", "assets": removed})
+        return {"changes": done}
+
+    @app.post("/renew")
+    def renew() -> Any:
+        if engine.settings.verify_task_tokens:  # Cloud Scheduler calls with an OIDC token
+            from heimdex.worker import verify_task_token
+
+            try:
+                verify_task_token(request.headers.get("Authorization"), request.base_url)
+            except PermissionError as exc:
+                return jsonify({"error": str(exc)}), 401
+        return {"renewed": watcher.renew()}
+
+    @app.post("/v1/watches")
+    def register() -> Any:
+        org, error = org_of(request.headers.get("Authorization"))
+        if error:
+            return error
+        folder_id = (request.get_json(silent=True) or {}).get("folder_id")
+        if not isinstance(folder_id, str) or not folder_id:
+            return jsonify({"error": "folder_id is required"}), 400
+        try:
+            watch = watcher.register(org, folder_id)
+        except ValueError as exc:
+            return jsonify({"error": str(exc)}), 400
+        return {
+            "org_id": watch.org_id,
+            "folder_id": watch.folder_id,
+            "drive_id": watch.drive_id,
+            "channel_expires_ms": watch.channel.expiration_ms,
+        }, 201
+
+    @app.delete("/v1/watches/<folder_id>")
+    def unregister(folder_id: str) -> Any:
+        org, error = org_of(request.headers.get("Authorization"))
+        if error:
+            return error
+        if not watcher.unregister(org, folder_id):
+            return jsonify({"error": "not watched"}), 404
+        return "", 204
+
+    return app

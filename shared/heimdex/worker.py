@@ -1,0 +1,105 @@
+"""The HTTP entry point of one pipeline stage (a Cloud Run service per stage; a local process in dev).
+
+Cloud Tasks POSTs `{org_id, asset_id, source, version}`. The stage runs through the shared executor;
+the stages it unlocks are enqueued from the declared graph. Responses tell Cloud Tasks what to do:
+2xx for done, skipped or failed for good (no retry), 503 to retry later.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from flask import Flask, jsonify, request
+
+from heimdex import logs
+from heimdex.adapters.cloud_tasks import CloudTasksDispatcher, ref_from_payload
+from heimdex.config import Settings
+from heimdex.engine import Engine
+from heimdex.executor import run_stage
+from heimdex.pipeline import STAGES
+
+log = logging.getLogger(__name__)
+
+
+def verify_task_token(header: str | None, audience: str) -> None:
+    """Cloud Tasks signs an OIDC token for the invoker account; refuse anything else."""
+    from google.auth.transport import requests as google_requests
+    from google.oauth2 import id_token
+
+    if not header or not header.startswith("Bearer "):
+        raise PermissionError("missing OIDC token")
+    try:
+        id_token.verify_oauth2_token(
+            header.removeprefix("Bearer "), google_requests.Request(), audience=audience
+        )
+    except ValueError as exc:
+        raise PermissionError(f"invalid OIDC token: {exc}") from exc
+
+
+def create_stage_app(stage: str, engine: Engine, dispatcher: Any) -> Flask:
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}")
+    app = Flask(f"heimdex-{stage}")
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        return {"status": "ok", "stage": stage}
+
+    @app.post("/")
+    def run() -> Any:
+        if engine.settings.verify_task_tokens:
+            try:
+                verify_task_token(request.headers.get("Authorization"), dispatcher.stage_url(stage))
+            except PermissionError as exc:
+                return jsonify({"error": str(exc)}), 401
+        payload = request.get_json(silent=True)
+        try:
+            ref = ref_from_payload(payload or {})
+        except (KeyError, TypeError) as exc:
+            return jsonify({"error": f"bad task payload: {exc}"}), 400  # a malformed task: drop, don't retry
+        outcome = run_stage(
+            engine.context(ref), engine.jobs, stage, max_attempts=engine.settings.max_attempts
+        )
+        for nxt in outcome.next:
+            dispatcher.enqueue(ref, nxt)
+        body = {
+            "stage": stage,
+            "job": ref.job_id,
+            "status": outcome.status,
+            "next": outcome.next,
+            "error": outcome.error,
+        }
+        return jsonify(body), 503 if outcome.status == "retry" else 200
+
+    return app
+
+
+def preload(stage: str, engine: Engine) -> None:
+    """Load the stage's model at start-up so the first task does not pay for it."""
+    if stage == "asr":
+        engine.models.whisper()
+    elif stage == "index":
+        engine.models.text_encoder()
+    elif stage == "vision":
+        engine.models.clip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Serve one Heimdex pipeline stage over HTTP.")
+    parser.add_argument("--stage", required=True, choices=sorted(STAGES))
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args()
+    logs.setup()
+    import waitress
+
+    engine = Engine(Settings())
+    preload(args.stage, engine)
+    app = create_stage_app(args.stage, engine, CloudTasksDispatcher(engine.settings))
+    waitress.serve(app, host=args.host, port=args.port, threads=2, ident=f"heimdex-{args.stage}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,331 @@
+"""The cloud path end to end on local emulators: the same stack `heimdex dev` runs.
+
+fake-gcs-server -> Pub/Sub emulator -> eventarc bridge -> ingest function -> Cloud Tasks emulator ->
+one process per stage -> Firestore emulator (jobs) + PostgreSQL/pgvector -> search function. Every
+stage's first attempt at `shots` fails (fault injection), so each job also proves the retry path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import requests
+
+from heimdex.dev.stack import Stack
+from heimdex.samples import Segment, make_clip
+from tests.fakes.drive_server import FakeDrive
+
+pytestmark = pytest.mark.slow
+
+CLIPS = {
+    "ferry": [
+        Segment(6.0, speech="The ferry to the island leaves every hour from the north pier."),
+        Segment(5.0, caption="TIMETABLE CHANGES"),
+    ],
+    "orchard": [
+        Segment(6.0, speech="Apple pickers worked through the orchard before the first frost."),
+        Segment(5.0, caption="HARVEST FESTIVAL"),
+    ],
+    "observatory": [
+        Segment(6.0, speech="Astronomers at the observatory photographed a bright comet."),
+        Segment(5.0, caption="NIGHT SKY"),
+    ],
+    "glacier": [
+        Segment(6.0, speech="The expedition crossed the glacier on skis with heavy sledges."),
+        Segment(5.0, caption="POLAR EXPEDITION"),
+    ],
+    "lighthouse": [
+        Segment(6.0, speech="Engineers restored the copper dome of the old lighthouse."),
+        Segment(5.0, caption="COASTAL HERITAGE"),
+    ],
+    "vineyard": [
+        Segment(6.0, speech="Grape harvesters filled wooden crates on the steep vineyard slopes."),
+        Segment(5.0, caption="WINE COUNTRY"),
+    ],
+}
+TIMEOUT_S = 120
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("cloud-media")
+    out = {}
+    for name, segments in CLIPS.items():
+        out[name] = folder / f"{name}.mp4"
+        make_clip(segments, out[name])
+    return out
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def drive() -> Iterator[FakeDrive]:
+    fake = FakeDrive().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, moto: str, drive: FakeDrive) -> Iterator[dict[str, Any]]:
+    aws = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    os.environ.update(aws)
+    s = Stack(
+        tmp_path_factory.mktemp("stack"),
+        extra_env={
+            **aws,
+            "HEIMDEX_S3_ENDPOINT_URL": moto,
+            "HEIMDEX_DRIVE_API_ROOT": drive.root_url,
+            "HEIMDEX_FAIL_FIRST_ATTEMPTS": json.dumps({"shots": 1}),
+        },
+    )
+    info = s.start()
+    info["_stack"] = s
+    yield info
+    s.stop()
+
+
+def api(info: dict[str, Any], path: str, token: str | None = None, **params: Any) -> requests.Response:
+    headers = {"Authorization": f"Bearer {token or info['token']}"}
+    return requests.get(f"{info['api_url']}{path}", params=params, headers=headers, timeout=30)
+
+
+def bucket(info: dict[str, Any]) -> Any:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    os.environ["STORAGE_EMULATOR_HOST"] = info["storage_emulator_host"]
+    client = storage.Client(project=info["project"], credentials=AnonymousCredentials())
+    return client.bucket(info["bucket"])
+
+
+def wait_for(predicate: Any, what: str, timeout: float = TIMEOUT_S) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def top_hit(info: dict[str, Any], query: str, source: str) -> dict[str, Any] | None:
+    results = api(info, "/v1/search", q=query, k=3).json()["results"]
+    return results[0] if results and results[0]["source"] == source else None
+
+
+def assets_for(info: dict[str, Any], source: str) -> list[dict[str, Any]]:
+    return [a for a in api(info, "/v1/assets").json()["assets"] if a["source"] == source]
+
+
+def jobs(info: dict[str, Any]) -> list[dict[str, Any]]:
+    from google.cloud import firestore
+
+    os.environ["FIRESTORE_EMULATOR_HOST"] = info["firestore_emulator_host"]
+    client = firestore.Client(project=info["project"])
+    return [{"job_id": d.id, **d.to_dict()} for d in client.collection("heimdex_jobs").stream()]
+
+
+def test_bucket_upload_becomes_searchable_through_the_api(
+    stack: dict[str, Any], clips: dict[str, Path]
+) -> None:
+    source = f"gs://{stack['bucket']}/default/news/ferry.mp4"
+    started = time.monotonic()
+    bucket(stack).blob("default/news/ferry.mp4").upload_from_filename(
+        str(clips["ferry"]), content_type="video/mp4"
+    )
+    hit = wait_for(lambda: top_hit(stack, "ferry to the island", source), "the upload to be searchable")
+    took = time.monotonic() - started
+    assert hit["start"] <= 1.0 and hit["end"] >= 5.0, hit
+    assert hit["thumbnail"].startswith(stack["storage_emulator_host"])
+    print(f"time to searchable: {took:.1f}s")
+
+    (job,) = [j for j in jobs(stack) if j["source"] == source]
+    assert job["status"] == "ready"
+    assert job["stages"]["shots"]["attempts"] == 2  # the injected failure was retried
+    assert job["expire_at"] is not None  # TTL field on finished jobs
+    status = api(stack, f"/v1/jobs/{job['job_id']}").json()
+    assert status["status"] == "ready" and set(status["stages"]) == {
+        "probe",
+        "asr",
+        "shots",
+        "ocr",
+        "vision",
+        "index",
+    }
+
+
+def test_job_status_is_scoped_to_the_org(stack: dict[str, Any]) -> None:
+    from heimdex.api.auth import issue_token
+    from heimdex.dev.stack import DEV_SECRET
+
+    job_id = jobs(stack)[0]["job_id"]
+    other = issue_token(os.environ.get("HEIMDEX_JWT_SECRET", DEV_SECRET), "someone-else")
+    assert api(stack, f"/v1/jobs/{job_id}", token=other).status_code == 404
+    assert api(stack, "/v1/search", token=other, q="ferry").json() == {"results": []}
+    assert api(stack, f"/v1/jobs/{job_id}", token="forged").status_code == 401
+
+
+def test_redelivered_events_make_one_job_and_one_set_of_scenes(
+    stack: dict[str, Any], clips: dict[str, Path]
+) -> None:
+    name = "default/orchard.mp4"
+    source = f"gs://{stack['bucket']}/{name}"
+    blob = bucket(stack).blob(name)
+    blob.upload_from_filename(str(clips["orchard"]), content_type="video/mp4")
+    blob.reload()
+    data = {
+        "bucket": stack["bucket"],
+        "name": name,
+        "generation": str(blob.generation),
+        "size": str(blob.size),
+        "contentType": "video/mp4",
+    }
+    headers = {
+        "ce-specversion": "1.0",
+        "ce-type": "google.cloud.storage.object.v1.finalized",
+        "ce-source": f"//storage.googleapis.com/projects/_/buckets/{stack['bucket']}",
+        "Content-Type": "application/json",
+    }
+    for event_id in ("replay-1", "replay-1", "replay-1", "replay-2"):  # the same event thrice, then a twin
+        resp = requests.post(
+            stack["ingest_url"], data=json.dumps(data), headers={**headers, "ce-id": event_id}, timeout=30
+        )
+        assert resp.status_code == 200
+    wait_for(lambda: top_hit(stack, "apple pickers in the orchard", source), "the orchard clip")
+    assert len([j for j in jobs(stack) if j["source"] == source]) == 1
+    (asset,) = assets_for(stack, source)
+    results = api(stack, "/v1/search", q="apple pickers orchard harvest festival", k=20).json()["results"]
+    mine = [(r["start"], r["end"]) for r in results if r["source"] == source]
+    assert len(mine) == len(set(mine)) == asset["scenes"]
+
+
+def test_overwrite_replaces_and_delete_removes(stack: dict[str, Any], clips: dict[str, Path]) -> None:
+    name = "default/reel.mp4"
+    source = f"gs://{stack['bucket']}/{name}"
+    blob = bucket(stack).blob(name)
+    blob.upload_from_filename(str(clips["observatory"]), content_type="video/mp4")
+    wait_for(lambda: top_hit(stack, "astronomers photographed a comet", source), "the first version")
+
+    blob.upload_from_filename(str(clips["glacier"]), content_type="video/mp4")  # a new generation
+    wait_for(lambda: top_hit(stack, "expedition crossed the glacier on skis", source), "the second version")
+    wait_for(lambda: len(assets_for(stack, source)) == 1, "the old version to go")
+    old = api(stack, "/v1/search", q="astronomers photographed a comet", k=5).json()["results"]
+    assert all("comet" not in r["text"].lower() for r in old if r["source"] == source)
+
+    blob.delete()
+    wait_for(lambda: not assets_for(stack, source), "the deleted object to leave the index")
+    gone = api(stack, "/v1/search", q="expedition crossed the glacier", k=5).json()["results"]
+    assert all(r["source"] != source for r in gone)
+
+
+def test_s3_source_through_moto(stack: dict[str, Any], clips: dict[str, Path], moto: str) -> None:
+    import boto3
+
+    from heimdex.adapters.cloud_tasks import CloudTasksDispatcher
+    from heimdex.config import Settings
+    from heimdex.engine import Engine
+    from heimdex.ingest import ingest
+
+    s3 = boto3.client("s3", endpoint_url=moto)
+    s3.create_bucket(Bucket="archive")
+    s3.upload_file(str(clips["lighthouse"]), "archive", "reels/lighthouse.mp4")
+    head = s3.head_object(Bucket="archive", Key="reels/lighthouse.mp4")
+    settings = Settings(
+        home=Path(stack["logs"]).parent / "home",
+        database_url=stack["database_url"],
+        project=stack["project"],
+        job_store="firestore",
+        dispatch="cloud_tasks",
+        tasks_emulator_host=stack["tasks_emulator_host"],
+        stage_urls=stack["stage_urls"],
+        derived_bucket=stack["derived_bucket"],
+        s3_endpoint_url=moto,
+    )
+    os.environ["FIRESTORE_EMULATOR_HOST"] = stack["firestore_emulator_host"]
+    engine = Engine(settings)
+    try:
+        result = ingest(
+            engine,
+            CloudTasksDispatcher(settings),
+            org_id="default",
+            source="s3://archive/reels/lighthouse.mp4",
+            version=head["ETag"].strip('"'),
+            size=head["ContentLength"],
+            name="lighthouse.mp4",
+            content_type="video/mp4",
+        )
+        assert result.status == "queued"
+    finally:
+        engine.close()
+    hit = wait_for(
+        lambda: top_hit(stack, "copper dome of the lighthouse", "s3://archive/reels/lighthouse.mp4"),
+        "the S3 object",
+    )
+    assert hit["link"] == "s3://archive/reels/lighthouse.mp4#t=0.0"
+
+
+def test_drive_folder_watch_end_to_end(
+    stack: dict[str, Any], clips: dict[str, Path], drive: FakeDrive
+) -> None:
+    shared_drive = drive.add_shared_drive("Newsroom")
+    folder = drive.add_folder("Rushes", shared_drive)
+    headers = {"Authorization": f"Bearer {stack['token']}"}
+    resp = requests.post(
+        f"{stack['drive_watch_url']}/v1/watches", json={"folder_id": folder}, headers=headers, timeout=30
+    )
+    assert resp.status_code == 201, resp.text
+    assert (
+        requests.post(
+            f"{stack['drive_watch_url']}/v1/watches", json={"folder_id": folder}, timeout=30
+        ).status_code
+        == 401
+    )
+
+    file_id = drive.add_file("vineyard.mp4", clips["vineyard"].read_bytes(), folder)  # pushes a notification
+    source = f"drive://{file_id}"
+    wait_for(lambda: top_hit(stack, "grape harvesters on the vineyard slopes", source), "the Drive file")
+    assert any(d.state == "change" and d.status == 200 for d in drive.deliveries)
+
+    drive.trash(file_id)
+    wait_for(lambda: not assets_for(stack, source), "the trashed Drive file to leave the index")
+
+    forged = {"X-Goog-Channel-ID": "nope", "X-Goog-Channel-Token": "nope", "X-Goog-Resource-State": "change"}
+    assert (
+        requests.post(f"{stack['drive_watch_url']}/notifications", headers=forged, timeout=30).status_code
+        == 403
+    )
+    assert requests.post(f"{stack['drive_watch_url']}/renew", timeout=30).json() == {"renewed": 0}
+
+
+def test_stopping_the_stack_leaves_no_process(stack: dict[str, Any]) -> None:
+    s: Stack = stack["_stack"]
+    pids = [p.proc.pid for p in s.processes]
+    groups = set(pids)
+    s.stop()
+    time.sleep(0.5)
+    alive = [p for p in psutil.process_iter(["pid", "cmdline"]) if p.info["pid"] in pids]
+    stragglers = [p for p in psutil.process_iter() if _group(p) in groups]
+    assert not alive and not stragglers, (alive, stragglers)
+
+
+def _group(proc: psutil.Process) -> int | None:
+    try:
+        return os.getpgid(proc.pid)
+    except (ProcessLookupError, psutil.Error):
+        return None
