@@ -86,19 +86,24 @@ def preload(stage: str, engine: Engine) -> None:
         engine.models.clip()
 
 
+def serve(stage: str, host: str, port: int) -> None:
+    """Load the stage's model, then serve tasks (Cloud Run: host 0.0.0.0, port from $PORT)."""
+    logs.setup()
+    import waitress
+
+    engine = Engine(Settings())
+    preload(stage, engine)
+    app = create_stage_app(stage, engine, CloudTasksDispatcher(engine.settings))
+    waitress.serve(app, host=host, port=port, threads=2, ident=f"heimdex-{stage}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Serve one Heimdex pipeline stage over HTTP.")
     parser.add_argument("--stage", required=True, choices=sorted(STAGES))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args()
-    logs.setup()
-    import waitress
-
-    engine = Engine(Settings())
-    preload(args.stage, engine)
-    app = create_stage_app(args.stage, engine, CloudTasksDispatcher(engine.settings))
-    waitress.serve(app, host=args.host, port=args.port, threads=2, ident=f"heimdex-{args.stage}")
+    serve(args.stage, args.host, args.port)
 
 
 if __name__ == "__main__":
