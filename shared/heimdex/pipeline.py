@@ -54,6 +54,23 @@ def ready_stages(stage_states: dict[str, dict[str, Any]]) -> list[str]:
     ]
 
 
+def record_completion(stages: dict[str, dict[str, Any]], stage: str, *, status: str, seconds: float,
+                      note: str | None, at: Any) -> list[str] | None:
+    """Record a finished stage in a job's stage map (in place) and mark the stages it unlocks as
+    queued. Returns those stages, which the caller must enqueue, or None if the stage was already
+    finished (a duplicate delivery). Job stores call this inside their transaction."""
+    state = stages.setdefault(stage, {})
+    if state.get("status") in FINISHED:
+        return None
+    state.update(status=status, seconds=round(seconds, 3), finished=at)
+    if note:
+        state["note"] = note
+    nxt = ready_stages(stages)
+    for name in nxt:
+        stages[name] = {"status": "queued"}
+    return nxt
+
+
 class JobStore(Protocol):
     """Job state: Postgres in the embedded default, Firestore in the cloud."""
 

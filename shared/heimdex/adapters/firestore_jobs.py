@@ -15,7 +15,7 @@ from google.cloud import firestore
 from heimdex.domain import AssetRef
 from heimdex.index import store
 from heimdex.index.db import Database
-from heimdex.pipeline import FINISHED, FIRST, LAST, ready_stages
+from heimdex.pipeline import FIRST, LAST, record_completion
 
 
 def firestore_client(project: str | None, database: str) -> firestore.Client:
@@ -95,15 +95,9 @@ class FirestoreJobStore:
             if not snap.exists or snap.get("status") != "running":
                 return []
             stages: dict[str, dict[str, Any]] = snap.get("stages") or {}
-            if stages.get(stage, {}).get("status") in FINISHED:
+            nxt = record_completion(stages, stage, status=status, seconds=seconds, note=note, at=_now())
+            if nxt is None:
                 return []  # a duplicate delivery
-            state = stages.setdefault(stage, {})
-            state.update(status=status, seconds=round(seconds, 3), finished=_now())
-            if note:
-                state["note"] = note
-            nxt = ready_stages(stages)
-            for name in nxt:
-                stages[name] = {"status": "queued"}
             update: dict[str, Any] = {"stages": stages, "updated_at": _now()}
             if stage == LAST:
                 update.update(status="ready", expire_at=_now() + self.ttl)

@@ -11,7 +11,7 @@ from psycopg.rows import dict_row
 from heimdex.domain import AssetRef
 from heimdex.index import store
 from heimdex.index.db import Database
-from heimdex.pipeline import FIRST, LAST, ready_stages
+from heimdex.pipeline import FIRST, LAST, record_completion
 
 
 def _now() -> str:
@@ -73,15 +73,9 @@ class PgJobStore:
             stages, job_status = self._lock(conn, ref)
             if job_status != "running":
                 return []  # a duplicate delivery after the job ended changes nothing
-            state = stages.setdefault(stage, {})
-            if state.get("status") in ("done", "skipped"):
+            nxt = record_completion(stages, stage, status=status, seconds=seconds, note=note, at=_now())
+            if nxt is None:
                 return []  # already recorded: this completion is a duplicate
-            state.update(status=status, seconds=round(seconds, 3), finished=_now())
-            if note:
-                state["note"] = note
-            nxt = ready_stages(stages)
-            for name in nxt:
-                stages[name] = {"status": "queued"}
             self._save(conn, ref, stages, "ready" if stage == LAST else "running")
             return nxt
 
