@@ -234,6 +234,22 @@ def test_overwrite_replaces_and_delete_removes(stack: dict[str, Any], clips: dic
     assert all(r["source"] != source for r in gone)
 
 
+def test_a_poison_object_fails_with_a_reason_and_others_go_on(
+    stack: dict[str, Any], clips: dict[str, Path]
+) -> None:
+    bucket(stack).blob("default/broken.mp4").upload_from_string(
+        b"\x00not a video" * 1000, content_type="video/mp4"
+    )
+    source = f"gs://{stack['bucket']}/default/broken.mp4"
+    (asset,) = wait_for(
+        lambda: [a for a in assets_for(stack, source) if a["status"] == "failed"], "the failure"
+    )
+    assert "probe: not a readable media file" in asset["error"]
+    (job,) = [j for j in jobs(stack) if j["source"] == source]
+    assert job["status"] == "failed" and job["stages"]["probe"]["attempts"] == 1  # bad input: no retries
+    assert top_hit(stack, "ferry to the island", f"gs://{stack['bucket']}/default/news/ferry.mp4")
+
+
 def test_s3_source_through_moto(stack: dict[str, Any], clips: dict[str, Path], moto: str) -> None:
     import boto3
 

@@ -15,6 +15,7 @@ from flask import Flask, jsonify, request
 
 from heimdex import logs
 from heimdex.adapters.cloud_tasks import CloudTasksDispatcher, ref_from_payload
+from heimdex.api.auth import AuthError, bearer_token, verify_google_id_token
 from heimdex.config import Settings
 from heimdex.engine import Engine
 from heimdex.executor import run_stage
@@ -24,18 +25,11 @@ log = logging.getLogger(__name__)
 
 
 def verify_task_token(header: str | None, audience: str) -> None:
-    """Cloud Tasks signs an OIDC token for the invoker account; refuse anything else."""
-    from google.auth.transport import requests as google_requests
-    from google.oauth2 import id_token
-
-    if not header or not header.startswith("Bearer "):
-        raise PermissionError("missing OIDC token")
+    """Cloud Tasks (and Cloud Scheduler) sign an OIDC token for the invoker account; refuse anything else."""
     try:
-        id_token.verify_oauth2_token(
-            header.removeprefix("Bearer "), google_requests.Request(), audience=audience
-        )
-    except ValueError as exc:
-        raise PermissionError(f"invalid OIDC token: {exc}") from exc
+        verify_google_id_token(bearer_token(header), audience)
+    except AuthError as exc:
+        raise PermissionError(f"OIDC token refused: {exc}") from exc
 
 
 def create_stage_app(stage: str, engine: Engine, dispatcher: Any) -> Flask:

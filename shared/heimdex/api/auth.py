@@ -59,20 +59,35 @@ def _org(claims: Mapping[str, Any]) -> str:
     return org
 
 
-def org_from_google_token(header: str | None, *, audience: str | None) -> str:
-    """Cloud: a Google-signed ID token (Identity Platform / IAP) whose custom claim `org_id` names the
-    organisation; signature, expiry, issuer and audience are checked by google-auth."""
+def verify_google_id_token(token: str, audience: str) -> Mapping[str, Any]:
+    """Claims of a Google-signed ID token (RS256): signature, expiry, issuer and audience checked by
+    google-auth. Tokens that are not even shaped like one are refused before any certificate fetch;
+    a failure to fetch Google's certificates propagates (a server error, not the caller's)."""
     from google.auth.transport import requests as google_requests
     from google.oauth2 import id_token
 
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise AuthError(f"invalid token: {exc}") from exc
+    if header.get("alg") != "RS256" or not header.get("kid"):
+        raise AuthError("invalid token: not a Google-signed (RS256) ID token")
+    try:
+        claims: Mapping[str, Any] = id_token.verify_oauth2_token(
+            token, google_requests.Request(), audience=audience
+        )
+    except ValueError as exc:
+        raise AuthError(f"invalid token: {exc}") from exc
+    return claims
+
+
+def org_from_google_token(header: str | None, *, audience: str | None) -> str:
+    """Cloud: a Google-signed ID token (Identity Platform) whose custom claim `org_id` names the
+    organisation."""
     token = bearer_token(header)
     if not audience:
         raise AuthError("server has no HEIMDEX_GOOGLE_AUDIENCE configured")
-    try:
-        claims = id_token.verify_token(token, google_requests.Request(), audience=audience)
-    except Exception as exc:  # google-auth raises ValueError, and transport errors fetching certs
-        raise AuthError(f"invalid token: {exc}") from exc
-    return _org(claims)
+    return _org(verify_google_id_token(token, audience))
 
 
 def org_from_header(header: str | None, secret: str, *, audience: str | None = None) -> str:

@@ -1,0 +1,50 @@
+"""Stage endpoints in cloud mode refuse tasks without a valid Cloud Tasks OIDC token."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from heimdex.config import Settings
+from heimdex.engine import Engine
+from heimdex.worker import create_stage_app
+
+
+class RecordingDispatcher:
+    """Stands in for Cloud Tasks only to record what a stage would enqueue."""
+
+    def __init__(self) -> None:
+        self.enqueued: list[tuple[str, str]] = []
+
+    def stage_url(self, stage: str) -> str:
+        return f"https://heimdex-{stage}.example.run.app/"
+
+    def enqueue(self, ref: object, stage: str) -> None:
+        self.enqueued.append((getattr(ref, "job_id", ""), stage))
+
+
+@pytest.fixture(scope="module")
+def cloud_engine(home: Path, engine: Engine) -> Iterator[Engine]:
+    eng = Engine(Settings(home=home, database_url=engine.db.url, verify_task_tokens=True))
+    yield eng
+    eng.close()
+
+
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer not.a.token"}, {"Authorization": "Basic x"}]
+)
+def test_task_without_valid_oidc_token_is_refused(cloud_engine: Engine, headers: dict[str, str]) -> None:
+    dispatcher = RecordingDispatcher()
+    app = create_stage_app("probe", cloud_engine, dispatcher).test_client()
+    payload = {"org_id": "default", "asset_id": "a", "source": "/nope.mp4", "version": "1"}
+    resp = app.post("/", json=payload, headers=headers)
+    assert resp.status_code == 401
+    assert dispatcher.enqueued == []
+
+
+def test_malformed_task_is_dropped_not_retried(engine: Engine) -> None:
+    app = create_stage_app("probe", engine, RecordingDispatcher()).test_client()
+    resp = app.post("/", json={"org_id": "default"})
+    assert resp.status_code == 400  # 4xx other than 429: Cloud Tasks does not retry forever on it
