@@ -52,3 +52,9 @@ def test_build_scenes_assigns_words_ocr_and_thumbs() -> None:
 
 def test_merge_readings_drops_partial_duplicates() -> None:
     assert merge_readings(["RECORDED 14", "RECORDED 14 MARCH", "", "Other"]) == ["RECORDED 14 MARCH", "Other"]
+
+
+def test_a_sentence_before_a_long_silence_stays_whole() -> None:
+    sentence = [w(f"w{i}", 3.0 + 0.4 * i, 3.35 + 0.4 * i) for i in range(12)]  # 3.0 .. 7.75, no real pause
+    cuts = split_points(0.0, 12.0, sentence, 2.0, 10.0)
+    assert len(cuts) == 1 and cuts[0] >= 7.75

@@ -41,16 +41,19 @@ class Scene:
 def split_points(
     start: float, end: float, words: list[dict[str, Any]], min_s: float, max_s: float
 ) -> list[float]:
-    """Interior cut times for one shot."""
+    """Interior cut times for one shot: in the widest silence (before, between or after words) that
+    lies in the allowed range, at its middle as far as the range allows."""
     cuts: list[float] = []
     cur = start
+    spans = [(start, start), *((w["s"], w["e"]) for w in words), (end, end)]
     while end - cur > max_s:
         lo, hi = cur + min_s, min(cur + max_s, end - min_s)
-        best, best_gap = None, -1.0
-        for a, b in itertools.pairwise(words):
-            gap_mid = (a["e"] + b["s"]) / 2
-            if lo <= gap_mid <= hi and b["s"] - a["e"] >= best_gap:
-                best, best_gap = gap_mid, b["s"] - a["e"]
+        best, best_gap = None, 0.0
+        for (_, quiet_from), (quiet_to, _) in itertools.pairwise(spans):
+            a, b = max(quiet_from, lo), min(quiet_to, hi)
+            if a <= b and quiet_to - quiet_from >= best_gap:
+                best = min(max((quiet_from + quiet_to) / 2, a), b)
+                best_gap = quiet_to - quiet_from
         if best is None:
             # No pause in range: cut at the limit, moved off any word that straddles it.
             best = hi
