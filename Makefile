@@ -42,3 +42,56 @@ dev: $(STAMP)
 
 clean:
 	rm -rf $(SAMPLES) .pytest_cache .mypy_cache .ruff_cache
+
+# --- Cloud deployment (terraform/README.md) ------------------------------------------------------
+# make images ENV=dev [TAG=...]; make plan ENV=dev [TAG=...]; make apply ENV=dev. PROJECT and REGION
+# default to the environment's terraform.tfvars.
+.PHONY: functions-src images bootstrap plan apply iac-check
+ENV       ?= dev
+TFDIR      = terraform/envs/$(ENV)
+tfvar      = $(shell sed -n 's/^$(1) *= *"\(.*\)"/\1/p' $(TFDIR)/terraform.tfvars)
+PROJECT   ?= $(call tfvar,project_id)
+REGION    ?= $(call tfvar,region)
+TAG       ?=
+IMAGE_TAG  = $(or $(TAG),$(shell git rev-parse --short HEAD))
+REGISTRY   = $(REGION)-docker.pkg.dev/$(PROJECT)/heimdex
+STAGES     = $(patsubst containers/%/Dockerfile,%,$(wildcard containers/*/Dockerfile))
+FUNCTIONS  = $(patsubst functions/%/main.py,%,$(wildcard functions/*/main.py))
+TF_VARS    = $(if $(TAG),-var=image_tag=$(TAG))
+
+# The functions' requirements.txt install ./heimdex-src: a copy of the package next to main.py,
+# zipped with the function by Terraform (archive_file).
+functions-src:
+	@for f in $(FUNCTIONS); do \
+	  rm -rf functions/$$f/heimdex-src && mkdir -p functions/$$f/heimdex-src && \
+	  cp -r pyproject.toml README.md shared functions/$$f/heimdex-src/ && \
+	  find functions/$$f/heimdex-src \( -name __pycache__ -o -name '*.egg-info' \) -prune -exec rm -rf {} + ; \
+	done
+	@echo "==> heimdex-src prepared for: $(FUNCTIONS)"
+
+# First apply of a new environment: the APIs and the image registry, so that images can be pushed
+# before the services that run them are created.
+bootstrap: functions-src
+	terraform -chdir=$(TFDIR) init -input=false
+	terraform -chdir=$(TFDIR) apply -input=false -target=module.project_services -target=module.artifact_registry
+
+images:
+	gcloud auth configure-docker $(REGION)-docker.pkg.dev --quiet
+	@for s in $(STAGES); do \
+	  echo "==> $(REGISTRY)/$$s:$(IMAGE_TAG)"; \
+	  docker build --platform linux/amd64 -f containers/$$s/Dockerfile -t $(REGISTRY)/$$s:$(IMAGE_TAG) . && \
+	  docker push $(REGISTRY)/$$s:$(IMAGE_TAG) || exit 1; \
+	done
+
+plan: functions-src
+	terraform -chdir=$(TFDIR) init -input=false
+	terraform -chdir=$(TFDIR) plan -input=false $(TF_VARS) -out=tfplan
+
+apply: functions-src
+	terraform -chdir=$(TFDIR) init -input=false
+	@if [ -f $(TFDIR)/tfplan ]; then terraform -chdir=$(TFDIR) apply -input=false tfplan && rm -f $(TFDIR)/tfplan; \
+	else terraform -chdir=$(TFDIR) apply -input=false $(TF_VARS); fi
+
+# What CI checks offline: python-hcl2 contract tests and checkov (needs .venv-iac, see scripts/setup.sh).
+iac-check: $(STAMP)
+	$(BIN)/python -m pytest -q tests/test_terraform.py

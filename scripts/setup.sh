@@ -49,4 +49,11 @@ if [ ! -x .venv-tasks/bin/python ]; then
   "$PY" -m venv .venv-tasks
 fi
 .venv-tasks/bin/python -m pip --disable-pip-version-check -q install "gcloud-tasks-emulator==0.6.2"
+# checkov (the offline Terraform checks in tests/test_terraform.py) has many pinned dependencies that
+# clash with this project's: it lives in a virtualenv of its own as well.
+if [ ! -x .venv-iac/bin/python ]; then
+  echo "==> checkov (.venv-iac)"
+  "$PY" -m venv .venv-iac
+fi
+.venv-iac/bin/python -m pip --disable-pip-version-check -q install "checkov>=3.2,<4"
 echo "==> ready: $VENV/bin/heimdex"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,12 +22,29 @@ def default_home() -> Path:
     return Path(base) / "heimdex"
 
 
+def cloud(*components: str) -> dict[str, Any]:
+    """Mark a setting that Terraform must set in the cloud, for these components: function folders
+    (`ingest`, `drive_watch`, `search`), stage folders (`probe`, ...), or the groups `functions` and
+    `stages`. tests/test_terraform.py checks every function and stage service against the marks."""
+    return {"cloud": list(components)}
+
+
+ALL = ("functions", "stages")
+ENQUEUERS = ("ingest", "drive_watch", "stages")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HEIMDEX_", extra="ignore")
 
-    home: Path = Field(default_factory=default_home, description="All local state: database, derived files.")
+    home: Path = Field(
+        default_factory=default_home,
+        description="All local state: database, derived files.",
+        json_schema_extra=cloud(*ALL),  # the cloud's file systems are read-only but /tmp
+    )
     database_url: str | None = Field(
-        default=None, description="PostgreSQL + pgvector URL; unset starts an embedded server under home."
+        default=None,
+        description="PostgreSQL + pgvector URL; unset starts an embedded server under home.",
+        json_schema_extra=cloud(*ALL),
     )
     db_shared_buffers: str = "256MB"
     db_pool_size: int = 8
@@ -41,7 +58,7 @@ class Settings(BaseSettings):
 
     # Models: local paths only. None means "the default that ships in an installed package".
     asr_model: str | None = None
-    asr_compute_type: str = "int8"
+    asr_compute_type: str = Field(default="int8", json_schema_extra=cloud("asr"))  # float16 on the GPU
     asr_beam_size: int = 5
     asr_threads: int = 2
     asr_language: str | None = "en"
@@ -66,34 +83,61 @@ class Settings(BaseSettings):
     shot_detect_width: int = 256
 
     # Cloud path (functions, stage containers). Unset in the embedded default.
-    project: str | None = Field(default=None, description="Google Cloud project id.")
-    region: str = "us-central1"
-    derived_bucket: str | None = Field(default=None, description="GCS bucket for stage outputs and sidecars.")
-    job_store: Literal["postgres", "firestore"] = "postgres"
-    firestore_database: str = "(default)"
-    jobs_collection: str = "heimdex_jobs"
-    events_collection: str = "heimdex_events"
-    watches_collection: str = "heimdex_drive_watches"
+    project: str | None = Field(
+        default=None, description="Google Cloud project id.", json_schema_extra=cloud(*ALL)
+    )
+    region: str = Field(default="us-central1", json_schema_extra=cloud(*ALL))
+    derived_bucket: str | None = Field(
+        default=None,
+        description="GCS bucket for stage outputs and sidecars.",
+        json_schema_extra=cloud(*ALL),
+    )
+    job_store: Literal["postgres", "firestore"] = Field(default="postgres", json_schema_extra=cloud(*ALL))
+    firestore_database: str = Field(default="(default)", json_schema_extra=cloud(*ALL))
+    # The jobs and events collections carry the Firestore TTL policy: Terraform sets both names.
+    jobs_collection: str = Field(default="heimdex_jobs", json_schema_extra=cloud(*ALL))
+    events_collection: str = Field(default="heimdex_events", json_schema_extra=cloud("ingest"))
+    watches_collection: str = Field(default="heimdex_drive_watches", json_schema_extra=cloud("drive_watch"))
     job_ttl_days: int = 30
-    dispatch: Literal["local", "cloud_tasks"] = "local"
-    tasks_location: str | None = Field(default=None, description="Cloud Tasks location; defaults to region.")
-    tasks_queue_prefix: str = "heimdex-"
+    dispatch: Literal["local", "cloud_tasks"] = Field(default="local", json_schema_extra=cloud(*ENQUEUERS))
+    tasks_location: str | None = Field(
+        default=None,
+        description="Cloud Tasks location; defaults to region.",
+        json_schema_extra=cloud(*ENQUEUERS),
+    )
+    tasks_queue_prefix: str = Field(default="heimdex-", json_schema_extra=cloud(*ENQUEUERS))
     tasks_emulator_host: str | None = Field(default=None, description="host:port of a Cloud Tasks emulator.")
     tasks_invoker_email: str | None = Field(
-        default=None, description="Service account Cloud Tasks signs OIDC as."
+        default=None,
+        description="Service account Cloud Tasks signs OIDC as.",
+        json_schema_extra=cloud(*ENQUEUERS),
     )
     stage_urls: dict[str, str] = Field(
-        default_factory=dict, description="Stage name -> URL; unset stages are looked up with Cloud Run."
+        default_factory=dict,
+        description="Stage name -> URL; unset stages are looked up with Cloud Run.",
+        json_schema_extra=cloud(*ENQUEUERS),  # stages too: their own URL is the OIDC audience
     )
     verify_task_tokens: bool = Field(
-        default=False, description="Stage endpoints require Cloud Tasks OIDC tokens."
+        default=False,
+        description="Stage endpoints require Cloud Tasks OIDC tokens.",
+        json_schema_extra=cloud("stages", "drive_watch"),
     )
-    auth_mode: Literal["hs256", "google"] = "hs256"
-    google_audience: str | None = Field(default=None, description="Expected audience of Google ID tokens.")
+    auth_mode: Literal["hs256", "google"] = Field(
+        default="hs256", json_schema_extra=cloud("search", "drive_watch")
+    )
+    google_audience: str | None = Field(
+        default=None,
+        description="Expected audience of Google ID tokens.",
+        json_schema_extra=cloud("search", "drive_watch"),
+    )
     drive_api_root: str | None = Field(
         default=None, description="Drive API root URL (a local fake in tests)."
     )
-    drive_webhook_url: str | None = Field(default=None, description="Where Drive sends push notifications.")
+    drive_webhook_url: str | None = Field(
+        default=None,
+        description="Where Drive sends push notifications.",
+        json_schema_extra=cloud("drive_watch"),
+    )
     drive_channel_ttl_s: int = 6 * 24 * 3600
     s3_endpoint_url: str | None = None
 
@@ -101,7 +145,7 @@ class Settings(BaseSettings):
     max_file_bytes: int = 50 * 1024**3
     max_duration_s: float = 12 * 3600.0
     workers: int = 3
-    max_attempts: int = 2
+    max_attempts: int = Field(default=2, json_schema_extra=cloud("stages"))
     fail_first_attempts: dict[str, int] = Field(
         default_factory=dict,
         description="Fault injection (tests, drills): stage -> how many first attempts per job fail.",

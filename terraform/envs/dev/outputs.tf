@@ -1,0 +1,34 @@
+output "search_url" {
+  description = "The search API: GET <search_url>/v1/search?q=... with a Google ID token."
+  value       = module.functions.search_url
+}
+
+output "drive_watch_url" {
+  description = "Register Drive folders with POST <drive_watch_url>/v1/watches."
+  value       = module.functions.drive_watch_url
+}
+
+output "source_bucket" {
+  description = "Drop videos at gs://<source_bucket>/<org_id>/..."
+  value       = module.storage.source_bucket
+}
+
+output "derived_bucket" {
+  description = "Stage outputs and sidecars."
+  value       = module.storage.derived_bucket
+}
+
+output "image_repository" {
+  description = "Where `make images` pushes."
+  value       = module.artifact_registry.repository_url
+}
+
+output "stage_urls" {
+  description = "HEIMDEX_STAGE_URLS."
+  value       = module.stage_services.urls
+}
+
+output "service_accounts" {
+  description = "Runtime identities (share Drive folders with drive_watch, probe, asr and shots)."
+  value       = module.service_accounts.emails
+}

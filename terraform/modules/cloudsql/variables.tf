@@ -1,0 +1,92 @@
+variable "project_id" {
+  description = "Project of the instance and the secret."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the instance."
+  type        = string
+}
+
+variable "private_network_id" {
+  description = "VPC id the private IP is taken in; pass the network module's private_network_id, which is known only once private service access is connected."
+  type        = string
+}
+
+variable "instance_name" {
+  description = "Instance name."
+  type        = string
+  default     = "heimdex"
+}
+
+variable "database_version" {
+  description = "PostgreSQL major version (15 or later for pgvector; 18 matches the local default)."
+  type        = string
+  default     = "POSTGRES_18"
+}
+
+variable "tier" {
+  description = "Machine tier."
+  type        = string
+  default     = "db-custom-2-7680"
+}
+
+variable "disk_size_gb" {
+  description = "Initial disk size (it grows automatically)."
+  type        = number
+  default     = 20
+}
+
+variable "high_availability" {
+  description = "REGIONAL (failover replica) instead of ZONAL."
+  type        = bool
+  default     = false
+}
+
+variable "retained_backups" {
+  description = "Automated backups kept."
+  type        = number
+  default     = 7
+}
+
+variable "deletion_protection" {
+  description = "Refuse to delete the instance."
+  type        = bool
+  default     = true
+}
+
+variable "database_flags" {
+  description = "Extra database flags (merged over the logging flags), e.g. max_connections."
+  type        = map(string)
+  default     = {}
+}
+
+variable "database_name" {
+  description = "Database of the index."
+  type        = string
+  default     = "heimdex"
+}
+
+variable "user_name" {
+  description = "Application user."
+  type        = string
+  default     = "heimdex"
+}
+
+variable "secret_id" {
+  description = "Secret Manager secret holding the DATABASE_URL."
+  type        = string
+  default     = "heimdex-database-url"
+}
+
+variable "secret_accessors" {
+  description = "name => IAM member granted secretAccessor on the DATABASE_URL secret only."
+  type        = map(string)
+  default     = {}
+}
+
+variable "labels" {
+  description = "Labels."
+  type        = map(string)
+  default     = {}
+}

@@ -1,0 +1,158 @@
+variable "project_id" {
+  description = "Project of the functions (HEIMDEX_PROJECT)."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the functions (HEIMDEX_REGION); also the Eventarc trigger region."
+  type        = string
+}
+
+variable "name_prefix" {
+  description = "Prefix of the function and scheduler job names."
+  type        = string
+  default     = "heimdex-"
+}
+
+variable "source_root" {
+  description = "The repository's functions/ folder."
+  type        = string
+}
+
+variable "build_dir" {
+  description = "Where the zipped sources are written before upload."
+  type        = string
+}
+
+variable "runtime" {
+  description = "Python runtime of the functions."
+  type        = string
+  default     = "python311"
+}
+
+variable "functions_bucket" {
+  description = "Bucket for the zipped sources."
+  type        = string
+}
+
+variable "source_bucket" {
+  description = "Bucket whose object events trigger ingest; null deploys no ingest function."
+  type        = string
+  default     = null
+}
+
+variable "service_accounts" {
+  description = "function (folder name) => runtime service account email."
+  type        = map(string)
+}
+
+variable "build_service_account_id" {
+  description = "Fully qualified id of the Cloud Build account (not the default compute account)."
+  type        = string
+}
+
+variable "eventarc_service_account" {
+  description = "Email of the account the Eventarc triggers invoke ingest as."
+  type        = string
+}
+
+variable "scheduler_service_account" {
+  description = "Email of the account Cloud Scheduler signs its OIDC token as."
+  type        = string
+}
+
+variable "vpc_connector" {
+  description = "Serverless VPC Access connector (Cloud SQL private IP)."
+  type        = string
+}
+
+variable "derived_bucket" {
+  description = "HEIMDEX_DERIVED_BUCKET."
+  type        = string
+}
+
+variable "firestore_database" {
+  description = "HEIMDEX_FIRESTORE_DATABASE."
+  type        = string
+}
+
+variable "jobs_collection" {
+  description = "HEIMDEX_JOBS_COLLECTION."
+  type        = string
+}
+
+variable "events_collection" {
+  description = "HEIMDEX_EVENTS_COLLECTION (handled storage events)."
+  type        = string
+}
+
+variable "watches_collection" {
+  description = "HEIMDEX_WATCHES_COLLECTION (Drive watches)."
+  type        = string
+}
+
+variable "job_ttl_days" {
+  description = "HEIMDEX_JOB_TTL_DAYS."
+  type        = number
+}
+
+variable "queue_prefix" {
+  description = "HEIMDEX_TASKS_QUEUE_PREFIX."
+  type        = string
+}
+
+variable "tasks_invoker_email" {
+  description = "HEIMDEX_TASKS_INVOKER_EMAIL."
+  type        = string
+}
+
+variable "stage_urls" {
+  description = "HEIMDEX_STAGE_URLS: stage => URL."
+  type        = map(string)
+}
+
+variable "google_audience" {
+  description = "HEIMDEX_GOOGLE_AUDIENCE: audience of the Google ID tokens the API accepts."
+  type        = string
+}
+
+variable "db_pool_size" {
+  description = "HEIMDEX_DB_POOL_SIZE per function instance."
+  type        = number
+  default     = 4
+}
+
+variable "database_url_secret_id" {
+  description = "Secret holding HEIMDEX_DATABASE_URL."
+  type        = string
+}
+
+variable "database_url_secret_version" {
+  description = "Version of that secret."
+  type        = string
+}
+
+variable "function_settings" {
+  description = "function => overrides of memory, cpu, timeout_s, concurrency, min/max instances."
+  type = map(object({
+    memory        = optional(string)
+    cpu           = optional(string)
+    timeout_s     = optional(number)
+    concurrency   = optional(number)
+    min_instances = optional(number)
+    max_instances = optional(number)
+  }))
+  default = {}
+}
+
+variable "renew_schedule" {
+  description = "Cron schedule of the Drive channel renewal."
+  type        = string
+  default     = "17 */6 * * *"
+}
+
+variable "labels" {
+  description = "Labels."
+  type        = map(string)
+  default     = {}
+}

@@ -1,0 +1,115 @@
+variable "project_id" {
+  description = "Project of the services (HEIMDEX_PROJECT)."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the services (HEIMDEX_REGION); a region with Cloud Run L4 GPUs."
+  type        = string
+}
+
+variable "stages" {
+  description = "Stage names: one service per folder in containers/."
+  type        = list(string)
+}
+
+variable "service_accounts" {
+  description = "stage => runtime service account email."
+  type        = map(string)
+}
+
+variable "image_repository" {
+  description = "Image prefix, <region>-docker.pkg.dev/<project>/<repository>."
+  type        = string
+}
+
+variable "image_tag" {
+  description = "Tag of every stage image (make images TAG=...)."
+  type        = string
+}
+
+variable "network_name" {
+  description = "VPC for direct VPC egress (Cloud SQL private IP)."
+  type        = string
+}
+
+variable "subnet_name" {
+  description = "Subnet for direct VPC egress."
+  type        = string
+}
+
+variable "derived_bucket" {
+  description = "HEIMDEX_DERIVED_BUCKET."
+  type        = string
+}
+
+variable "firestore_database" {
+  description = "HEIMDEX_FIRESTORE_DATABASE."
+  type        = string
+}
+
+variable "jobs_collection" {
+  description = "HEIMDEX_JOBS_COLLECTION (the collection with the TTL policy)."
+  type        = string
+}
+
+variable "job_ttl_days" {
+  description = "HEIMDEX_JOB_TTL_DAYS: finished jobs expire after this many days."
+  type        = number
+}
+
+variable "queue_prefix" {
+  description = "HEIMDEX_TASKS_QUEUE_PREFIX (the queues' name prefix)."
+  type        = string
+}
+
+variable "tasks_invoker_email" {
+  description = "HEIMDEX_TASKS_INVOKER_EMAIL: the only account allowed to invoke the services."
+  type        = string
+}
+
+variable "max_attempts" {
+  description = "HEIMDEX_MAX_ATTEMPTS: attempts of a stage before its job fails."
+  type        = number
+}
+
+variable "db_pool_size" {
+  description = "HEIMDEX_DB_POOL_SIZE: PostgreSQL connections per instance."
+  type        = number
+  default     = 2
+}
+
+variable "database_url_secret_id" {
+  description = "Secret holding HEIMDEX_DATABASE_URL."
+  type        = string
+}
+
+variable "database_url_secret_version" {
+  description = "Version of that secret (pinned, so a rotation rolls out a new revision)."
+  type        = string
+}
+
+variable "stage_settings" {
+  description = "stage => overrides of the module's per-stage resources (see main.tf); unset fields keep them."
+  type = map(object({
+    cpu           = optional(string)
+    memory        = optional(string)
+    timeout_s     = optional(number)
+    concurrency   = optional(number)
+    min_instances = optional(number)
+    max_instances = optional(number)
+  }))
+  default = {}
+}
+
+variable "deletion_protection" {
+  description = "Refuse to delete the services."
+  type        = bool
+  default     = true
+}
+
+variable "labels" {
+  description = "Labels."
+  type        = map(string)
+  default     = {}
+}

@@ -1,0 +1,506 @@
+"""Offline checks of terraform/ (what CI runs: no terraform binary, no providers, no network).
+
+- The HEIMDEX_* contract: every setting marked `cloud` in heimdex.config.Settings is set by
+  Terraform for each function and stage service that needs it, nothing sets an unknown HEIMDEX_
+  variable, and local-only knobs (emulators, fault injection, HS256 secrets) are never set.
+- Every folder in functions/ and containers/ has its resources (function, Cloud Run service, queue,
+  service account), and the queues follow heimdex.pipeline's graph.
+- dev and prod differ only in terraform.tfvars and in the state location.
+- checkov over terraform/ reports no failed check, and every skip carries a reason.
+
+The .tf files are parsed with python-hcl2; expressions are kept as text, so the tests read the
+literal maps the modules build their environment from (locals common_env, component_env,
+secret_env) and check that the resources use them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import hcl2
+import pytest
+
+from heimdex.config import Settings
+from heimdex.pipeline import PIPELINE
+
+ROOT = Path(__file__).resolve().parents[1]
+TF = ROOT / "terraform"
+MODULES = TF / "modules"
+ENVS = ("dev", "prod")
+CHECKOV = ROOT / ".venv-iac" / "bin" / "checkov"
+
+FUNCTIONS = sorted(p.parent.name for p in (ROOT / "functions").glob("*/main.py"))
+STAGES = sorted(p.parent.name for p in (ROOT / "containers").glob("*/Dockerfile"))
+# Never set in the cloud: emulator endpoints, test-only knobs and the HS256 secret of the embedded
+# default (the cloud verifies Google ID tokens).
+LOCAL_ONLY = {
+    "tasks_emulator_host",
+    "drive_api_root",
+    "fail_first_attempts",
+    "vision_random_init",
+    "jwt_secret",
+    "jwt_audience",
+}
+HEIMDEX_VAR = re.compile(r"\bHEIMDEX_[A-Z0-9_]+\b")
+
+
+# -- parsing -----------------------------------------------------------------------------------------
+
+
+def _unquote(value: Any) -> Any:
+    """python-hcl2 keeps the quotes of keys and literal strings ('"x"'); drop them and its metadata."""
+    if isinstance(value, dict):
+        return {_unquote(k): _unquote(v) for k, v in value.items() if not str(k).startswith("__")}
+    if isinstance(value, list):
+        return [_unquote(v) for v in value]
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+@cache
+def parse(path: Path) -> dict[str, Any]:
+    with path.open() as fh:
+        parsed: dict[str, Any] = _unquote(hcl2.load(fh))
+    return parsed
+
+
+def tf_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.tf"))
+
+
+def blocks(folder: Path, kind: str) -> list[Any]:
+    return [b for f in tf_files(folder) for b in parse(f).get(kind, [])]
+
+
+def resources(folder: Path, rtype: str) -> dict[str, dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for block in blocks(folder, "resource"):
+        for name, body in block.get(rtype, {}).items():
+            found[name] = body
+    return found
+
+
+def locals_of(folder: Path) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for block in blocks(folder, "locals"):
+        merged.update(block)
+    return merged
+
+
+def variables_of(folder: Path) -> dict[str, dict[str, Any]]:
+    return {name: body for block in blocks(folder, "variable") for name, body in block.items()}
+
+
+def module_calls(env: str) -> dict[str, dict[str, Any]]:
+    return {name: body for block in blocks(TF / "envs" / env, "module") for name, body in block.items()}
+
+
+def dynamic(body: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    return [d[name] for d in body.get("dynamic", []) if name in d]
+
+
+def literal(value: Any) -> bool:
+    return isinstance(value, str) and "${" not in value
+
+
+# -- the HEIMDEX_* contract --------------------------------------------------------------------------
+
+
+def env_name(field: str) -> str:
+    return f"HEIMDEX_{field.upper()}"
+
+
+def required_env(component: str) -> set[str]:
+    """HEIMDEX_* variables a component needs in the cloud, from the `cloud` marks in Settings."""
+    group = "functions" if component in FUNCTIONS else "stages"
+    needed = set()
+    for name, field in Settings.model_fields.items():
+        extra = field.json_schema_extra
+        marks = extra.get("cloud", []) if isinstance(extra, dict) else []
+        assert isinstance(marks, list)
+        unknown = set(marks) - {"functions", "stages", *FUNCTIONS, *STAGES}
+        assert not unknown, f"Settings.{name} is marked for unknown cloud components {unknown}"
+        if group in marks or component in marks:
+            needed.add(env_name(name))
+    return needed
+
+
+def module_env(module: str, component: str) -> dict[str, Any]:
+    """Plain and secret HEIMDEX_* variables a module sets for one component (function or stage)."""
+    loc = locals_of(MODULES / module)
+    assert component in loc["component_env"], f"modules/{module}: no component_env for {component!r}"
+    return {**loc["common_env"], **loc["component_env"][component], **loc["secret_env"]}
+
+
+def function_env(function: str) -> dict[str, Any]:
+    fn = resources(MODULES / "functions", "google_cloudfunctions2_function")["this"]
+    service = fn["service_config"][0]
+    # The resource must build its environment from exactly these locals.
+    assert service["environment_variables"] == (
+        "${merge(local.common_env, local.component_env[each.value.source])}"
+    )
+    [secrets] = dynamic(service, "secret_environment_variables")
+    assert secrets["for_each"] == "${local.secret_env}"
+    return module_env("functions", function)
+
+
+def stage_env(stage: str) -> dict[str, Any]:
+    svc = resources(MODULES / "stage_services", "google_cloud_run_v2_service")["stage"]
+    [container] = svc["template"][0]["containers"]
+    plain, secret = dynamic(container, "env")
+    assert plain["for_each"].startswith("${merge(local.common_env, local.component_env[each.key]")
+    assert secret["for_each"] == "${local.secret_env}"
+    env = module_env("stage_services", stage)
+    # Literal additions inside the for_each expression (e.g. HEIMDEX_TORCH_THREADS = cpu).
+    env.update(dict.fromkeys(HEIMDEX_VAR.findall(plain["for_each"]), "${computed}"))
+    return env
+
+
+def settings_fields() -> set[str]:
+    return {env_name(name) for name in Settings.model_fields}
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_every_function_gets_the_settings_it_needs(function: str) -> None:
+    env = function_env(function)
+    missing = required_env(function) - set(env)
+    assert not missing, f"function {function}: Terraform does not set {sorted(missing)}"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_stage_service_gets_the_settings_it_needs(stage: str) -> None:
+    env = stage_env(stage)
+    missing = required_env(stage) - set(env)
+    assert not missing, f"stage {stage}: Terraform does not set {sorted(missing)}"
+
+
+def test_no_unknown_or_local_only_heimdex_variable_is_set() -> None:
+    known = settings_fields()
+    for path in sorted(TF.rglob("*.tf")):
+        text = "\n".join(line.split("#", 1)[0] for line in path.read_text().splitlines())
+        for name in HEIMDEX_VAR.findall(text):
+            assert name in known, f"{path.relative_to(ROOT)} sets {name}, which heimdex.config does not read"
+    components = [function_env(f) for f in FUNCTIONS] + [stage_env(s) for s in STAGES]
+    for env in components:
+        for name in LOCAL_ONLY:
+            assert env_name(name) not in env, f"{env_name(name)} must not be set in the cloud"
+
+
+def test_literal_values_are_valid_settings() -> None:
+    """Literal values (modes, flags, paths) must parse as the Settings field types."""
+    by_env = {env_name(name): name for name in Settings.model_fields}
+    components = [function_env(f) for f in FUNCTIONS] + [stage_env(s) for s in STAGES]
+    for env in components:
+        values = {by_env[k]: v for k, v in env.items() if literal(v)}
+        Settings(**values)  # raises on a bad value
+    assert function_env("search")["HEIMDEX_AUTH_MODE"] == "google"
+    assert stage_env("probe")["HEIMDEX_JOB_STORE"] == "firestore"
+    assert stage_env("probe")["HEIMDEX_VERIFY_TASK_TOKENS"] == "true"
+    assert stage_env("asr")["HEIMDEX_ASR_COMPUTE_TYPE"] == "float16"
+
+
+def test_database_url_comes_from_secret_manager() -> None:
+    for module in ("functions", "stage_services"):
+        loc = locals_of(MODULES / module)
+        assert "HEIMDEX_DATABASE_URL" in loc["secret_env"]
+        assert "HEIMDEX_DATABASE_URL" not in loc["common_env"]
+        for comp in loc["component_env"].values():
+            assert "HEIMDEX_DATABASE_URL" not in comp
+    sql = resources(MODULES / "cloudsql", "google_sql_database_instance")["this"]
+    ip = sql["settings"][0]["ip_configuration"][0]
+    assert ip["ipv4_enabled"] is False, "Cloud SQL must have no public IP"
+    assert ip["ssl_mode"] == "ENCRYPTED_ONLY"
+
+
+def test_env_defaults_match_the_code() -> None:
+    """Names Terraform gives resources and the code also derives itself must agree."""
+    for env in ENVS:
+        variables = variables_of(TF / "envs" / env)
+        for var, field in (
+            ("queue_prefix", "tasks_queue_prefix"),
+            ("jobs_collection", "jobs_collection"),
+            ("events_collection", "events_collection"),
+            ("watches_collection", "watches_collection"),
+            ("firestore_database", "firestore_database"),
+            ("job_ttl_days", "job_ttl_days"),
+            ("max_attempts", "max_attempts"),
+        ):
+            assert variables[var]["default"] == Settings.model_fields[field].default, (env, var)
+
+
+# -- every folder has its resources ------------------------------------------------------------------
+
+
+def test_folders_found() -> None:
+    assert FUNCTIONS == ["drive_watch", "ingest", "search"]
+    assert set(STAGES) == {"probe", "asr", "shots", "ocr", "vision", "index"}
+
+
+def test_env_discovers_the_folders() -> None:
+    loc = locals_of(TF / "envs" / "dev")
+    assert 'fileset("${local.repo_root}/functions", "*/main.py")' in loc["functions"]
+    assert 'fileset("${local.repo_root}/containers", "*/Dockerfile")' in loc["stages"]
+    calls = module_calls("dev")
+    assert calls["service_accounts"]["functions"] == "${local.functions}"
+    assert calls["service_accounts"]["stages"] == "${local.stages}"
+    assert calls["stage_services"]["stages"] == "${local.stages}"
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_every_function_folder_has_a_function_and_an_account(function: str) -> None:
+    loc = locals_of(MODULES / "functions")
+    # The deployments map is an expression (ingest depends on the source bucket): read its sources.
+    sources = re.findall(r'source = "([a-z_]+)"', loc["deployments"])
+    assert function in sources, f"modules/functions deploys no function from functions/{function}"
+    assert function in loc["base_settings"]
+    assert sorted(set(sources)) == FUNCTIONS
+    accounts = locals_of(MODULES / "service_accounts")["accounts"]
+    assert '"fn-${f}"' in accounts and "var.functions" in accounts
+    assert (ROOT / "functions" / function / "requirements.txt").read_text().count("./heimdex-src") == 1
+
+
+def test_ingest_triggers_and_public_endpoints() -> None:
+    text = (MODULES / "functions" / "main.tf").read_text()
+    assert "google.cloud.storage.object.v1.finalized" in text
+    assert "google.cloud.storage.object.v1.deleted" in text
+    fn = resources(MODULES / "functions", "google_cloudfunctions2_function")["this"]
+    [trigger] = dynamic(fn, "event_trigger")
+    content = trigger["content"][0]
+    assert content["retry_policy"] == "RETRY_POLICY_RETRY"
+    assert content["event_filters"][0]["attribute"] == "bucket"
+    assert fn["build_config"][0]["service_account"] == "${var.build_service_account_id}"
+    public = resources(MODULES / "functions", "google_cloud_run_v2_service_iam_member")["public"]
+    assert public["member"] == "allUsers"
+    assert public["for_each"] == "${{for k, d in local.deployments : k => d if d.public}}"
+    deployments = locals_of(MODULES / "functions")["deployments"]
+    public_ones = re.findall(
+        r'"([a-z-]+)" = \{source = "[a-z_]+", event_type = [^,]+, public = true\}', deployments
+    )
+    assert sorted(public_ones) == ["drive-watch", "search"], deployments
+    job = resources(MODULES / "functions", "google_cloud_scheduler_job")["drive_renew"]
+    target = job["http_target"][0]
+    assert target["uri"].endswith('/renew"') or target["uri"].endswith("/renew")
+    assert "oidc_token" in target
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_stage_folder_has_a_service_a_queue_and_an_account(stage: str) -> None:
+    loc = locals_of(MODULES / "stage_services")
+    assert stage in loc["base_settings"], f"modules/stage_services has no settings for {stage}"
+    svc = resources(MODULES / "stage_services", "google_cloud_run_v2_service")["stage"]
+    assert svc["for_each"] == "${local.service_names}"
+    assert loc["service_names"] == '${{for s in var.stages : s => "heimdex-${s}"}}'
+    pipeline = variables_of(MODULES / "task_queues")["pipeline"]["default"]
+    assert stage in pipeline, f"no Cloud Tasks queue for {stage}"
+    accounts = locals_of(MODULES / "service_accounts")["accounts"]
+    assert '"stage-${s}"' in accounts and "var.stages" in accounts
+
+
+def test_service_names_match_the_code_lookup() -> None:
+    code = (ROOT / "shared" / "heimdex" / "adapters" / "cloud_tasks.py").read_text()
+    assert 'f"/services/heimdex-{stage}"' in code
+
+
+def test_queues_follow_the_pipeline_graph() -> None:
+    pipeline = variables_of(MODULES / "task_queues")["pipeline"]["default"]
+    assert pipeline == {s.name: list(s.needs) for s in PIPELINE}
+    assert set(pipeline) == set(STAGES)
+    queue = resources(MODULES / "task_queues", "google_cloud_tasks_queue")["stage"]
+    assert queue["name"] == "${var.queue_prefix}${each.key}"
+    assert "retry_config" in queue and "rate_limits" in queue
+
+
+def test_stage_urls_are_computed_without_a_cycle() -> None:
+    loc = locals_of(MODULES / "stage_services")
+    assert "google_cloud_run_v2_service" not in loc["urls"]
+    assert loc["urls"] == (
+        '${{for s, name in local.service_names : s => "https://${name}-'
+        '${data.google_project.this.number}.${var.region}.run.app"}}'
+    )
+    assert loc["common_env"]["HEIMDEX_STAGE_URLS"] == "${jsonencode(local.urls)}"
+    assert module_calls("dev")["functions"]["stage_urls"] == "${module.stage_services.urls}"
+
+
+def test_gpu_stages_scale_to_zero_on_l4() -> None:
+    loc = locals_of(MODULES / "stage_services")
+    assert loc["gpu_stage"]["gpu"] is True and loc["gpu_stage"]["min_instances"] == 0
+    assert loc["cpu_stage"]["min_instances"] == 0
+    assert loc["base_settings"]["asr"] == "${local.gpu_stage}"
+    assert loc["base_settings"]["vision"] == "${local.gpu_stage}"
+    template = resources(MODULES / "stage_services", "google_cloud_run_v2_service")["stage"]["template"][0]
+    assert template["gpu_zonal_redundancy_disabled"] == "${local.settings[each.key].gpu ? true : null}"
+    [selector] = dynamic(template, "node_selector")
+    assert '["nvidia-l4"]' in selector["for_each"]
+    resources_ = template["containers"][0]["resources"][0]
+    assert "nvidia.com/gpu" in resources_["limits"]
+    svc = resources(MODULES / "stage_services", "google_cloud_run_v2_service")["stage"]
+    assert svc["ingress"] == "INGRESS_TRAFFIC_INTERNAL_ONLY"
+    invoker = resources(MODULES / "stage_services", "google_cloud_run_v2_service_iam_member")["invoker"]
+    assert invoker["role"] == "roles/run.invoker"
+    assert invoker["member"] == "serviceAccount:${var.tasks_invoker_email}"
+
+
+def test_firestore_ttl_on_jobs_and_events() -> None:
+    field = resources(MODULES / "firestore", "google_firestore_field")["ttl"]
+    assert "ttl_config" in field
+    assert variables_of(MODULES / "firestore")["ttl_field"]["default"] == "expire_at"
+    call = module_calls("dev")["firestore"]
+    assert call["ttl_collections"] == ["${var.jobs_collection}", "${var.events_collection}"]
+    code = (ROOT / "shared" / "heimdex" / "adapters" / "firestore_jobs.py").read_text()
+    assert '"expire_at"' in code
+
+
+# -- least privilege ---------------------------------------------------------------------------------
+
+
+def test_no_broad_roles_no_public_buckets_no_default_compute_account() -> None:
+    broad = re.compile(r'"roles/(owner|editor|viewer|[a-z]+\.admin|iam\.serviceAccountTokenCreator)"')
+    for path in sorted(TF.rglob("*.tf")):
+        text = path.read_text()
+        assert not broad.search(text), f"{path.relative_to(ROOT)} grants a broad role"
+        assert "compute@developer.gserviceaccount.com" not in text
+        assert "allAuthenticatedUsers" not in text
+        if path.parent.name != "functions":
+            assert "allUsers" not in text, f"{path.relative_to(ROOT)}: only the two HTTP functions are public"
+    for name, bucket in resources(MODULES / "storage", "google_storage_bucket").items():
+        assert bucket["uniform_bucket_level_access"] is True, name
+        assert bucket["public_access_prevention"] == "enforced", name
+        assert "lifecycle_rule" in bucket or "dynamic" in bucket, name
+    project_roles = {
+        body["role"] for body in resources(MODULES / "service_accounts", "google_project_iam_member").values()
+    } | {body["role"] for body in resources(MODULES / "functions", "google_project_iam_member").values()}
+    allowed = {
+        "roles/datastore.user",
+        "roles/datastore.viewer",
+        "roles/eventarc.eventReceiver",
+        "${each.value}",  # the build account's two roles, listed below
+        "roles/pubsub.publisher",
+    }
+    assert project_roles <= allowed, project_roles - allowed
+    build = resources(MODULES / "service_accounts", "google_project_iam_member")["build"]
+    assert build["for_each"] == '${toset(["roles/logging.logWriter", "roles/artifactregistry.writer"])}'
+    for module in MODULES.iterdir():
+        for path in tf_files(module):
+            assert "google_project_iam_binding" not in path.read_text()
+            assert "google_project_iam_policy" not in path.read_text()
+
+
+def test_every_workload_runs_as_its_own_account() -> None:
+    fn = resources(MODULES / "functions", "google_cloudfunctions2_function")["this"]
+    assert fn["service_config"][0]["service_account_email"] == "${var.service_accounts[each.value.source]}"
+    svc = resources(MODULES / "stage_services", "google_cloud_run_v2_service")["stage"]
+    assert svc["template"][0]["service_account"] == "${var.service_accounts[each.key]}"
+    calls = module_calls("dev")
+    assert calls["functions"]["service_accounts"] == "${module.service_accounts.function_emails}"
+    assert calls["stage_services"]["service_accounts"] == "${module.service_accounts.stage_emails}"
+
+
+# -- layout: modules, and environments that differ only in tfvars ------------------------------------
+
+
+@pytest.mark.parametrize("module", sorted(p.name for p in MODULES.iterdir() if p.is_dir()))
+def test_module_layout(module: str) -> None:
+    for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "README.md"):
+        assert (MODULES / module / name).is_file(), f"modules/{module}/{name} is missing"
+    for name, body in variables_of(MODULES / module).items():
+        assert body.get("description"), f"modules/{module}: variable {name} has no description"
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_env_layout(env: str) -> None:
+    folder = TF / "envs" / env
+    for name in ("main.tf", "variables.tf", "terraform.tfvars", "backend.tf", "versions.tf"):
+        assert (folder / name).is_file(), f"envs/{env}/{name} is missing"
+    assert not blocks(folder, "resource"), "environments only call modules: resources live in modules"
+    assert not blocks(folder, "data")
+    [backend] = parse(folder / "backend.tf")["terraform"][0]["backend"]
+    assert list(backend) == ["gcs"]
+    tfvars = parse(folder / "terraform.tfvars")
+    required = {n for n, b in variables_of(folder).items() if "default" not in b}
+    assert required <= set(tfvars), f"envs/{env}/terraform.tfvars lacks {required - set(tfvars)}"
+    assert set(tfvars) <= set(variables_of(folder)), "terraform.tfvars sets undeclared variables"
+    assert tfvars["environment"] == env
+    for call in module_calls(env).values():
+        assert call["source"].startswith("../../modules/")
+
+
+def test_dev_and_prod_differ_only_in_tfvars() -> None:
+    dev, prod = TF / "envs" / "dev", TF / "envs" / "prod"
+    assert sorted(p.name for p in dev.iterdir() if not p.name.startswith(".")) == sorted(
+        p.name for p in prod.iterdir() if not p.name.startswith(".")
+    )
+    for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf"):
+        assert (dev / name).read_text() == (prod / name).read_text(), f"envs/*/{name} differ"
+    assert module_calls("dev") == module_calls("prod")
+    backends = [parse(p / "backend.tf")["terraform"][0]["backend"][0]["gcs"] for p in (dev, prod)]
+    assert set(backends[0]) == set(backends[1]) == {"bucket", "prefix"}
+    assert backends[0] != backends[1], "dev and prod must not share a state location"
+    dev_backend = re.sub(r'"[^"]*"', '""', (dev / "backend.tf").read_text())
+    prod_backend = re.sub(r'"[^"]*"', '""', (prod / "backend.tf").read_text())
+    assert re.sub(r"\bdev\b", "", dev_backend) == re.sub(r"\bprod\b", "", prod_backend)
+    assert parse(dev / "terraform.tfvars")["project_id"] != parse(prod / "terraform.tfvars")["project_id"]
+
+
+# -- checkov -----------------------------------------------------------------------------------------
+
+
+def test_every_checkov_skip_has_a_reason() -> None:
+    skip = re.compile(r"#\s*checkov:skip=([A-Z0-9_]+)(?::(.*))?")
+    count = 0
+    for path in sorted(TF.rglob("*.tf")):
+        for line in path.read_text().splitlines():
+            if "checkov:skip" in line:
+                match = skip.search(line)
+                assert match, f"{path.relative_to(ROOT)}: malformed skip: {line.strip()}"
+                assert match.group(2) and len(match.group(2).strip()) > 20, (
+                    f"{path.relative_to(ROOT)}: {match.group(1)} is skipped without a reason"
+                )
+                count += 1
+    assert count > 0
+
+
+def test_checkov_reports_no_failed_check() -> None:
+    if not CHECKOV.exists():
+        pytest.fail(
+            f"{CHECKOV.relative_to(ROOT)} is missing: run ./scripts/setup.sh (or "
+            "`python3 -m venv .venv-iac && .venv-iac/bin/pip install checkov`); "
+            "checkov lives in a virtualenv of its own"
+        )
+    proc = subprocess.run(
+        [
+            str(CHECKOV),
+            "-d",
+            "terraform",
+            "--framework",
+            "terraform",
+            "--quiet",
+            "--compact",
+            "-o",
+            "json",
+            "--skip-download",  # no network: no guideline links from Prisma Cloud
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.stdout.strip(), f"checkov printed nothing (rc {proc.returncode}):\n{proc.stderr[-3000:]}"
+    report = json.loads(proc.stdout)
+    reports = report if isinstance(report, list) else [report]
+    [tf_report] = [r for r in reports if r.get("check_type") == "terraform"]
+    summary = tf_report["summary"]
+    failed = [
+        f"{c['check_id']} {c['resource']} ({c['file_path']}): {c['check_name']}"
+        for c in tf_report["results"].get("failed_checks", [])
+    ]
+    assert summary["parsing_errors"] == 0, summary
+    assert summary["failed"] == 0, "checkov failed checks:\n" + "\n".join(failed)
+    assert summary["passed"] > 0, summary
+    assert summary["resource_count"] > 0, summary
