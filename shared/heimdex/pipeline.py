@@ -54,8 +54,9 @@ def ready_stages(stage_states: dict[str, dict[str, Any]]) -> list[str]:
     ]
 
 
-def record_completion(stages: dict[str, dict[str, Any]], stage: str, *, status: str, seconds: float,
-                      note: str | None, at: Any) -> list[str] | None:
+def record_completion(
+    stages: dict[str, dict[str, Any]], stage: str, *, status: str, seconds: float, note: str | None, at: Any
+) -> list[str] | None:
     """Record a finished stage in a job's stage map (in place) and mark the stages it unlocks as
     queued. Returns those stages, which the caller must enqueue, or None if the stage was already
     finished (a duplicate delivery). Job stores call this inside their transaction."""

@@ -15,11 +15,16 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import tasks_v2
+from google.protobuf import duration_pb2
 
 from heimdex.config import Settings
 from heimdex.domain import AssetRef
 
 log = logging.getLogger(__name__)
+
+# How long Cloud Tasks waits for a stage to answer before it counts the attempt as failed: the most
+# it allows for HTTP targets, matching the longest stage request timeout (terraform stage_services).
+DISPATCH_DEADLINE_S = 1800
 
 
 def tasks_client(settings: Settings) -> tasks_v2.CloudTasksClient:
@@ -90,6 +95,7 @@ class CloudTasksDispatcher:
                 "audience": url,
             }
         task = tasks_v2.Task(
+            dispatch_deadline=duration_pb2.Duration(seconds=DISPATCH_DEADLINE_S),
             name=f"{self.queue_path(stage)}/tasks/{ref.job_id}-{stage}",
             http_request=tasks_v2.HttpRequest(**request),
         )

@@ -22,6 +22,15 @@ from heimdex.ingest import Dispatcher, ingest, remove
 log = logging.getLogger(__name__)
 
 
+def renew_audience(settings: Any) -> str:
+    """The OIDC audience Cloud Scheduler signs for: this function's public URL + /renew. Taken from
+    configuration, not the request (behind Cloud Run the request URL is plain http)."""
+    base = (settings.drive_webhook_url or "").removesuffix("/notifications")
+    if not base:
+        raise PermissionError("HEIMDEX_DRIVE_WEBHOOK_URL is not configured")
+    return f"{base}/renew"
+
+
 def create_drive_app(engine: Any, dispatcher: Dispatcher, watcher: DriveWatcher) -> Flask:
     app = Flask("heimdex-drive-watch")
     org_of = bearer_org(engine.settings)
@@ -58,7 +67,7 @@ def create_drive_app(engine: Any, dispatcher: Dispatcher, watcher: DriveWatcher)
             from heimdex.worker import verify_task_token
 
             try:
-                verify_task_token(request.headers.get("Authorization"), request.base_url)
+                verify_task_token(request.headers.get("Authorization"), renew_audience(engine.settings))
             except PermissionError as exc:
                 return jsonify({"error": str(exc)}), 401
         return {"renewed": watcher.renew()}

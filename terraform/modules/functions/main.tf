@@ -225,11 +225,13 @@ resource "google_cloud_scheduler_job" "drive_renew" {
 
   http_target {
     http_method = "POST"
-    uri         = "${google_cloudfunctions2_function.this["drive-watch"].service_config[0].uri}/renew"
+    # The same deterministic URL the code derives its expected audience from (HEIMDEX_DRIVE_WEBHOOK_URL
+    # with /notifications replaced by /renew).
+    uri = "${local.drive_watch_url}/renew"
 
     oidc_token {
       service_account_email = var.scheduler_service_account
-      audience              = "${google_cloudfunctions2_function.this["drive-watch"].service_config[0].uri}/renew"
+      audience              = "${local.drive_watch_url}/renew"
     }
   }
 }
