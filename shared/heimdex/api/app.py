@@ -9,6 +9,7 @@ from importlib import resources
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import MethodNotAllowed
 
 from heimdex.api.auth import AuthError, jwt_secret, org_from_google_token, org_from_header
 from heimdex.config import Settings
@@ -103,7 +104,9 @@ def create_app(engine: Any) -> Flask:
         return _error(404, "not found")
 
     @app.errorhandler(405)
-    def not_allowed(_: Exception) -> Response:
-        return _error(405, "method not allowed")
+    def not_allowed(exc: MethodNotAllowed) -> Response:
+        resp = _error(405, "method not allowed")
+        resp.headers["Allow"] = ", ".join(exc.valid_methods or [])  # RFC 9110
+        return resp
 
     return app
