@@ -17,7 +17,6 @@ from heimdex.api.auth import issue_token
 from heimdex.engine import Engine
 from tests.conftest import JWT_SECRET
 
-
 schema = schemathesis.openapi.from_dict(openapi_document())
 # Valid and invalid inputs alike (missing or malformed parameters, wrong types, odd strings).
 schema.config.generation.update(modes=list(schemathesis.GenerationMode))
