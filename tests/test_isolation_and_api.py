@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -14,6 +15,7 @@ from flask.testing import FlaskClient
 
 from heimdex.api.app import create_app
 from heimdex.api.auth import issue_token
+from heimdex.config import Settings
 from heimdex.engine import Engine
 from heimdex.index.db import APP_ROLE
 from tests.conftest import JWT_SECRET
@@ -126,7 +128,7 @@ def test_api_search_and_assets(client: FlaskClient, corpus: dict[str, Any]) -> N
     ],
 )
 def test_bad_tokens_get_401(client: FlaskClient, headers: dict[str, str]) -> None:
-    for path in ("/v1/search?q=lighthouse", "/v1/assets"):
+    for path in ("/v1/search?q=lighthouse", "/v1/assets", "/v1/jobs/job-x"):
         resp = client.get(path, headers=headers)
         assert resp.status_code == 401, (path, resp.get_json())
         assert "error" in resp.get_json()
@@ -171,3 +173,30 @@ def test_public_endpoints(client: FlaskClient) -> None:
         "/v1/jobs/{job_id}",
     }
     assert client.get("/nope", headers=bearer()).status_code == 404
+
+
+def test_audience_is_checked_when_configured(home: Path, engine: Engine) -> None:
+    strict = Engine(
+        Settings(home=home, database_url=engine.db.url, jwt_secret=JWT_SECRET, jwt_audience="heimdex-api")
+    )
+    try:
+        client = create_app(strict).test_client()
+        now = int(time.time())
+        for aud, status in (("heimdex-api", 200), ("other-api", 401), (None, 401)):
+            claims: dict[str, Any] = {"org_id": "default", "exp": now + 60}
+            if aud:
+                claims["aud"] = aud
+            token = jwt.encode(claims, JWT_SECRET, algorithm="HS256")
+            resp = client.get("/v1/assets", headers={"Authorization": f"Bearer {token}"})
+            assert resp.status_code == status, (aud, resp.get_json())
+    finally:
+        strict.close()
+
+
+def test_job_status_endpoint(client: FlaskClient, engine: Engine, corpus: dict[str, Any]) -> None:
+    asset = next(a for a in engine.assets() if a["source"] == str(corpus["caption"]))
+    job = client.get(f"/v1/jobs/job-{asset['asset_id']}", headers=bearer()).get_json()
+    assert job["status"] == "ready" and job["source"] == str(corpus["caption"])
+    assert set(job["stages"]) == {"probe", "asr", "shots", "ocr", "vision", "index"}
+    other = client.get(f"/v1/jobs/job-{asset['asset_id']}", headers=bearer("intruder"))
+    assert other.status_code == 404
