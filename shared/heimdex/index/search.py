@@ -4,6 +4,8 @@ Each signal takes its own top `pool` candidates through its index (HNSW for vect
 reciprocal rank fusion (1 / (60 + rank)) adds up the ranks. Row-level security confines every CTE to
 the caller's organisation; pgvector's iterative index scan keeps scanning until enough rows pass that
 filter (and any source filter), so a small organisation in a large index still gets a full top-k.
+Keyword candidates come from heimdex_keyword_hits() (002_keyword_hits.sql): under row-level security
+`tsv @@ q` is not leakproof and could never use the GIN index, so a keyword search read every row.
 """
 
 from __future__ import annotations
@@ -33,11 +35,8 @@ image_hits AS (
     ORDER BY image_vec <=> %(qi)s LIMIT %(pool)s) t
 ),
 keyword_hits AS (
-  SELECT asset_id, idx, row_number() OVER (ORDER BY rank DESC) AS r FROM (
-    SELECT asset_id, idx, ts_rank_cd(tsv, q) AS rank
-    FROM scenes, to_tsquery('english', %(or_q)s) AS q
-    WHERE tsv @@ q AND (%(source)s::text IS NULL OR starts_with(source, %(source)s))
-    ORDER BY rank DESC LIMIT %(pool)s) t
+  SELECT asset_id, idx, row_number() OVER (ORDER BY rank DESC) AS r
+  FROM heimdex_keyword_hits(to_tsquery('english', %(or_q)s), %(source)s::text, %(pool)s)
 ),
 fused AS (
   SELECT asset_id, idx, sum(1.0 / (%(rrf_k)s + r)) AS score
