@@ -27,6 +27,21 @@ def clock(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
+def shown(name: str) -> str:
+    """A file name on one printable line: control characters escaped (`\\n`), and bytes that are not
+    UTF-8 (held as lone surrogates) written as `\\xNN`, so one result stays one line and never
+    fails to encode."""
+    out = []
+    for ch in name:
+        if 0xDC80 <= ord(ch) <= 0xDCFF:
+            out.append(f"\\x{ord(ch) - 0xDC00:02x}")
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape", "backslashreplace").decode("ascii"))
+    return "".join(out)
+
+
 def table(rows: list[list[str]], headers: list[str]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
@@ -68,7 +83,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         failed += status != "ready"
         mark = "ok  " if status == "ready" else "FAIL"
         bar.write(
-            f"{mark} {status:<6} {secs:7.1f}s  {source}" + (f"  ({detail})" if detail else ""),
+            f"{mark} {status:<6} {secs:7.1f}s  {shown(source)}" + (f"  ({shown(detail)})" if detail else ""),
             file=sys.stdout,
         )
         bar.update(1)
@@ -100,7 +115,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             str(i),
             f"{h['score']:.4f}",
             f"{clock(h['start'])}-{clock(h['end'])}",
-            Path(h["source"]).name,
+            shown(Path(h["source"]).name),
             textwrap.shorten(h["text"] or "(no text)", max(20, width - 60), placeholder="..."),
         ]
         for i, h in enumerate(hits, 1)
@@ -124,8 +139,8 @@ def cmd_assets(args: argparse.Namespace) -> int:
             clock(a["duration"] or 0),
             str(a["scenes"]),
             a["asset_id"][:12],
-            a["source"],
-            a["error"] or "",
+            shown(a["source"]),
+            shown(a["error"] or ""),
         ]
         for a in assets
     ]

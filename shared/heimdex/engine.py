@@ -28,11 +28,17 @@ from heimdex.runner import JobResult, LocalDispatcher
 from heimdex.stages.context import StageContext
 
 
+def absolute_path(raw: str) -> Path:
+    """The source name of a local path: absolute and without `.`/`..` parts, so that `dir/sub/../a.mp4`
+    and `dir/a.mp4` are one source (Path.absolute() keeps the `..`)."""
+    return Path(os.path.normpath(Path(raw).expanduser().absolute()))
+
+
 def expand_paths(paths: Iterable[str]) -> list[Path]:
     """Files as given (any extension), and video files found under folders (hidden ones skipped)."""
     out: list[Path] = []
     for raw in paths:
-        path = Path(raw).expanduser().absolute()
+        path = absolute_path(raw)
         if path.is_dir():
             out.extend(
                 sorted(
@@ -46,6 +52,15 @@ def expand_paths(paths: Iterable[str]) -> list[Path]:
         else:
             out.append(path)
     return list(dict.fromkeys(out))
+
+
+def is_utf8(name: str) -> bool:
+    """False for names with bytes that are not UTF-8 (Python holds them as lone surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def deep_link(source: str, start: float) -> str:
@@ -125,6 +140,10 @@ class Engine:
         done: list[JobResult | Skipped] = []
         todo: list[AssetRef] = []
         for path in paths:
+            if not is_utf8(str(path)):
+                # Sources are text (database, JSON, links); bytes that are not UTF-8 cannot be one.
+                done.append(Skipped(str(path), "failed", "file name is not valid UTF-8; rename the file"))
+                continue
             try:
                 ref = self.asset_ref(path, org)
             except OSError as exc:
@@ -228,7 +247,7 @@ class Engine:
         with self.db.org_tx(org) as conn:
             row = store.get_asset(conn, source_or_id)
             if row is None:
-                matches = store.find_assets(conn, str(Path(source_or_id).expanduser().absolute()))
+                matches = store.find_assets(conn, str(absolute_path(source_or_id)))
                 row = matches[0] if matches else None
         if row is None or not row["sidecar"]:
             return None

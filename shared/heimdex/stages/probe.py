@@ -23,7 +23,9 @@ def probe_file(path: str, *, max_duration_s: float) -> dict[str, Any]:
     try:
         container = av.open(path, metadata_errors="ignore")
     except (av.FFmpegError, UnicodeDecodeError, OSError) as exc:
-        raise MediaError(f"not a readable media file: {exc}") from exc
+        # FFmpeg's message alone ("Invalid data found when processing input"), not its errno and the path.
+        reason = exc.strerror if isinstance(exc, av.FFmpegError) and exc.strerror else exc
+        raise MediaError(f"not a readable media file: {reason}") from exc
     with container:
         fmt = container.format.name
         video = next(iter(container.streams.video), None)
