@@ -17,6 +17,7 @@ from heimdex.config import Settings
 MAX_QUERY_CHARS = 1000
 MAX_K = 100
 PUBLIC = {"/healthz", "/openapi.json"}
+QUERY_PARAMETERS = {"/v1/search": {"q", "k", "source"}}  # routes not listed take none
 
 
 def openapi_document() -> dict[str, Any]:
@@ -61,6 +62,16 @@ def create_app(engine: Any) -> Flask:
         g.org_id, error = org_of(request.headers.get("Authorization"))
         return error
 
+    @app.before_request
+    def known_parameters() -> Response | None:
+        """Unknown query parameters are refused, not ignored: a typo (`?query=`) should not
+        silently search for something else."""
+        rule = request.url_rule.rule if request.url_rule else None
+        unknown = set(request.args) - QUERY_PARAMETERS.get(rule or "", set())
+        if rule and unknown:
+            return _error(400, f"unknown query parameter(s): {', '.join(sorted(unknown))}")
+        return None
+
     @app.get("/healthz")
     def healthz() -> Any:
         return {"status": "ok"}
@@ -71,13 +82,14 @@ def create_app(engine: Any) -> Flask:
 
     @app.get("/v1/search")
     def search() -> Any:
-        q = request.args.get("q", "").strip()
+        raw_q = request.args.get("q", "")
+        q = raw_q.strip()
         source = request.args.get("source") or None
-        if "\x00" in q or (source and "\x00" in source):
+        if "\x00" in raw_q or (source and "\x00" in source):
             return _error(400, "parameters must not contain NUL characters")
         if not q:
             return _error(400, "q is required")
-        if len(q) > MAX_QUERY_CHARS:
+        if len(raw_q) > MAX_QUERY_CHARS:  # the documented limit is on the parameter as sent
             return _error(400, f"q is longer than {MAX_QUERY_CHARS} characters")
         try:
             k = int(request.args.get("k", "10"))
