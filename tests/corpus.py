@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from heimdex.samples import Segment, make_clip
+from heimdex.samples import Segment, ffmpeg, make_clip
 
 # Every transcoded variant carries this speech and caption, so each can be checked for being searchable.
 VARIANT = [
@@ -43,12 +42,6 @@ class Expect:
     reason: str = ""  # words the failure reason must contain ('' = any readable reason)
     speech: bool = False  # the variant's words must be searchable
     caption: bool = False  # the variant's caption must be searchable (OCR)
-
-
-def ffmpeg(*args: str | Path) -> None:
-    subprocess.run(
-        ["ffmpeg", "-nostdin", "-y", "-loglevel", "error", *map(str, args)], check=True, timeout=120
-    )
 
 
 def transcode(src: Path, out: Path, options: str) -> None:

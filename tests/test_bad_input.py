@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from heimdex.domain import MediaError
-from heimdex.samples import Segment, make_clip
+from heimdex.samples import Segment, ffmpeg, make_clip
 from heimdex.stages.probe import probe_file
 
 GOOD = [
@@ -30,24 +30,16 @@ def make_bad_files(folder: Path, good: Path) -> dict[str, str]:
     (folder / "notes.mp4").write_text("these are meeting notes, not a video\n" * 50)
     cv2.imwrite(str(folder / "still.png"), np.full((240, 320, 3), 128, np.uint8))
     (folder / "still.png").rename(folder / "still_image.mp4")
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-y",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:duration=3",
-            "-c:a",
-            "aac",
-            "-f",
-            "mp4",
-            str(folder / "audio_only.mp4"),
-        ],
-        check=True,
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=3",
+        "-c:a",
+        "aac",
+        "-f",
+        "mp4",
+        folder / "audio_only.mp4",
     )
     data = good.read_bytes()
     (folder / "header_only.mp4").write_bytes(data[:2048])

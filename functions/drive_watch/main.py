@@ -4,16 +4,11 @@ import flask
 import functions_framework
 
 from heimdex import cloud, logs
-from heimdex.api.drive_watch import create_drive_app
 
 logs.setup("INFO")
-_app = None
 
 
 @functions_framework.http
 def drive_watch(request: flask.Request) -> flask.Response:
-    global _app
-    if _app is None:
-        _app = create_drive_app(cloud.engine(), cloud.dispatcher(), cloud.drive_watcher())
-    with _app.request_context(request.environ):
-        return _app.full_dispatch_request()
+    response: flask.Response = cloud.serve_http("drive_watch", request)
+    return response

@@ -4,16 +4,11 @@ import flask
 import functions_framework
 
 from heimdex import cloud, logs
-from heimdex.api.app import create_app
 
 logs.setup("INFO")
-_app = None
 
 
 @functions_framework.http
 def search(request: flask.Request) -> flask.Response:
-    global _app
-    if _app is None:
-        _app = create_app(cloud.engine())
-    with _app.request_context(request.environ):
-        return _app.full_dispatch_request()
+    response: flask.Response = cloud.serve_http("search", request)
+    return response

@@ -50,7 +50,7 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(out)
 
 
-def _engine(args: argparse.Namespace) -> Any:
+def _engine() -> Any:
     from heimdex.engine import Engine
 
     return Engine(Settings())
@@ -65,7 +65,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     if not paths:
         print("no video files found", file=sys.stderr)
         return EXIT_FAILED
-    engine = _engine(args)
+    engine = _engine()
     # The bar goes to stderr when it is a terminal; one result line per file goes to stdout.
     bar = tqdm(
         total=len(paths), unit="file", desc="indexing", file=sys.stderr, dynamic_ncols=True, disable=None
@@ -98,7 +98,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    engine = _engine(args)
+    engine = _engine()
     try:
         hits = engine.search(args.query, org=args.org, k=args.k, source=args.source)
     finally:
@@ -125,7 +125,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_assets(args: argparse.Namespace) -> int:
-    engine = _engine(args)
+    engine = _engine()
     try:
         assets = engine.assets(org=args.org)
     finally:
@@ -149,7 +149,7 @@ def cmd_assets(args: argparse.Namespace) -> int:
 
 
 def cmd_sidecar(args: argparse.Namespace) -> int:
-    engine = _engine(args)
+    engine = _engine()
     try:
         doc = engine.sidecar(args.asset, org=args.org)
     finally:
@@ -166,7 +166,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from heimdex.api.app import create_app
 
-    engine = _engine(args)
+    engine = _engine()
     app = create_app(engine)
     print(f"serving on http://{args.host}:{args.port} (OpenAPI at /openapi.json)", file=sys.stderr)
     try:

@@ -14,8 +14,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from flask import Flask
 
 from heimdex.config import Settings
 from heimdex.engine import Engine
@@ -30,34 +33,61 @@ _lock = threading.RLock()
 _state: dict[str, Any] = {}
 
 
-def engine() -> Engine:
+def _once(key: str, make: Callable[[], Any]) -> Any:
+    """One instance per process of what `make` builds, made on first use."""
     with _lock:
-        if "engine" not in _state:
-            _state["engine"] = Engine(Settings())
-        eng: Engine = _state["engine"]
-        return eng
+        if key not in _state:
+            _state[key] = make()
+        return _state[key]
+
+
+def engine() -> Engine:
+    eng: Engine = _once("engine", lambda: Engine(Settings()))
+    return eng
 
 
 def dispatcher() -> Any:
-    with _lock:
-        if "dispatcher" not in _state:
-            from heimdex.adapters.cloud_tasks import CloudTasksDispatcher
+    from heimdex.adapters.cloud_tasks import CloudTasksDispatcher
 
-            _state["dispatcher"] = CloudTasksDispatcher(engine().settings)
-        return _state["dispatcher"]
+    return _once("dispatcher", lambda: CloudTasksDispatcher(engine().settings))
 
 
 def drive_watcher() -> Any:
-    with _lock:
-        if "drive_watcher" not in _state:
-            from heimdex.adapters.drive import DriveWatcher, FirestoreWatchStore, drive_service
-            from heimdex.adapters.firestore_jobs import firestore_client
+    def make() -> Any:
+        from heimdex.adapters.drive import DriveWatcher, FirestoreWatchStore, drive_service
+        from heimdex.adapters.firestore_jobs import firestore_client
 
-            settings = engine().settings
-            client = firestore_client(settings.project, settings.firestore_database)
-            store = FirestoreWatchStore(client, settings.watches_collection)
-            _state["drive_watcher"] = DriveWatcher(drive_service(settings), store, settings)
-        return _state["drive_watcher"]
+        settings = engine().settings
+        client = firestore_client(settings.project, settings.firestore_database)
+        store = FirestoreWatchStore(client, settings.watches_collection)
+        return DriveWatcher(drive_service(settings), store, settings)
+
+    return _once("drive_watcher", make)
+
+
+def http_app(name: str) -> Flask:
+    """The Flask app behind an HTTP function: `search` or `drive_watch`."""
+
+    def make() -> Flask:
+        if name == "search":
+            from heimdex.api.app import create_app
+
+            return create_app(engine())
+        if name == "drive_watch":
+            from heimdex.api.drive_watch import create_drive_app
+
+            return create_drive_app(engine(), dispatcher(), drive_watcher())
+        raise ValueError(f"no HTTP function {name!r}")
+
+    app: Flask = _once(f"app:{name}", make)
+    return app
+
+
+def serve_http(name: str, request: Any) -> Any:
+    """Answer a functions-framework request with the named app (routing, auth, error handlers)."""
+    app = http_app(name)
+    with app.request_context(request.environ):
+        return app.full_dispatch_request()
 
 
 def _event_doc(event_id: str, settings: Settings) -> Any:

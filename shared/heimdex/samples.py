@@ -50,6 +50,13 @@ def require_tools() -> None:
         )
 
 
+def ffmpeg(*args: str | Path) -> None:
+    """Run ffmpeg quietly; raise on failure."""
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-y", "-loglevel", "error", *map(str, args)], check=True, timeout=600
+    )
+
+
 def speak(text: str, out: Path, voice: str = "en-us", wpm: int = 160) -> float:
     subprocess.run(
         ["espeak-ng", "-v", voice, "-s", str(wpm), "-w", str(out), text], check=True, capture_output=True
@@ -75,31 +82,8 @@ def _video_segment(
             f":box=1:boxcolor=black@0.55:boxborderw=12:x=(w-tw)/2:y=h*0.62:enable='between(t,{a},{b})'"
         )
     out = work / f"seg{index:04d}.mp4"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-y",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            chain,
-            "-frames:v",
-            str(frames),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-crf",
-            "23",
-            "-g",
-            str(fps * 4),
-            str(out),
-        ],
-        check=True,
-    )
+    x264 = ("-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-g", str(fps * 4))
+    ffmpeg("-f", "lavfi", "-i", chain, "-frames:v", str(frames), *x264, out)
     return out
 
 
@@ -148,36 +132,28 @@ def make_clip(
         _mix(sound, t, track)
         listing = work / "parts.txt"
         listing.write_text("".join(f"file '{p}'\n" for p in parts))
-        subprocess.run(
-            [
-                "ffmpeg",
-                "-nostdin",
-                "-y",
-                "-loglevel",
-                "error",
-                "-f",
-                "concat",
-                "-safe",
-                "0",
-                "-i",
-                str(listing),
-                "-i",
-                str(track),
-                "-map",
-                "0:v",
-                "-map",
-                "1:a",
-                "-c:v",
-                "copy",
-                "-c:a",
-                "aac",
-                "-b:a",
-                "96k",
-                "-movflags",
-                "+faststart",
-                str(out),
-            ],
-            check=True,
+        ffmpeg(
+            "-f",
+            "concat",
+            "-safe",
+            "0",
+            "-i",
+            listing,
+            "-i",
+            track,
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-c:v",
+            "copy",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "96k",
+            "-movflags",
+            "+faststart",
+            out,
         )
     truth["duration"] = round(t, 3)
     truth["segments"] = [asdict(s) for s in segments]
