@@ -21,15 +21,20 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from heimdex import logs
 from heimdex.config import Settings
-from heimdex.domain import AssetRef
 from heimdex.engine import Engine
 from heimdex.models import Models
+from heimdex.pipeline import parse_task_key
+from heimdex.runner import JobResult
 from heimdex.samples import Segment, make_clip
+from heimdex.segment_pool import SegmentPool
 from heimdex.stages import asr
+from heimdex.stages.context import StageContext
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".bench"
@@ -71,57 +76,119 @@ def bench_segments(minutes: float, seed: int = 11) -> list[Segment]:
     while total < minutes * 60:
         seconds = float(rng.randint(6, 14))
         caption = rng.choice(CAPTIONS) if rng.random() < 0.33 else None
-        segments.append(Segment(seconds, speech=rng.choice(SENTENCES), speech_at=0.5, caption=caption))
+        # Narration as in news and interviews: one sentence in a short shot, two in a long one.
+        speech = " ".join(rng.sample(SENTENCES, 2 if seconds >= 10 else 1))
+        segments.append(Segment(seconds, speech=speech, speech_at=0.5, caption=caption))
         total += seconds
     return segments
 
 
 def peak_rss_mb() -> float:
+    """Peak resident memory of this process and, separately, of its largest child (a segment worker)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def children_peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system, with reaped children such as Tesseract) of these processes."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def stage_figures(results: list[JobResult], duration: float) -> dict[str, dict[str, float]]:
+    """Per stage, medians over runs: busy seconds (all its tasks together) and span (first task
+    started to last task finished, in the job's time)."""
+    per: dict[str, dict[str, list[float]]] = {}
+    for result in results:
+        busy: dict[str, float] = {}
+        span: dict[str, tuple[float, float]] = {}
+        for key, (a, b) in result.spans.items():
+            stage = parse_task_key(key)[0]
+            busy[stage] = busy.get(stage, 0.0) + (b - a)
+            lo, hi = span.get(stage, (a, b))
+            span[stage] = (min(lo, a), max(hi, b))
+        for stage in busy:
+            entry = per.setdefault(stage, {"busy_s": [], "span_s": [], "start_s": [], "end_s": []})
+            entry["busy_s"].append(busy[stage])
+            entry["span_s"].append(span[stage][1] - span[stage][0])
+            entry["start_s"].append(span[stage][0])
+            entry["end_s"].append(span[stage][1])
+    out = {}
+    for stage, values in per.items():
+        med = {name: round(statistics.median(v), 2) for name, v in values.items()}
+        med["x_realtime"] = round(duration / med["busy_s"], 1) if med["busy_s"] else 0.0
+        out[stage] = med
+    return out
+
+
+def asr_whole_file(settings: Settings, ctx: StageContext, clip: Path) -> tuple[float, float]:
+    """The speech model alone, the standard way: faster-whisper over the whole file in one process
+    with the configured threads (model load included). (wall, CPU) seconds."""
+    ctx = replace(ctx, part=None, models=Models(settings))
+    started, cpu_before = time.perf_counter(), time.process_time()
+    asr.transcribe(ctx, str(clip))
+    return time.perf_counter() - started, time.process_time() - cpu_before
+
+
+def asr_segmented(pool: SegmentPool, ctx: StageContext) -> tuple[float, float]:
+    """Heimdex's speech recognition alone: every segment through the segment processes, nothing
+    else. (wall, CPU) seconds."""
+    started, cpu_before = time.perf_counter(), cpu_s(pool.pids())
+    with ThreadPoolExecutor(pool.processes) as threads:
+        list(threads.map(lambda i: pool.call(replace(ctx, part=i), "asr"), range(len(ctx.segments))))
+    return time.perf_counter() - started, cpu_s(pool.pids()) - cpu_before
 
 
 def main() -> None:
     logs.setup("WARNING")
-    minutes = float(os.environ.get("BENCH_MINUTES", "5"))
+    minutes = float(os.environ.get("BENCH_MINUTES", "20"))
     runs = int(os.environ.get("BENCH_RUNS", "3"))
     CACHE.mkdir(exist_ok=True)
     clip = CACHE / f"bench_{minutes:g}min.mp4"
     if not clip.exists():
-        print(f"generating a {minutes:g}-minute clip at {clip} ...", file=sys.stderr)
+        print(f"generating a {minutes:g}-minute clip at {clip} (once) ...", file=sys.stderr)
         make_clip(bench_segments(minutes), clip)
-    duration = json.loads(clip.with_suffix(".truth.json").read_text())["duration"]
+    truth = json.loads(clip.with_suffix(".truth.json").read_text())
+    duration = truth["duration"]
+    speech_share = sum(s["end"] - s["start"] for s in truth["speech"]) / duration
 
     home = Path(tempfile.mkdtemp(prefix="heimdex-bench-", dir=CACHE))
     settings = Settings(home=home, database_url=None)
     engine = Engine(settings)
     walls: list[float] = []
-    stages: dict[str, list[float]] = {}
+    cpus: list[float] = []
+    results: list[JobResult] = []
     try:
         for run in range(runs):
-            started = time.perf_counter()
+            started, cpu_before = time.perf_counter(), cpu_s([os.getpid(), *engine.segments.pids()])
             (result,) = engine.index([clip], force=True)
             wall = time.perf_counter() - started
-            if result.status != "ready":
+            cpus.append(cpu_s([os.getpid(), *engine.segments.pids()]) - cpu_before)
+            if not isinstance(result, JobResult) or result.status != "ready":
                 raise SystemExit(f"indexing failed: {getattr(result, 'error', result)}")
             walls.append(wall)
-            for name, secs in getattr(result, "stages", {}).items():
-                stages.setdefault(name, []).append(secs)
+            results.append(result)
             print(f"run {run + 1}/{runs}: {wall:6.1f}s  {duration / wall:5.1f}x real time", file=sys.stderr)
         with engine.db.org_tx(settings.org) as conn:
             row = conn.execute("SELECT count(*) FROM scenes").fetchone()
         scenes = row[0] if row else 0
+
+        # Speech recognition alone on the same file, same settings: the floor set by the slowest model.
+        ctx = engine.context(results[-1].ref)
+        segmented = [asr_segmented(engine.segments, ctx) for _ in range(runs)]
     finally:
         engine.close()
+    whole = [asr_whole_file(settings, ctx, clip) for _ in range(runs)]
 
-    # Speech recognition alone: fresh models (load included), same file, same settings.
-    asr_walls: list[float] = []
-    for _ in range(runs):
-        models = Models(settings)
-        started = time.perf_counter()
-        ctx = engine.context(AssetRef(settings.org, "bench", str(clip), "1"))
-        ctx.models = models
-        asr.transcribe(ctx, str(clip))
-        asr_walls.append(time.perf_counter() - started)
     load_started = time.perf_counter()
     fresh = Models(settings)
     fresh.whisper()
@@ -129,26 +196,49 @@ def main() -> None:
     model_load_s = time.perf_counter() - load_started
 
     e2e = statistics.median(walls)
-    asr_alone = statistics.median(asr_walls)
-    print(f"\n{'stage':<10}{'median s':>10}{'x real time':>14}")
-    for name, values in stages.items():
-        med = statistics.median(values)
-        print(f"{name:<10}{med:>10.2f}{duration / med if med else float('inf'):>14.1f}")
-    print(f"{'end2end':<10}{e2e:>10.2f}{duration / e2e:>14.1f}")
-    print(f"{'asr alone':<10}{asr_alone:>10.2f}{duration / asr_alone:>14.1f}")
+    asr_alone = statistics.median(w for w, _ in whole)
+    asr_seg = statistics.median(w for w, _ in segmented)
+    stages = stage_figures(results, duration)
+    print(f"\n{'stage':<10}{'busy s':>9}{'x real time':>13}{'from s':>9}{'to s':>9}", file=sys.stderr)
+    for name, fig in stages.items():
+        print(
+            f"{name:<10}{fig['busy_s']:>9.1f}{fig['x_realtime']:>13.1f}{fig['start_s']:>9.1f}{fig['end_s']:>9.1f}",
+            file=sys.stderr,
+        )
+    print(f"{'end2end':<10}{e2e:>9.1f}{duration / e2e:>13.1f}", file=sys.stderr)
+    print(
+        f"{'asr alone':<10}{asr_alone:>9.1f}{duration / asr_alone:>13.1f}  (whole file, one process)",
+        file=sys.stderr,
+    )
+    print(
+        f"{'asr segm.':<10}{asr_seg:>9.1f}{duration / asr_seg:>13.1f}  (segments, process pool)",
+        file=sys.stderr,
+    )
     figures = {
         "clip_s": duration,
+        "speech_share": round(speech_share, 3),
+        "segments": len(ctx.segments),
+        "processes": engine.segments.processes,
         "runs": runs,
         "scenes": scenes,
         "x_realtime": round(duration / e2e, 2),
         "cold_x_realtime": round(duration / walls[0], 2),
         "asr_alone_x_realtime": round(duration / asr_alone, 2),
         "e2e_vs_asr_alone": round(asr_alone / e2e, 3),
+        "asr_segmented_x_realtime": round(duration / asr_seg, 2),
+        "e2e_vs_asr_segmented": round(asr_seg / e2e, 3),
         "end_to_end_s": round(e2e, 2),
         "asr_alone_s": round(asr_alone, 2),
+        "asr_segmented_s": round(asr_seg, 2),
+        # CPU seconds (all processes): what contention on a shared machine does not inflate.
+        "end_to_end_cpu_s": round(statistics.median(cpus), 1),
+        "asr_alone_cpu_s": round(statistics.median(c for _, c in whole), 1),
+        "asr_segmented_cpu_s": round(statistics.median(c for _, c in segmented), 1),
         "model_load_s": round(model_load_s, 2),
-        "stage_median_s": {k: round(statistics.median(v), 2) for k, v in stages.items()},
+        "model_load_share_cold": round(model_load_s / walls[0], 4),
+        "stages": stages,
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        "worker_peak_rss_mb": round(children_peak_rss_mb(), 1),
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
     }

@@ -92,6 +92,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, moto: str, drive: FakeDrive)
             "HEIMDEX_S3_ENDPOINT_URL": moto,
             "HEIMDEX_DRIVE_API_ROOT": drive.root_url,
             "HEIMDEX_FAIL_FIRST_ATTEMPTS": json.dumps({"shots": 1}),
+            # 11-s clips run in two segments: every segmented stage is two tasks through the queues.
+            "HEIMDEX_SEGMENT_S": "5",
         },
     )
     info = s.start()
@@ -157,17 +159,12 @@ def test_bucket_upload_becomes_searchable_through_the_api(
 
     (job,) = [j for j in jobs(stack) if j["source"] == source]
     assert job["status"] == "ready"
-    assert job["stages"]["shots"]["attempts"] == 2  # the injected failure was retried
+    # Each segment's shots task failed once (injected) and was retried.
+    assert [job["stages"][f"shots_{i}"]["attempts"] for i in range(2)] == [2, 2]
     assert job["expire_at"] is not None  # TTL field on finished jobs
     status = api(stack, f"/v1/jobs/{job['job_id']}").json()
-    assert status["status"] == "ready" and set(status["stages"]) == {
-        "probe",
-        "asr",
-        "shots",
-        "ocr",
-        "vision",
-        "index",
-    }
+    segmented = {f"{stage}_{i}" for stage in ("asr", "shots", "ocr", "vision") for i in range(2)}
+    assert status["status"] == "ready" and set(status["stages"]) == {"probe", "index"} | segmented
 
 
 def test_job_status_is_scoped_to_the_org(stack: dict[str, Any]) -> None:

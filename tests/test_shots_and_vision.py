@@ -37,6 +37,7 @@ def test_cuts_match_the_known_cuts(tmp_path: Path) -> None:
 def test_vision_vectors_with_a_random_init_model(home: Path, corpus: dict[str, Any]) -> None:
     """Random weights test the wiring only: vectors are made, stored with their model, and searched."""
     import open_clip  # noqa: F401  # installed by scripts/setup.sh; missing must fail, not skip
+
     engine = Engine(settings_for(home, vision_random_init=True))
     try:
         results = engine.index([corpus["caption"]], org="vision", force=True)

@@ -48,3 +48,17 @@ def test_malformed_task_is_dropped_not_retried(engine: Engine) -> None:
     app = create_stage_app("probe", engine, RecordingDispatcher()).test_client()
     resp = app.post("/", json={"org_id": "default"})
     assert resp.status_code == 400  # 4xx other than 429: Cloud Tasks does not retry forever on it
+
+
+@pytest.mark.parametrize(
+    ("stage", "part"), [("asr", "3"), ("asr", -1), ("asr", True), ("asr", 1.5), ("probe", 0), ("index", 2)]
+)
+def test_segment_task_with_a_bad_part_is_dropped(engine: Engine, stage: str, part: object) -> None:
+    """`part` must be a segment number, and only of a segmented stage."""
+    dispatcher = RecordingDispatcher()
+    app = create_stage_app(stage, engine, dispatcher).test_client()
+    payload = {"org_id": "default", "asset_id": "a", "source": "/nope.mp4", "version": "1", "part": part}
+    resp = app.post("/", json=payload)
+    assert resp.status_code == 400, resp.get_json()
+    assert "part" in resp.get_json()["error"] or "task" in resp.get_json()["error"]
+    assert dispatcher.enqueued == []

@@ -145,6 +145,13 @@ class Settings(BaseSettings):
     max_file_bytes: int = 50 * 1024**3
     max_duration_s: float = 12 * 3600.0
     workers: int = 3
+    segment_s: float = Field(
+        default=60.0,
+        description="Media at least twice this long is indexed in parallel segments this long; 0: never.",
+    )
+    segment_processes: int = Field(
+        default=0, description="Embedded: processes that run segments (0: one per CPU core)."
+    )
     max_attempts: int = Field(default=2, json_schema_extra=cloud("stages"))
     fail_first_attempts: dict[str, int] = Field(
         default_factory=dict,

@@ -25,6 +25,7 @@ from heimdex.index.db import Database
 from heimdex.models import Models
 from heimdex.pipeline import JobStore
 from heimdex.runner import JobResult, LocalDispatcher
+from heimdex.segment_pool import SegmentPool
 from heimdex.stages.context import StageContext
 
 
@@ -109,6 +110,7 @@ class Engine:
         self.derived = build_derived(self.settings)
         self.sources = RoutingSourceStore(self.settings)
         self.jobs = build_jobs(self.settings, self.db)
+        self.segments = SegmentPool(self.settings)
 
     # -- indexing ---------------------------------------------------------------------------------
 
@@ -164,6 +166,7 @@ class Engine:
             self.jobs,
             workers=self.settings.workers,
             max_attempts=self.settings.max_attempts,
+            segments=self.segments,
             on_finish=on_finish,
         )
         try:
@@ -255,4 +258,5 @@ class Engine:
         return doc
 
     def close(self) -> None:
+        self.segments.close()
         self.db.close()

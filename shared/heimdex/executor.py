@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 from heimdex.domain import MediaError, StageSkipped
 from heimdex.models import ModelUnavailable
-from heimdex.pipeline import STAGES, JobStore
+from heimdex.pipeline import FIRST, STAGES, JobStore, parse_task_key
 from heimdex.stages.context import StageContext
 
 log = logging.getLogger(__name__)
@@ -26,38 +27,54 @@ class Outcome:
     error: str | None = None
 
 
-def run_stage(ctx: StageContext, jobs: JobStore, stage: str, *, max_attempts: int) -> Outcome:
+StageCall = Callable[[StageContext, str], dict[str, Any]]
+
+
+def call_here(ctx: StageContext, stage: str) -> dict[str, Any]:
+    return STAGES[stage].function()(ctx)
+
+
+def run_stage(
+    ctx: StageContext, jobs: JobStore, key: str, *, max_attempts: int, call: StageCall = call_here
+) -> Outcome:
+    """Run one task (`asr`, or `asr_3` for a segment) with `call` (in this process by default)."""
+    stage, part = parse_task_key(key)
+    ctx = replace(ctx, part=part)
     ref = ctx.ref
-    attempt = jobs.stage_started(ref, stage)
+    attempt = jobs.stage_started(ref, key)
     started = time.perf_counter()
     note = None
+    parts = None
     try:
         if attempt <= ctx.settings.fail_first_attempts.get(stage, 0):
-            raise RuntimeError(f"injected fault in {stage}, attempt {attempt}")
-        STAGES[stage].function()(ctx)
+            raise RuntimeError(f"injected fault in {key}, attempt {attempt}")
+        doc = call(ctx, stage)
+        if stage == FIRST:
+            parts = len(doc.get("segments") or [None])
         status: Literal["done", "skipped"] = "done"
     except (StageSkipped, ModelUnavailable) as exc:
         note = str(exc)
         ctx.write_output(stage, {"skipped": note})
         status = "skipped"
     except MediaError as exc:
-        jobs.job_failed(ref, stage, str(exc))
-        log.info("stage failed", extra={"job": ref.job_id, "stage": stage, "error": str(exc)})
+        jobs.job_failed(ref, key, str(exc))
+        log.info("stage failed", extra={"job": ref.job_id, "stage": key, "error": str(exc)})
         return Outcome("failed", error=str(exc))
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
         log.warning(
             "stage error",
             exc_info=True,
-            extra={"job": ref.job_id, "stage": stage, "attempt": attempt, "error": reason},
+            extra={"job": ref.job_id, "stage": key, "attempt": attempt, "error": reason},
         )
         if attempt < max_attempts:
             return Outcome("retry", error=reason)
-        jobs.job_failed(ref, stage, f"{reason} (after {attempt} attempts)")
+        jobs.job_failed(ref, key, f"{reason} (after {attempt} attempts)")
         return Outcome("failed", error=reason)
     seconds = time.perf_counter() - started
     log.info(
         "stage finished",
-        extra={"job": ref.job_id, "stage": stage, "status": status, "seconds": round(seconds, 3)},
+        extra={"job": ref.job_id, "stage": key, "status": status, "seconds": round(seconds, 3)},
     )
-    return Outcome(status, jobs.stage_finished(ref, stage, status=status, seconds=seconds, note=note))
+    nxt = jobs.stage_finished(ref, key, status=status, seconds=seconds, note=note, parts=parts)
+    return Outcome(status, nxt)

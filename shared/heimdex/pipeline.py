@@ -6,6 +6,12 @@
 
 A stage is enqueued when all it needs are done (or skipped). The job store decides that inside one
 transaction per completion, so a fan-in stage is enqueued by exactly one caller, once.
+
+Long media runs in time segments. The first stage records how many (`parts`, from its segment
+plan); a segmented stage then runs as one task per segment (`asr_0`, `asr_1`, ...), and part i of a
+segmented stage needs only part i of the segmented stages before it, so OCR of the first minute
+starts while later minutes are still being decoded. A stage that is not segmented needs every part.
+With one segment the task keys are the plain stage names.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ class Stage:
     name: str
     needs: tuple[str, ...]
     entry: str  # "module:function", imported only where the stage runs
+    segmented: bool = False  # one task per time segment of the media
 
     def function(self) -> Callable[..., dict[str, Any]]:
         module, func = self.entry.split(":")
@@ -32,10 +39,10 @@ class Stage:
 
 PIPELINE: tuple[Stage, ...] = (
     Stage("probe", (), "heimdex.stages.probe:run"),
-    Stage("asr", ("probe",), "heimdex.stages.asr:run"),
-    Stage("shots", ("probe",), "heimdex.stages.shots:run"),
-    Stage("ocr", ("shots",), "heimdex.stages.ocr:run"),
-    Stage("vision", ("shots",), "heimdex.stages.vision:run"),
+    Stage("asr", ("probe",), "heimdex.stages.asr:run", segmented=True),
+    Stage("shots", ("probe",), "heimdex.stages.shots:run", segmented=True),
+    Stage("ocr", ("shots",), "heimdex.stages.ocr:run", segmented=True),
+    Stage("vision", ("shots",), "heimdex.stages.vision:run", segmented=True),
     Stage("index", ("asr", "ocr", "vision"), "heimdex.stages.index:run"),
 )
 STAGES = {s.name: s for s in PIPELINE}
@@ -44,28 +51,80 @@ LAST = PIPELINE[-1].name
 FINISHED = ("done", "skipped")
 
 
+def task_key(stage: str, part: int | None) -> str:
+    """The job-state key and task name of one part of a stage: `asr_3`, or `asr` when unsegmented.
+    (An underscore, not a dot: keys are Firestore field-path segments.)"""
+    return stage if part is None else f"{stage}_{part}"
+
+
+def parse_task_key(key: str) -> tuple[str, int | None]:
+    """(stage, part) of a task key; raises KeyError for anything that is not one."""
+    stage, _, part = key.rpartition("_")
+    if stage in STAGES and STAGES[stage].segmented and part.isdigit():
+        return stage, int(part)
+    if key in STAGES:
+        return key, None
+    raise KeyError(f"not a pipeline task: {key!r}")
+
+
+def job_parts(stage_states: dict[str, dict[str, Any]]) -> int:
+    """How many segments the job runs in, as recorded by the first stage (1 until it has)."""
+    return int(stage_states.get(FIRST, {}).get("parts", 1))
+
+
+def stage_tasks(stage: Stage, parts: int) -> list[tuple[str, int | None]]:
+    if stage.segmented and parts > 1:
+        return [(task_key(stage.name, i), i) for i in range(parts)]
+    return [(stage.name, None)]
+
+
+def _need_keys(stage: Stage, part: int | None, parts: int) -> list[str]:
+    keys: list[str] = []
+    for name in stage.needs:
+        need = STAGES[name]
+        if part is not None and need.segmented:
+            keys.append(task_key(name, part))
+        else:
+            keys.extend(key for key, _ in stage_tasks(need, parts))
+    return keys
+
+
 def ready_stages(stage_states: dict[str, dict[str, Any]]) -> list[str]:
-    """Stages not yet started whose needs are all finished, in declaration order."""
-    return [
-        s.name
-        for s in PIPELINE
-        if s.name not in stage_states
-        and all(stage_states.get(n, {}).get("status") in FINISHED for n in s.needs)
-    ]
+    """Tasks not yet started whose needs are all finished: segment by segment, each segment's
+    stages in declaration order, so early segments move on while later ones are still queued."""
+    parts = job_parts(stage_states)
+    ready: list[tuple[int, int, str]] = []
+    for order, stage in enumerate(PIPELINE):
+        for key, part in stage_tasks(stage, parts):
+            if key not in stage_states and all(
+                stage_states.get(n, {}).get("status") in FINISHED for n in _need_keys(stage, part, parts)
+            ):
+                ready.append((part or 0, order, key))
+    return [key for _, _, key in sorted(ready)]
 
 
 def record_completion(
-    stages: dict[str, dict[str, Any]], stage: str, *, status: str, seconds: float, note: str | None, at: Any
+    stages: dict[str, dict[str, Any]],
+    key: str,
+    *,
+    status: str,
+    seconds: float,
+    note: str | None,
+    at: Any,
+    parts: int | None = None,
 ) -> list[str] | None:
-    """Record a finished stage in a job's stage map (in place) and mark the stages it unlocks as
-    queued. Returns those stages, which the caller must enqueue, or None if the stage was already
-    finished (a duplicate delivery). Job stores call this inside their transaction."""
-    state = stages.setdefault(stage, {})
+    """Record a finished task in a job's stage map (in place) and mark the tasks it unlocks as
+    queued. Returns those tasks, which the caller must enqueue, or None if the task was already
+    finished (a duplicate delivery). `parts` comes with the first stage: the job's segment count.
+    Job stores call this inside their transaction."""
+    state = stages.setdefault(key, {})
     if state.get("status") in FINISHED:
         return None
     state.update(status=status, seconds=round(seconds, 3), finished=at)
     if note:
         state["note"] = note
+    if parts is not None and parts > 1:
+        state["parts"] = parts
     nxt = ready_stages(stages)
     for name in nxt:
         stages[name] = {"status": "queued"}
@@ -84,9 +143,16 @@ class JobStore(Protocol):
         ...
 
     def stage_finished(
-        self, ref: AssetRef, stage: str, *, status: str, seconds: float, note: str | None = None
+        self,
+        ref: AssetRef,
+        stage: str,
+        *,
+        status: str,
+        seconds: float,
+        note: str | None = None,
+        parts: int | None = None,
     ) -> list[str]:
-        """Mark a stage done/skipped; returns the stages this call must enqueue (each exactly once)."""
+        """Mark a task done/skipped; returns the tasks this call must enqueue (each exactly once)."""
         ...
 
     def job_failed(self, ref: AssetRef, stage: str, error: str) -> None: ...

@@ -1,9 +1,10 @@
 """In-process dispatch: the embedded stand-in for Cloud Tasks.
 
-A thread pool runs (job, stage) tasks. Each finished stage returns the stages to enqueue next, so
+A thread pool runs (job, task) pairs. Each finished task returns the tasks to enqueue next, so
 stages of one file overlap where the graph allows (speech recognition runs while shots, OCR and
-vision work), and several files share the pool. Threads are enough: decoding, CTranslate2, torch,
-OpenCV and Tesseract all run outside the GIL.
+vision work), and several files share the pool. Whole-file stages run in these threads (decoding,
+CTranslate2, torch, OpenCV and Tesseract work outside the GIL); the segments of long media run in
+a process pool (`SegmentPool`), one process per core.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from heimdex.domain import AssetRef
-from heimdex.executor import run_stage
-from heimdex.pipeline import FIRST, LAST, JobStore
+from heimdex.executor import StageCall, call_here, run_stage
+from heimdex.pipeline import FIRST, LAST, JobStore, parse_task_key
+from heimdex.segment_pool import SegmentPool
 from heimdex.stages.context import StageContext
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,8 @@ class JobResult:
     status: str = "running"  # running | ready | failed
     error: str | None = None
     seconds: float = 0.0
-    stages: dict[str, float] = field(default_factory=dict)
+    stages: dict[str, float] = field(default_factory=dict)  # task -> seconds
+    spans: dict[str, tuple[float, float]] = field(default_factory=dict)  # task -> (start, end) in the job
     retries: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
     finished: threading.Event = field(default_factory=threading.Event)
@@ -45,14 +48,23 @@ class LocalDispatcher:
         *,
         workers: int,
         max_attempts: int,
+        segments: SegmentPool | None = None,
         on_finish: Callable[[JobResult], None] | None = None,
     ) -> None:
         self.make_context = make_context
         self.jobs = jobs
         self.max_attempts = max_attempts
+        self.segments = segments
         self.on_finish = on_finish
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stage")
+        # Segment tasks queue here; each of these threads hands one at a time to a process.
+        self.segment_threads = (
+            ThreadPoolExecutor(max_workers=segments.processes, thread_name_prefix="segment")
+            if segments
+            else None
+        )
         self.results: dict[str, JobResult] = {}
+        self._finish_lock = threading.Lock()
 
     def submit(self, ref: AssetRef) -> JobResult:
         result = JobResult(ref)
@@ -62,16 +74,26 @@ class LocalDispatcher:
         return result
 
     def _enqueue(self, ref: AssetRef, stage: str, delay: float = 0.0) -> None:
-        self.pool.submit(self._run, ref, stage, delay)
+        segmented = parse_task_key(stage)[1] is not None
+        if segmented and self.segments and self.segment_threads:
+            self.segment_threads.submit(self._run, ref, stage, delay, self.segments.call)
+        else:
+            self.pool.submit(self._run, ref, stage, delay, call_here)
 
-    def _run(self, ref: AssetRef, stage: str, delay: float) -> None:
+    def _run(self, ref: AssetRef, stage: str, delay: float, call: StageCall) -> None:
         result = self.results[ref.job_id]
+        if result.finished.is_set():
+            return  # another task of this job failed it: the rest of its work is moot
         try:
             if delay:
                 time.sleep(delay)
             started = time.perf_counter()
-            outcome = run_stage(self.make_context(ref), self.jobs, stage, max_attempts=self.max_attempts)
-            result.stages[stage] = round(time.perf_counter() - started, 3)
+            outcome = run_stage(
+                self.make_context(ref), self.jobs, stage, max_attempts=self.max_attempts, call=call
+            )
+            ended = time.perf_counter()
+            result.stages[stage] = round(ended - started, 3)
+            result.spans[stage] = (started - result.started, ended - result.started)
         except Exception as exc:  # the job store itself failed: end this job, keep the worker
             log.exception("dispatch failed", extra={"job": ref.job_id, "stage": stage})
             self._finish(result, "failed", f"{stage}: {type(exc).__name__}: {exc}")
@@ -88,9 +110,12 @@ class LocalDispatcher:
                 self._enqueue(ref, nxt)
 
     def _finish(self, result: JobResult, status: str, error: str | None) -> None:
-        result.status, result.error = status, error
-        result.seconds = time.perf_counter() - result.started
-        result.finished.set()
+        with self._finish_lock:
+            if result.finished.is_set():
+                return  # the first outcome stands (two segments may fail)
+            result.status, result.error = status, error
+            result.seconds = time.perf_counter() - result.started
+            result.finished.set()
         if self.on_finish:
             self.on_finish(result)
 
@@ -101,3 +126,5 @@ class LocalDispatcher:
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.segment_threads:
+            self.segment_threads.shutdown(wait=True, cancel_futures=True)

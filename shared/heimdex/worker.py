@@ -1,8 +1,9 @@
 """The HTTP entry point of one pipeline stage (a Cloud Run service per stage; a local process in dev).
 
-Cloud Tasks POSTs `{org_id, asset_id, source, version}`. The stage runs through the shared executor;
-the stages it unlocks are enqueued from the declared graph. Responses tell Cloud Tasks what to do:
-2xx for done, skipped or failed for good (no retry), 503 to retry later.
+Cloud Tasks POSTs `{org_id, asset_id, source, version}`, plus `part` for a segment of long media.
+The stage runs through the shared executor; the tasks it unlocks are enqueued from the declared
+graph. Responses tell Cloud Tasks what to do: 2xx for done, skipped or failed for good (no retry),
+503 to retry later.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from typing import Any
 from flask import Flask, jsonify, request
 
 from heimdex import logs
-from heimdex.adapters.cloud_tasks import CloudTasksDispatcher, ref_from_payload
+from heimdex.adapters.cloud_tasks import CloudTasksDispatcher, part_from_payload, ref_from_payload
 from heimdex.api.auth import AuthError, bearer_token, verify_google_id_token
 from heimdex.config import Settings
 from heimdex.engine import Engine
 from heimdex.executor import run_stage
-from heimdex.pipeline import STAGES
+from heimdex.pipeline import STAGES, parse_task_key, task_key
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +52,15 @@ def create_stage_app(stage: str, engine: Engine, dispatcher: Any) -> Flask:
         payload = request.get_json(silent=True)
         try:
             ref = ref_from_payload(payload or {})
-        except (KeyError, TypeError) as exc:
+            key = task_key(stage, part_from_payload(payload or {}))
+            parse_task_key(key)  # a part of an unsegmented stage is no task
+        except (KeyError, TypeError, ValueError) as exc:
             return jsonify({"error": f"bad task payload: {exc}"}), 400  # a malformed task: drop, don't retry
-        outcome = run_stage(
-            engine.context(ref), engine.jobs, stage, max_attempts=engine.settings.max_attempts
-        )
+        outcome = run_stage(engine.context(ref), engine.jobs, key, max_attempts=engine.settings.max_attempts)
         for nxt in outcome.next:
             dispatcher.enqueue(ref, nxt)
         body = {
-            "stage": stage,
+            "stage": key,
             "job": ref.job_id,
             "status": outcome.status,
             "next": outcome.next,

@@ -1,6 +1,8 @@
-"""Cloud Tasks dispatch: one queue per stage, one HTTP task per (job, stage), OIDC to the stage service.
+"""Cloud Tasks dispatch: one queue per stage, one HTTP task per (job, task), OIDC to the stage service.
 
-Task names derive from (job, stage), so Cloud Tasks itself drops a duplicate enqueue; the job
+A segment of long media is a task of its own (`asr_3`: the body carries `"part": 3`), so the
+segments of one file run on as many Cloud Run instances as the stage scales to. Task names derive
+from (job, task), so Cloud Tasks itself drops a duplicate enqueue; the job
 store's exactly-once fan-in means a duplicate is rare to begin with. Stage URLs come from settings
 or, in the cloud, from the Cloud Run service `heimdex-<stage>` (google-cloud-run).
 """
@@ -19,6 +21,7 @@ from google.protobuf import duration_pb2
 
 from heimdex.config import Settings
 from heimdex.domain import AssetRef
+from heimdex.pipeline import parse_task_key
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +40,26 @@ def tasks_client(settings: Settings) -> tasks_v2.CloudTasksClient:
     return tasks_v2.CloudTasksClient()
 
 
-def task_payload(ref: AssetRef) -> dict[str, str]:
-    return {"org_id": ref.org_id, "asset_id": ref.asset_id, "source": ref.source, "version": ref.version}
+def task_payload(ref: AssetRef, part: int | None = None) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "org_id": ref.org_id,
+        "asset_id": ref.asset_id,
+        "source": ref.source,
+        "version": ref.version,
+    }
+    if part is not None:
+        payload["part"] = part
+    return payload
+
+
+def part_from_payload(payload: dict[str, Any]) -> int | None:
+    """The time segment a task is for (None: the whole media); raises ValueError if malformed."""
+    part = payload.get("part")
+    if part is None:
+        return None
+    if isinstance(part, bool) or not isinstance(part, int) or part < 0:
+        raise ValueError(f"part must be a non-negative integer, not {part!r}")
+    return part
 
 
 def ref_from_payload(payload: dict[str, Any]) -> AssetRef:
@@ -81,13 +102,15 @@ class CloudTasksDispatcher:
             with contextlib.suppress(gexc.AlreadyExists):
                 self.client.create_queue(parent=parent, queue=tasks_v2.Queue(name=self.queue_path(stage)))
 
-    def enqueue(self, ref: AssetRef, stage: str) -> None:
+    def enqueue(self, ref: AssetRef, key: str) -> None:
+        """Enqueue task `key` (a stage, or a stage's segment such as `asr_3`) on its stage's queue."""
+        stage, part = parse_task_key(key)
         url = self.stage_url(stage)
         request: dict[str, Any] = {
             "http_method": tasks_v2.HttpMethod.POST,
             "url": url,
             "headers": {"Content-Type": "application/json"},
-            "body": json.dumps(task_payload(ref)).encode(),
+            "body": json.dumps(task_payload(ref, part)).encode(),
         }
         if self.settings.tasks_invoker_email:
             request["oidc_token"] = {
@@ -96,10 +119,10 @@ class CloudTasksDispatcher:
             }
         task = tasks_v2.Task(
             dispatch_deadline=duration_pb2.Duration(seconds=DISPATCH_DEADLINE_S),
-            name=f"{self.queue_path(stage)}/tasks/{ref.job_id}-{stage}",
+            name=f"{self.queue_path(stage)}/tasks/{ref.job_id}-{key}",
             http_request=tasks_v2.HttpRequest(**request),
         )
         try:
             self.client.create_task(parent=self.queue_path(stage), task=task)
         except gexc.AlreadyExists:
-            log.info("task exists already", extra={"job": ref.job_id, "stage": stage})
+            log.info("task exists already", extra={"job": ref.job_id, "stage": key})

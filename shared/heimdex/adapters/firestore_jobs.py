@@ -86,7 +86,14 @@ class FirestoreJobStore:
         return int(state.get("attempts", 1))
 
     def stage_finished(
-        self, ref: AssetRef, stage: str, *, status: str, seconds: float, note: str | None = None
+        self,
+        ref: AssetRef,
+        stage: str,
+        *,
+        status: str,
+        seconds: float,
+        note: str | None = None,
+        parts: int | None = None,
     ) -> list[str]:
         doc = self._doc(ref)
 
@@ -95,7 +102,9 @@ class FirestoreJobStore:
             if not snap.exists or snap.get("status") != "running":
                 return []
             stages: dict[str, dict[str, Any]] = snap.get("stages") or {}
-            nxt = record_completion(stages, stage, status=status, seconds=seconds, note=note, at=_now())
+            nxt = record_completion(
+                stages, stage, status=status, seconds=seconds, note=note, at=_now(), parts=parts
+            )
             if nxt is None:
                 return []  # a duplicate delivery
             update: dict[str, Any] = {"stages": stages, "updated_at": _now()}

@@ -67,13 +67,22 @@ class PgJobStore:
             return int(state["attempts"])
 
     def stage_finished(
-        self, ref: AssetRef, stage: str, *, status: str, seconds: float, note: str | None = None
+        self,
+        ref: AssetRef,
+        stage: str,
+        *,
+        status: str,
+        seconds: float,
+        note: str | None = None,
+        parts: int | None = None,
     ) -> list[str]:
         with self.db.org_tx(ref.org_id) as conn:
             stages, job_status = self._lock(conn, ref)
             if job_status != "running":
                 return []  # a duplicate delivery after the job ended changes nothing
-            nxt = record_completion(stages, stage, status=status, seconds=seconds, note=note, at=_now())
+            nxt = record_completion(
+                stages, stage, status=status, seconds=seconds, note=note, at=_now(), parts=parts
+            )
             if nxt is None:
                 return []  # already recorded: this completion is a duplicate
             self._save(conn, ref, stages, "ready" if stage == LAST else "running")

@@ -13,7 +13,9 @@ import logging
 from typing import Any
 
 import av
+import numpy as np
 
+from heimdex.segments import PAD_S, in_segment, read_audio
 from heimdex.stages.context import StageContext
 
 log = logging.getLogger(__name__)
@@ -28,8 +30,10 @@ def _norm(word: str) -> str:
     return "".join(ch for ch in word.lower() if ch.isalnum())
 
 
-def clean_segments(segments: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Filter raw faster-whisper segments into (segments, words) plain dicts."""
+def clean_segments(
+    segments: list[Any], offset: float = 0.0
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Filter raw faster-whisper segments into (segments, words) plain dicts, times shifted by `offset`."""
     out_segments: list[dict[str, Any]] = []
     out_words: list[dict[str, Any]] = []
     previous_text = None
@@ -57,9 +61,9 @@ def clean_segments(segments: list[Any]) -> tuple[list[dict[str, Any]], list[dict
             words.append(
                 {
                     "w": w.word.strip(),
-                    "s": round(w.start, 3),
-                    "e": round(w.end, 3),
-                    "p": round(w.probability, 3),
+                    "s": round(float(w.start) + offset, 3),
+                    "e": round(float(w.end) + offset, 3),
+                    "p": round(float(w.probability), 3),
                 }
             )
         if not words:
@@ -71,11 +75,42 @@ def clean_segments(segments: list[Any]) -> tuple[list[dict[str, Any]], list[dict
     return out_segments, out_words
 
 
+def within(
+    segments: list[dict[str, Any]], words: list[dict[str, Any]], start: float, end: float, *, last: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Keep the words whose midpoint lies in the segment (and the sentence segments left holding any)."""
+
+    def keep(w: dict[str, Any]) -> bool:
+        return in_segment((w["s"] + w["e"]) / 2, (start, end), last)
+
+    kept_segments = []
+    for seg in segments:
+        inside = [w for w in words if seg["start"] <= w["s"] and w["e"] <= seg["end"] and keep(w)]
+        if inside:
+            kept_segments.append(
+                {"start": inside[0]["s"], "end": inside[-1]["e"], "text": " ".join(w["w"] for w in inside)}
+            )
+    return kept_segments, [w for w in words if keep(w)]
+
+
 def transcribe(ctx: StageContext, path: str) -> dict[str, Any]:
+    """The whole file, or this task's segment of it (with PAD_S of context on both sides)."""
+    if ctx.segment is None:
+        return _transcribe(ctx, path, 0.0)
+    start, end = ctx.segment
+    last = ctx.part == len(ctx.segments) - 1
+    window = max(0.0, start - PAD_S)
+    audio = read_audio(path, window, end + PAD_S)
+    doc = _transcribe(ctx, audio, window)
+    doc["segments"], doc["words"] = within(doc["segments"], doc["words"], start, end, last=last)
+    return doc
+
+
+def _transcribe(ctx: StageContext, audio: str | np.ndarray, offset: float) -> dict[str, Any]:
     s = ctx.settings
     model = ctx.models.whisper()
     segments, info = model.transcribe(
-        path,
+        audio,
         language=s.asr_language,
         beam_size=s.asr_beam_size,
         word_timestamps=True,
@@ -83,7 +118,7 @@ def transcribe(ctx: StageContext, path: str) -> dict[str, Any]:
         vad_parameters={"min_silence_duration_ms": 500},
         condition_on_previous_text=False,
     )
-    segs, words = clean_segments(list(segments))
+    segs, words = clean_segments(list(segments), offset)
     return {
         "model": ctx.models.asr_name,
         "language": info.language,

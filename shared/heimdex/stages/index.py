@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from heimdex import sidecar
+from heimdex import segments, sidecar
 from heimdex.adapters.blobs import write_json
 from heimdex.index import store
 from heimdex.scenes import build_scenes
@@ -15,9 +15,14 @@ from heimdex.stages.context import StageContext
 
 def run(ctx: StageContext) -> dict[str, Any]:
     s = ctx.settings
-    probe, shots, asr = ctx.read_output("probe"), ctx.read_output("shots"), ctx.read_output("asr")
+    assert ctx.db is not None, "the index stage runs where the database is"
+    probe = ctx.read_output("probe")
+    # Segmented stages wrote one part per time segment: one timeline again, keyframes renumbered.
+    shots, offsets = segments.merge_shots(ctx.read_parts("shots"), float(probe["duration"]))
+    asr = segments.merge_asr(ctx.read_parts("asr"))
     # ocr and vision outputs are {"skipped": reason} when those stages had nothing to do.
-    ocr, vision = ctx.read_output("ocr"), ctx.read_output("vision")
+    ocr = segments.merge_ocr(ctx.read_parts("ocr"), offsets)
+    vision = segments.merge_vision(ctx.read_parts("vision"))
     ocr_by_keyframe = {r["keyframe"]: r["text"] for r in ocr.get("keyframes", [])}
     vectors = vision.get("vectors")
     scenes = build_scenes(

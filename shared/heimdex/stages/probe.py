@@ -6,6 +6,7 @@ from typing import Any
 
 import av
 
+from heimdex import segments
 from heimdex.domain import MediaError
 from heimdex.stages.context import StageContext
 
@@ -85,6 +86,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
         raise MediaError(f"file is {info.size} bytes; the limit is {ctx.settings.max_file_bytes}")
     with ctx.sources.local_path(ctx.ref.source) as path:
         doc = probe_file(str(path), max_duration_s=ctx.settings.max_duration_s)
+        doc["segments"] = segments.plan(
+            str(path), doc["duration"], ctx.settings.segment_s, has_audio=doc["audio"] is not None
+        )
     doc["size"] = info.size
     ctx.write_output("probe", doc)
     return doc

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from heimdex.stages.context import StageContext
 log = logging.getLogger(__name__)
 
 MAX_BAD_PACKET_SHARE = 0.5
+MIN_SCENE_FRAMES = 12  # the detector's shortest shot
 JPEG_QUALITY = 85
 
 
@@ -55,48 +57,68 @@ def scan(
     detect_width: int,
     sample_fps: float,
     thumb_width: int,
+    start: float = 0.0,
+    end: float | None = None,
 ) -> tuple[list[float], list[Candidate], float, int]:
-    """One pass over the video: cut times, keyframe candidates, last frame time, decode errors."""
-    detector = ContentDetector(threshold=threshold, min_scene_len=12)
+    """One pass over [start, end) of the video: cut times, keyframe candidates, last frame time,
+    decode errors. A segment after the first starts decoding MIN_SCENE_FRAMES earlier, so that the
+    detector has seen the frame before `start` and can find a cut exactly at it."""
+    detector = ContentDetector(threshold=threshold, min_scene_len=MIN_SCENE_FRAMES)
     cuts: list[float] = []
     candidates: list[Candidate] = []
-    next_sample = 0.0
+    next_sample = start
     last_t = 0.0
-    packets = bad = 0
+    counts = [0, 0]  # packets, undecodable packets
     with av.open(path, metadata_errors="ignore") as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         fps = fps_hint or 25.0
+        warm_from = max(0.0, start - (MIN_SCENE_FRAMES + 2) / fps)
+        if warm_from > 0 and stream.time_base is not None:
+            container.seek(int(warm_from / stream.time_base), stream=stream)
         det_size = thumb_size = None
-        for packet in container.demux(stream):
-            packets += 1
-            try:
-                frames = packet.decode()
-            except av.FFmpegError as exc:  # corrupt packet: skip, keep going
-                bad += 1
-                log.debug("skipping undecodable packet at %s: %s", packet.pts, exc)
+        for frame in _frames(container, stream, counts):
+            t = float(frame.time) if frame.time is not None else last_t + 1.0 / fps
+            if t < last_t:  # out-of-order timestamps in broken files
+                t = last_t
+            if end is not None and t >= end:
+                break
+            last_t = t
+            if t < warm_from:
                 continue
-            for frame in frames:
-                t = float(frame.time) if frame.time is not None else last_t + 1.0 / fps
-                if t < last_t:  # out-of-order timestamps in broken files
-                    t = last_t
-                last_t = t
-                if det_size is None:
-                    det_size = _scaled(frame.width, frame.height, detect_width)
-                    thumb_size = _scaled(frame.width, frame.height, thumb_width)
-                small = detector_image(frame, det_size)
-                for cut in detector.process_frame(FrameTimecode(t, fps), small):
+            if det_size is None:
+                det_size = _scaled(frame.width, frame.height, detect_width)
+                thumb_size = _scaled(frame.width, frame.height, thumb_width)
+            small = detector_image(frame, det_size)
+            for cut in detector.process_frame(FrameTimecode(t, fps), small):
+                if cut.seconds >= start:
                     cuts.append(float(cut.seconds))
-                if t >= next_sample:
-                    assert thumb_size is not None
-                    candidates.append(_candidate(frame, t, thumb_size, rotation))
-                    next_sample = t + 1.0 / sample_fps
+            if t >= next_sample:
+                assert thumb_size is not None
+                candidates.append(_candidate(frame, t, thumb_size, rotation))
+                next_sample = t + 1.0 / sample_fps
         cuts.extend(float(c.seconds) for c in detector.post_process(FrameTimecode(last_t, fps)))
+    packets, bad = counts
     if packets and bad / packets > MAX_BAD_PACKET_SHARE:
         raise MediaError(f"{bad} of {packets} video packets are corrupt")
     if not candidates:
         raise MediaError("no decodable video frames")
-    return sorted(set(cuts)), candidates, last_t, bad
+    return sorted(c for c in set(cuts) if c >= start), candidates, last_t, bad
+
+
+def _frames(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, counts: list[int]
+) -> Iterator[av.VideoFrame]:
+    """Decoded frames; corrupt packets are counted in counts[1] and skipped."""
+    for packet in container.demux(stream):
+        counts[0] += 1
+        try:
+            frames = packet.decode()
+        except av.FFmpegError as exc:
+            counts[1] += 1
+            log.debug("skipping undecodable packet at %s: %s", packet.pts, exc)
+            continue
+        yield from frames
 
 
 def _plane(frame: av.VideoFrame, index: int, width: int, height: int) -> np.ndarray:
@@ -104,26 +126,45 @@ def _plane(frame: av.VideoFrame, index: int, width: int, height: int) -> np.ndar
     return np.frombuffer(memoryview(plane), np.uint8).reshape(height, plane.line_size)[:, :width]
 
 
-def detector_image(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
-    """A small BGR copy of the frame for the detector.
+def _planar_420(frame: av.VideoFrame) -> bool:
+    return frame.format.name in ("yuv420p", "yuvj420p") and not frame.width % 2 and not frame.height % 2
 
-    For 8-bit 4:2:0 (nearly all delivery formats) the planes are shrunk with OpenCV and converted
-    there: about 3x cheaper than swscale's full conversion. Other formats go through swscale.
+
+def _bgr_and_gray(
+    frame: av.VideoFrame, size: tuple[int, int], interpolation: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The frame at `size` as BGR, and its luma.
+
+    For 8-bit 4:2:0 (nearly all delivery formats) the planes are resized with OpenCV and converted
+    there: 2-4x cheaper than swscale's conversion. Other formats go through swscale.
     """
     w, h = size
-    if frame.format.name not in ("yuv420p", "yuvj420p") or frame.width % 2 or frame.height % 2:
-        return frame.reformat(width=w, height=h, format="bgr24").to_ndarray()
+    if not _planar_420(frame):
+        bgr = frame.reformat(width=w, height=h, format="bgr24").to_ndarray()
+        return bgr, cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     fw, fh = frame.width, frame.height
-    y = cv2.resize(_plane(frame, 0, fw, fh), (w, h), interpolation=cv2.INTER_LINEAR)
-    u = cv2.resize(_plane(frame, 1, fw // 2, fh // 2), (w // 2, h // 2), interpolation=cv2.INTER_LINEAR)
-    v = cv2.resize(_plane(frame, 2, fw // 2, fh // 2), (w // 2, h // 2), interpolation=cv2.INTER_LINEAR)
+
+    def plane(index: int, pw: int, ph: int, tw: int, th: int) -> np.ndarray:
+        src = _plane(frame, index, pw, ph)
+        return src if (pw, ph) == (tw, th) else cv2.resize(src, (tw, th), interpolation=interpolation)
+
+    y = plane(0, fw, fh, w, h)
+    u = plane(1, fw // 2, fh // 2, w // 2, h // 2)
+    v = plane(2, fw // 2, fh // 2, w // 2, h // 2)
     i420 = np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(h * 3 // 2, w)
-    return cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
+    return cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420), y
+
+
+def detector_image(frame: av.VideoFrame, size: tuple[int, int]) -> np.ndarray:
+    """A small BGR copy of the frame for the detector. Nearest-neighbour sampling: the detector
+    compares mean hue, saturation and luma between frames, which sampling does not move, at a
+    quarter of the cost of interpolating (the largest cost of this stage after decoding)."""
+    return _bgr_and_gray(frame, size, cv2.INTER_NEAREST)[0]
 
 
 def _candidate(frame: av.VideoFrame, t: float, size: tuple[int, int], rotation: int) -> Candidate:
-    img = _rotate(frame.reformat(width=size[0], height=size[1], format="bgr24").to_ndarray(), rotation)
-    gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    bgr, gray = _bgr_and_gray(frame, size, cv2.INTER_AREA)
+    img = _rotate(bgr, rotation)
     sharpness = float(cv2.Laplacian(gray, cv2.CV_32F).var())
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
@@ -131,8 +172,8 @@ def _candidate(frame: av.VideoFrame, t: float, size: tuple[int, int], rotation: 
     return Candidate(t, sharpness, buf.tobytes())
 
 
-def shots_from_cuts(cuts: list[float], duration: float) -> list[tuple[float, float]]:
-    bounds = [0.0] + [c for c in cuts if 0.0 < c < duration] + [duration]
+def shots_from_cuts(cuts: list[float], end: float, start: float = 0.0) -> list[tuple[float, float]]:
+    bounds = [start] + [c for c in cuts if start < c < end] + [end]
     return [(a, b) for a, b in itertools.pairwise(bounds) if b - a > 1e-3]
 
 
@@ -162,6 +203,8 @@ def pick_keyframes(
 def run(ctx: StageContext) -> dict[str, Any]:
     probe = ctx.read_output("probe")
     s = ctx.settings
+    start, end = ctx.segment or (0.0, None)
+    last = ctx.segment is None or ctx.part == len(ctx.segments) - 1
     with ctx.sources.local_path(ctx.ref.source) as path:
         cuts, candidates, last_t, bad = scan(
             str(path),
@@ -171,12 +214,16 @@ def run(ctx: StageContext) -> dict[str, Any]:
             detect_width=s.shot_detect_width,
             sample_fps=s.sample_fps,
             thumb_width=s.thumb_width,
+            start=start,
+            end=None if last else end,
         )
-    duration = max(float(probe["duration"]), last_t)
-    shots = shots_from_cuts(cuts, duration)
+    # Up to where this task's pictures reach: the segment's end, or the media's for the last one.
+    duration = max(float(probe["duration"]), last_t) if last else float(end or last_t)
+    shots = shots_from_cuts(cuts, duration, start)
+    prefix = "" if ctx.part is None else f"{ctx.part:03d}-"
     keyframes = []
     for i, (shot_index, a, b, cand) in enumerate(pick_keyframes(shots, candidates, s.keyframe_interval_s)):
-        key = ctx.ref.derived_key(f"thumbs/{i:05d}.jpg")
+        key = ctx.ref.derived_key(f"thumbs/{prefix}{i:05d}.jpg")
         ctx.derived.write_bytes(key, cand.jpeg, "image/jpeg")
         keyframes.append(
             {
