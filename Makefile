@@ -6,7 +6,7 @@ SAMPLES  := $(CURDIR)/samples
 # State goes to HEIMDEX_HOME (default: ~/.local/share/heimdex, /var/lib/heimdex for root), so the
 # CLI finds the demo's index afterwards without any variable set.
 
-.PHONY: setup demo test lint bench bench-load bench-search dev clean
+.PHONY: setup demo test lint bench bench-load bench-cold bench-search dev clean
 
 $(STAMP): pyproject.toml constraints.txt scripts/setup.sh
 	./scripts/setup.sh
@@ -30,13 +30,18 @@ lint: $(STAMP)
 	$(BIN)/ruff check shared tests bench functions containers
 	$(BIN)/mypy
 
-# The search load test first, indexing speed last: the last line printed is indexing's JSON.
+# Search under load and the search function's cold start first, indexing speed last: the last
+# line printed is indexing's JSON.
 bench: $(STAMP)
 	$(BIN)/python bench/bench_load.py
+	$(BIN)/python bench/bench_cold_start.py
 	$(BIN)/python bench/bench_index.py
 
 bench-load: $(STAMP)
 	$(BIN)/python bench/bench_load.py
+
+bench-cold: $(STAMP)
+	$(BIN)/python bench/bench_cold_start.py
 
 bench-search: $(STAMP)
 	$(BIN)/python bench/bench_search.py

@@ -83,6 +83,18 @@ def http_app(name: str) -> Flask:
     return app
 
 
+def warm_search() -> None:
+    """Build the search app and load the query models while the instance starts, so that its first
+    request does not pay for them. A failure here (the database not reachable yet) is logged and
+    retried by the first request."""
+    try:
+        http_app("search")
+        engine().models.text_encoder()
+        engine().models.clip()
+    except Exception:
+        log.exception("warm-up of the search function failed; the first request will retry it")
+
+
 def serve_http(name: str, request: Any) -> Any:
     """Answer a functions-framework request with the named app (routing, auth, error handlers)."""
     app = http_app(name)
