@@ -13,13 +13,19 @@ topic centroid + subtopic + a per-video offset + noise, normalised; transcripts 
 20%, 12%, 8% of rows), one holding 1%, the rest spread over 400 small ones; videos of all
 organisations are interleaved in the table, as they would be after months of ingest.
 
-The HNSW (text, image), GIN and halfvec indexes are built after the load (build time and size are
-reported). Queries (QUERIES, default 200, near the same topics, with 2-3 keywords) run through the
-product's own code: heimdex.index.search.search inside db.org_tx, as the engine does, once for the
-largest organisation ("overall") and once for the 1% organisation ("filtered"). Recall@10 compares
-each top 10 with the same fusion computed with exact vector distances (ORDER BY distance + 0: no
-vector index). The halfvec variant is the same SQL with the text signal on an expression index over
-text_vec::halfvec(384). The last line printed is one JSON object with every figure.
+The product's indexes (migrations 001-003: GIN on the tsvector, HNSW on the halfvec text and image
+vectors) are rebuilt after the load from the definitions the migrations made, then the dedicated
+per-organisation HNSW indexes that heimdex.index.orgindex.ensure() gives every organisation of at
+least HEIMDEX_SEARCH_DEDICATED_MIN_ROWS scenes; build time and size are reported. Queries (QUERIES,
+default 200, near the same topics, with 2-3 keywords) run through the product's own code:
+heimdex.index.search.search inside db.org_tx, with the product's settings (HEIMDEX_SEARCH_EF_SEARCH,
+HEIMDEX_SEARCH_EXACT_MAX_ROWS), as Engine.search does, for the largest organisation ("overall"), the
+1% organisation ("filtered") and the largest one without a dedicated index ("mid"). Recall@10
+compares each top 10 with the same fusion computed with exact vector distances (ORDER BY distance
++ 0: no vector index). COMPARE=1 (default) also measures the strategy the product replaced: the
+shared HNSW indexes filtered by row-level security alone. Where the float32 run's exact answers are
+cached (DATA_VERSION 1), recall against float32 is reported too (what halfvec costs). The last line
+printed is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -42,12 +48,13 @@ import psycopg
 
 from heimdex import logs
 from heimdex.config import Settings
+from heimdex.index import orgindex
 from heimdex.index import search as search_mod
 from heimdex.index.db import Database
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".bench"
-DATA_VERSION = 1  # bump when the generator changes: a new data set, a new directory
+DATA_VERSION = 2  # bump when the generator or the schema changes: a new directory (2: halfvec, 003)
 
 TEXT_DIM, IMAGE_DIM = 384, 512
 TOPICS, SUBTOPICS = 2000, 8
@@ -63,16 +70,10 @@ LARGEST_ORG = "big-a"
 SCENE_COLUMNS = (
     "org_id, asset_id, idx, source, start_s, end_s, transcript, text_vec, image_vec, text_model, image_model"
 )
-INDEXES = {
-    # name: (definition, what the report calls it); the first three are 001_init.sql's.
-    "scenes_tsv": "CREATE INDEX scenes_tsv ON scenes USING gin (tsv)",
-    "scenes_text_hnsw": "CREATE INDEX scenes_text_hnsw ON scenes USING hnsw (text_vec vector_cosine_ops)",
-    "scenes_image_hnsw": "CREATE INDEX scenes_image_hnsw ON scenes USING hnsw (image_vec vector_cosine_ops)",
-    "bench_text_halfvec_hnsw": (
-        "CREATE INDEX bench_text_halfvec_hnsw ON scenes"
-        f" USING hnsw ((text_vec::halfvec({TEXT_DIM})) halfvec_cosine_ops)"
-    ),
-}
+# The product's own indexes on scenes (migrations 001-003), dropped for the load and rebuilt after it
+# from the definitions the migrations made (kept in bench_meta), plus the dedicated per-organisation
+# indexes that heimdex.index.orgindex.ensure() makes.
+INDEXES = ("scenes_tsv", "scenes_text_hnsw", "scenes_image_hnsw")
 
 
 def say(msg: str) -> None:
@@ -222,15 +223,16 @@ def _text(s: str) -> bytes:
     return struct.pack(">i", len(b)) + b
 
 
-def _vec(dim: int) -> Callable[[np.ndarray], bytes]:
-    head = struct.pack(">ihh", 4 + 4 * dim, dim, 0)
+def _halfvec(dim: int) -> Callable[[np.ndarray], bytes]:
+    """pgvector's binary halfvec: int16 dim, int16 unused, dim big-endian IEEE half floats."""
+    head = struct.pack(">ihh", 4 + 2 * dim, dim, 0)
     return lambda v: head + v.tobytes()
 
 
 def copy_chunk(conn: psycopg.Connection[Any], corpus: Corpus, chunk_no: int, chunk: list[Any]) -> int:
     data = corpus.rows(chunk_no, chunk)
-    text_be, image_be = data["text"].astype(">f4"), data["image"].astype(">f4")
-    tvec, ivec = _vec(TEXT_DIM), _vec(IMAGE_DIM)
+    text_be, image_be = data["text"].astype(">f2"), data["image"].astype(">f2")
+    tvec, ivec = _halfvec(TEXT_DIM), _halfvec(IMAGE_DIM)
     tm, im = _text(TEXT_MODEL), _text(IMAGE_MODEL)
     ncols = struct.pack(">h", 11)
     buf = [COPY_HEADER]
@@ -283,6 +285,13 @@ def load(conn: psycopg.Connection[Any], corpus: Corpus) -> float:
     if next_chunk == 0:
         # A fresh load: no vector/text indexes while loading (built afterwards), no rows yet.
         for name in INDEXES:
+            if meta_get(conn, f"ddl:{name}") is None:
+                row = conn.execute("SELECT pg_get_indexdef(to_regclass(%s))", (name,)).fetchone()
+                if not (row and row[0]):
+                    raise SystemExit(f"the product schema has no index {name}: update INDEXES")
+                meta_set(conn, f"ddl:{name}", row[0])
+            conn.execute(f"DROP INDEX IF EXISTS {name}")
+        for name in orgindex.existing(conn):
             conn.execute(f"DROP INDEX IF EXISTS {name}")
         conn.execute("TRUNCATE scenes, assets")
         with (
@@ -324,53 +333,71 @@ def load(conn: psycopg.Connection[Any], corpus: Corpus) -> float:
     return load_s
 
 
-def build_indexes(conn: psycopg.Connection[Any], maint_mem: str, workers: int) -> dict[str, dict[str, float]]:
+def build_indexes(
+    conn: psycopg.Connection[Any], maint_mem: str, workers: int, dedicated_min_rows: int
+) -> dict[str, dict[str, float]]:
     conn.execute(f"SET maintenance_work_mem = '{maint_mem}'")
     conn.execute(f"SET max_parallel_maintenance_workers = {int(workers)}")
     out = {}
-    for name, ddl in INDEXES.items():
+    for name in INDEXES:
         exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
         built = meta_get(conn, f"build:{name}")
         if not (exists and exists[0]) or built is None:
             conn.execute(f"DROP INDEX IF EXISTS {name}")
             say(f"building {name} ...")
             t0 = time.perf_counter()
-            conn.execute(ddl)
+            conn.execute(meta_get(conn, f"ddl:{name}"))
             built = time.perf_counter() - t0
             meta_set(conn, f"build:{name}", built)
             say(f"built {name} in {built:.0f}s")
         size = conn.execute("SELECT pg_relation_size(%s::regclass)", (name,)).fetchone()
         out[name] = {"build_s": round(built, 1), "mb": round((size[0] if size else 0) / 2**20, 1)}
+    # The product's dedicated indexes for large organisations (one build per index, timed in total).
+    before = set(orgindex.existing(conn))
+    t0 = time.perf_counter()
+    for line in orgindex.ensure(conn, dedicated_min_rows, concurrently=False):
+        say(line)
+    after = orgindex.existing(conn)
+    if set(after) != before:
+        meta_set(conn, "build:dedicated", time.perf_counter() - t0)
+    out["dedicated"] = {
+        "build_s": round(float(meta_get(conn, "build:dedicated") or 0.0), 1),
+        "mb": round(sum(after.values()) / 2**20, 1),
+        "count": len(after),
+    }
     return out
 
 
 # -- queries ----------------------------------------------------------------------------------------
 
 Queries = list[tuple[str, np.ndarray, np.ndarray]]
+Results = list[list[tuple[str, int]]]
+ORG_CONDITION = "org_id = %(org)s AND "
 
 
 def exact_sql(sql: str) -> str:
-    """The same fusion with exact vector distances: `ORDER BY d + 0` cannot use a vector index."""
+    """The product's fusion with exact vector distances: `ORDER BY d + 0` cannot use a vector index."""
     out = sql
     for col, q in (("text_vec", "qt"), ("image_vec", "qi")):
-        approx = f"ORDER BY {col} <=> %({q})s LIMIT"
+        approx = f"ORDER BY {col} <=> %({q})s::halfvec LIMIT"
         if out.count(approx) != 1:
             raise SystemExit(f"the product SQL changed: no unique {approx!r}; update exact_sql()")
-        out = out.replace(approx, f"ORDER BY ({col} <=> %({q})s) + 0 LIMIT")
+        out = out.replace(approx, f"ORDER BY ({col} <=> %({q})s::halfvec) + 0 LIMIT")
     return out
 
 
-def halfvec_sql(sql: str) -> str:
-    """The product SQL with the text signal on the halfvec expression index."""
-    approx = "text_vec <=> %(qt)s"
-    if sql.count(approx) != 2:
-        raise SystemExit("the product SQL changed: update halfvec_sql()")
-    return sql.replace(approx, f"text_vec::halfvec({TEXT_DIM}) <=> %(qt)s::halfvec({TEXT_DIM})")
+def shared_index_sql(sql: str) -> str:
+    """For comparison only: the product's graph SQL without its explicit organisation condition, so
+    the planner cannot use an organisation's partial index and every organisation goes through the
+    shared HNSW indexes, filtered by row-level security alone (as before migration 003)."""
+    if sql.count(ORG_CONDITION) != 2:
+        raise SystemExit("the product SQL changed: update shared_index_sql()")
+    return sql.replace(ORG_CONDITION, "")
 
 
 @contextmanager
 def product_sql(sql: str) -> Iterator[None]:
-    """Run heimdex.index.search.search() unchanged except for its SQL text (same settings, params)."""
+    """Run heimdex.index.search.search() unchanged except for its graph SQL text."""
     saved = search_mod.SQL
     search_mod.SQL = sql
     try:
@@ -380,34 +407,47 @@ def product_sql(sql: str) -> Iterator[None]:
 
 
 def run_queries(
-    db: Database, org: str, queries: list[tuple[str, np.ndarray, np.ndarray]]
-) -> tuple[list[float], list[list[tuple[str, int]]]]:
-    times, results = [], []
+    db: Database, org: str, queries: Queries, settings: Settings, *, force_graph: bool = False
+) -> tuple[list[float], Results, list[str]]:
+    """The engine's call (Engine.search): heimdex.index.search.search in db.org_tx, settings passed."""
+    times, results, paths = [], [], []
     for text, qt, qi in queries:
         t0 = time.perf_counter()
         with db.org_tx(org) as conn:
             rows = search_mod.search(
-                conn, text, text_vec=qt, text_model=TEXT_MODEL, image_vec=qi, image_model=IMAGE_MODEL, k=K
+                conn,
+                text,
+                text_vec=qt,
+                text_model=TEXT_MODEL,
+                image_vec=qi,
+                image_model=IMAGE_MODEL,
+                k=K,
+                ef_search=settings.search_ef_search,
+                exact_max_rows=-1 if force_graph else settings.search_exact_max_rows,
             )
         times.append((time.perf_counter() - t0) * 1000)
         results.append([(r["asset_id"], r["idx"]) for r in rows])
-    return times, results
+    if not force_graph:
+        with db.org_tx(org) as conn:
+            paths.append(search_mod.plan(conn, settings.search_exact_max_rows)[1])
+    return times, results, paths
 
 
 def pct(values: list[float], p: float) -> float:
     return float(np.percentile(np.array(values), p))
 
 
-def recall(approx: list[list[tuple[str, int]]], exact: list[list[tuple[str, int]]]) -> float:
+def recall(approx: Results, exact: Results) -> float:
     scores = [len(set(a) & set(e)) / len(e) for a, e in zip(approx, exact, strict=False) if e]
     return statistics.fmean(scores) if scores else 0.0
 
 
-def ground_truth(
-    db: Database, home: Path, org: str, queries: list[tuple[str, np.ndarray, np.ndarray]]
-) -> list[list[tuple[str, int]]]:
-    key = hashlib.sha1("\n".join(q[0] for q in queries).encode()).hexdigest()[:12]
-    path = home / f"exact-{org}-{len(queries)}-{key}.json"
+def query_key(queries: Queries) -> str:
+    return hashlib.sha1("\n".join(q[0] for q in queries).encode()).hexdigest()[:12]
+
+
+def ground_truth(db: Database, home: Path, org: str, queries: Queries, settings: Settings) -> Results:
+    path = home / f"exact-{org}-{len(queries)}-{query_key(queries)}.json"
     sql = exact_sql(search_mod.SQL)
     if path.exists():
         cached = json.loads(path.read_text())
@@ -416,27 +456,74 @@ def ground_truth(
     say(f"exact search for {org} ({len(queries)} queries) ...")
     t0 = time.perf_counter()
     with product_sql(sql):
-        _, results = run_queries(db, org, queries)
+        _, results, _ = run_queries(db, org, queries, settings, force_graph=True)
     say(f"exact search for {org}: {time.perf_counter() - t0:.0f}s")
     path.write_text(json.dumps({"sql": sql, "results": results}))
     return results
 
 
+def float_truth(scenes: int, seed: int, org: str, queries: Queries) -> Results | None:
+    """The exact answers of the float32 schema (DATA_VERSION 1: same corpus and queries, vectors as
+    `vector`), where an earlier run left them: what halfvec costs against full precision."""
+    path = CACHE / f"search-{scenes}-s{seed}-v1" / f"exact-{org}-{len(queries)}-{query_key(queries)}.json"
+    if not path.exists():
+        return None
+    return [[(a, i) for a, i in rows] for rows in json.loads(path.read_text())["results"]]
+
+
 def measure(
-    db: Database, org: str, queries: Queries, warmup: Queries, exact: list[Any], sql: str
-) -> dict[str, float]:
-    """Latency in steady state: other queries first bring the index pages they touch into shared_buffers
+    db: Database,
+    org: str,
+    queries: Queries,
+    warmup: Queries,
+    exact: Results,
+    settings: Settings,
+    *,
+    sql: str | None = None,
+    force_graph: bool = False,
+    float_exact: Results | None = None,
+) -> dict[str, Any]:
+    """Latency in steady state: other queries first bring the pages they touch into shared_buffers
     (on these VMs the page cache is reclaimed quickly, so a cold read costs milliseconds)."""
-    with product_sql(sql):
-        run_queries(db, org, warmup)
-        times, results = run_queries(db, org, queries)
-    return {
+    with product_sql(sql or search_mod.SQL):
+        run_queries(db, org, warmup, settings, force_graph=force_graph)
+        times, results, paths = run_queries(db, org, queries, settings, force_graph=force_graph)
+    out: dict[str, Any] = {
         "p50_ms": round(pct(times, 50), 2),
         "p95_ms": round(pct(times, 95), 2),
         "p99_ms": round(pct(times, 99), 2),
         "recall_at_10": round(recall(results, exact), 4),
         "min_rows": min(len(r) for r in results),
+        "path": paths[0] if paths else "hnsw (shared index)",
     }
+    if float_exact is not None:
+        out["recall_vs_float_exact"] = round(recall(results, float_exact[: len(exact)]), 4)
+    return out
+
+
+def index_plan(db: Database, org: str, settings: Settings) -> str:
+    """Which vector indexes the product's graph SQL uses for this organisation (EXPLAIN)."""
+    qt = np.zeros(TEXT_DIM, dtype=np.float32)
+    qt[0] = 1
+    qi = np.zeros(IMAGE_DIM, dtype=np.float32)
+    qi[0] = 1
+    params = {
+        "org": org,
+        "or_q": "'x'",
+        "qt": qt,
+        "qi": qi,
+        "text_model": TEXT_MODEL,
+        "image_model": IMAGE_MODEL,
+        "pool": 40,
+        "k": K,
+        "source": None,
+        "rrf_k": search_mod.RRF_K,
+    }
+    with db.org_tx(org) as conn:
+        conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        rows = conn.execute("EXPLAIN " + search_mod.SQL, params).fetchall()
+    names = [w for (line,) in rows for w in line.split() if "hnsw" in w or w.startswith(orgindex.PREFIX)]
+    return ",".join(dict.fromkeys(n.strip('"') for n in names))
 
 
 def main() -> None:
@@ -445,12 +532,14 @@ def main() -> None:
     seed = int(os.environ.get("SEED", "7"))
     nq = int(os.environ.get("QUERIES", "200"))
     nw = int(os.environ.get("WARMUP", "200"))
-    nr = min(nq, int(os.environ.get("RECALL_QUERIES", "100")))  # exact search in the big org is slow
+    nr = min(nq, int(os.environ.get("RECALL_QUERIES", "100")))  # exact search in a big org is slow
     shared_buffers = os.environ.get("BENCH_SHARED_BUFFERS", "6GB")
     maint_mem = os.environ.get("BENCH_MAINTENANCE_WORK_MEM", "4GB")
     workers = int(os.environ.get("BENCH_BUILD_WORKERS", "1"))
+    compare = os.environ.get("COMPARE", "1") != "0"  # also the strategies the product did not pick
     home = CACHE / f"search-{scenes}-s{seed}-v{DATA_VERSION}"
     home.mkdir(parents=True, exist_ok=True)
+    # The product's settings (HEIMDEX_SEARCH_EF_SEARCH etc. apply), with the bench's home and server.
     settings = Settings(home=home, database_url=None, db_shared_buffers=shared_buffers, db_pool_size=2)
 
     t0 = time.perf_counter()
@@ -463,8 +552,9 @@ def main() -> None:
             if sb and sb[0] != shared_buffers:
                 say(f"note: shared_buffers is {sb[0]} (set when {home} was made), not {shared_buffers}")
             load_s = load(admin, corpus)
-            indexes = build_indexes(admin, maint_mem, workers)
+            indexes = build_indexes(admin, maint_mem, workers, settings.search_dedicated_min_rows)
             table_mb = admin.execute("SELECT pg_total_relation_size('scenes') / 1048576.0").fetchone()
+            heap_mb = admin.execute("SELECT pg_table_size('scenes') / 1048576.0").fetchone()
             versions = admin.execute(
                 "SELECT current_setting('server_version'), extversion FROM pg_extension"
                 " WHERE extname = 'vector'"
@@ -473,58 +563,59 @@ def main() -> None:
         if nq == 0:  # QUERIES=0: load and build only
             print(json.dumps({"scenes": scenes, "load_s": round(load_s, 1), "indexes": indexes}))
             return
-        report: dict[str, Any] = {}
-        # The alternative for small organisations: exact distances over the organisation's own rows,
-        # found through a btree on org_id (also how the filtered ground truth is computed quickly).
-        # The index exists only for this step: with it the planner, which guesses 1/n_distinct of the
-        # rows for any `org_id = current_setting(..)`, may pick it for the largest organisation too,
-        # where an exact sort over its rows is far slower than HNSW.
-        with psycopg.connect(db.url, autocommit=True) as admin:
-            admin.execute("CREATE INDEX IF NOT EXISTS bench_scenes_org ON scenes (org_id)")
-        try:
-            queries, warmup = corpus.queries(ONE_PCT_ORG, nq), corpus.queries(ONE_PCT_ORG, nw, stream=3)
-            exact = ground_truth(db, home, ONE_PCT_ORG, queries)
-            report["filtered_exact_btree"] = measure(
-                db, ONE_PCT_ORG, queries, warmup, exact, exact_sql(search_mod.SQL)
-            )
-        finally:
-            with psycopg.connect(db.url, autocommit=True) as admin:
-                admin.execute("DROP INDEX IF EXISTS bench_scenes_org")
-        for label, org in (("overall", LARGEST_ORG), ("filtered", ONE_PCT_ORG)):
+        mid_org = max(
+            (o for o, n in sizes.items() if n < settings.search_dedicated_min_rows),
+            key=lambda o: sizes[o],
+        )
+        report: dict[str, dict[str, Any]] = {}
+        plans = {}
+        for label, org in (("overall", LARGEST_ORG), ("filtered", ONE_PCT_ORG), ("mid", mid_org)):
             queries, warmup = corpus.queries(org, nq), corpus.queries(org, nw, stream=3)
-            exact = ground_truth(db, home, org, queries[: nr if org == LARGEST_ORG else nq])
-            report[label] = measure(db, org, queries, warmup, exact, search_mod.SQL)
-            report[f"{label}_halfvec"] = measure(db, org, queries, warmup, exact, halfvec_sql(search_mod.SQL))
-            say(f"{label}: {report[label]}  halfvec: {report[f'{label}_halfvec']}")
+            truth_q = queries[: nq if org == ONE_PCT_ORG else nr]
+            exact = ground_truth(db, home, org, truth_q, settings)
+            ft = float_truth(scenes, seed, org, truth_q)
+            plans[label] = index_plan(db, org, settings)
+            report[label] = measure(db, org, queries, warmup, exact, settings, float_exact=ft)
+            if ft is not None:
+                report[label]["exact_halfvec_vs_float"] = round(recall(exact, ft), 4)
+            say(f"{label} ({org}, {sizes[org]:,} rows, {plans[label]}): {report[label]}")
+            if compare and label != "mid":
+                # The strategy it replaces: the shared HNSW indexes filtered by row-level security.
+                report[f"{label}_shared_index"] = measure(
+                    db,
+                    org,
+                    queries,
+                    warmup,
+                    exact,
+                    settings,
+                    sql=shared_index_sql(search_mod.SQL),
+                    force_graph=True,
+                )
+                say(f"{label}_shared_index: {report[f'{label}_shared_index']}")
     finally:
         db.close()
 
     vec_idx = ("scenes_text_hnsw", "scenes_image_hnsw")
     print(
         f"\n{scenes:,} scenes, {len(sizes)} organisations; largest {LARGEST_ORG} {sizes[LARGEST_ORG]:,} rows,"
-        f" {ONE_PCT_ORG} {sizes[ONE_PCT_ORG]:,} rows; table with indexes {table_mb[0]:,.0f} MB"
-        f"; load {load_s:.0f}s"
+        f" {ONE_PCT_ORG} {sizes[ONE_PCT_ORG]:,} rows, mid {mid_org} {sizes[mid_org]:,} rows;"
+        f" table with indexes {table_mb[0]:,.0f} MB; load {load_s:.0f}s;"
+        f" ef_search {settings.search_ef_search}, exact below {settings.search_exact_max_rows:,} rows"
     )
     print(f"\n{'index':<26}{'build s':>10}{'size MB':>10}")
     for name, f in indexes.items():
         print(f"{name:<26}{f['build_s']:>10.1f}{f['mb']:>10.1f}")
     print(
         f"\n{'queries (' + str(nq) + ' each)':<26}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'recall@10':>11}"
-        f"{'min rows':>10}"
+        f"{'min rows':>10}  path"
     )
     for label, f in report.items():
         print(
             f"{label:<26}{f['p50_ms']:>9.2f}{f['p95_ms']:>9.2f}{f['p99_ms']:>9.2f}{f['recall_at_10']:>11.4f}"
-            f"{f['min_rows']:>10}"
+            f"{f['min_rows']:>10}  {f['path']}"
         )
-    fx = report["filtered_exact_btree"]
-    o, fl, oh, fh = (
-        report["overall"],
-        report["filtered"],
-        report["overall_halfvec"],
-        report["filtered_halfvec"],
-    )
-    figures = {
+    o, fl, md = report["overall"], report["filtered"], report["mid"]
+    figures: dict[str, Any] = {
         "scenes": scenes,
         "seed": seed,
         "queries": nq,
@@ -533,6 +624,10 @@ def main() -> None:
         "organisations": len(sizes),
         "largest_org_rows": sizes[LARGEST_ORG],
         "filtered_org_rows": sizes[ONE_PCT_ORG],
+        "ef_search": settings.search_ef_search,
+        "exact_max_rows": settings.search_exact_max_rows,
+        "dedicated_min_rows": settings.search_dedicated_min_rows,
+        "vector_type": "halfvec",
         "load_s": round(load_s, 1),
         "build_s": round(sum(indexes[i]["build_s"] for i in vec_idx), 1),
         "index_mb": round(sum(indexes[i]["mb"] for i in vec_idx), 1),
@@ -540,36 +635,57 @@ def main() -> None:
         "text_index_mb": indexes["scenes_text_hnsw"]["mb"],
         "image_build_s": indexes["scenes_image_hnsw"]["build_s"],
         "image_index_mb": indexes["scenes_image_hnsw"]["mb"],
+        "dedicated_build_s": indexes["dedicated"]["build_s"],
+        "dedicated_index_mb": indexes["dedicated"]["mb"],
+        "dedicated_indexes": indexes["dedicated"]["count"],
         "gin_build_s": indexes["scenes_tsv"]["build_s"],
         "gin_index_mb": indexes["scenes_tsv"]["mb"],
+        "heap_mb": round(float(heap_mb[0]), 1) if heap_mb else None,
         "table_total_mb": round(float(table_mb[0]), 1),
+        "path": o["path"],
+        "index_used": plans["overall"],
         "p50_ms": o["p50_ms"],
         "p95_ms": o["p95_ms"],
         "p99_ms": o["p99_ms"],
         "recall_at_10": o["recall_at_10"],
+        "min_rows": o["min_rows"],
+        "filtered_path": fl["path"],
         "filtered_p50_ms": fl["p50_ms"],
         "filtered_p95_ms": fl["p95_ms"],
         "filtered_p99_ms": fl["p99_ms"],
         "filtered_recall_at_10": fl["recall_at_10"],
         "filtered_min_rows": fl["min_rows"],
-        "halfvec_build_s": indexes["bench_text_halfvec_hnsw"]["build_s"],
-        "halfvec_index_mb": indexes["bench_text_halfvec_hnsw"]["mb"],
-        "halfvec_p50_ms": oh["p50_ms"],
-        "halfvec_p95_ms": oh["p95_ms"],
-        "halfvec_recall_at_10": oh["recall_at_10"],
-        "halfvec_filtered_p95_ms": fh["p95_ms"],
-        "halfvec_filtered_recall_at_10": fh["recall_at_10"],
-        "halfvec_filtered_min_rows": fh["min_rows"],
-        "filtered_exact_btree_p50_ms": fx["p50_ms"],
-        "filtered_exact_btree_p95_ms": fx["p95_ms"],
-        "filtered_exact_btree_p99_ms": fx["p99_ms"],
-        "shared_buffers": shared_buffers,
-        "build_workers": workers,
-        "postgres": versions[0] if versions else None,
-        "pgvector": versions[1] if versions else None,
-        "cpus": os.cpu_count(),
-        "machine": platform.machine(),
+        "mid_org": mid_org,
+        "mid_org_rows": sizes[mid_org],
+        "mid_path": md["path"],
+        "mid_index_used": plans["mid"],
+        "mid_p50_ms": md["p50_ms"],
+        "mid_p95_ms": md["p95_ms"],
+        "mid_p99_ms": md["p99_ms"],
+        "mid_recall_at_10": md["recall_at_10"],
+        "mid_min_rows": md["min_rows"],
     }
+    # halfvec against float32 (DATA_VERSION 1's exact answers, when that run's cache is here).
+    for label, prefix in (("overall", "halfvec_"), ("filtered", "halfvec_filtered_")):
+        r = report[label]
+        if "recall_vs_float_exact" in r:
+            figures[f"{prefix}recall_vs_float_exact"] = r["recall_vs_float_exact"]
+            figures[f"{prefix}exact_vs_float_exact"] = r["exact_halfvec_vs_float"]
+    for label in ("overall_shared_index", "filtered_shared_index"):
+        if label in report:
+            r = report[label]
+            for key in ("p50_ms", "p95_ms", "p99_ms", "recall_at_10", "min_rows"):
+                figures[f"{label}_{key}"] = r[key]
+    figures.update(
+        {
+            "shared_buffers": shared_buffers,
+            "build_workers": workers,
+            "postgres": versions[0] if versions else None,
+            "pgvector": versions[1] if versions else None,
+            "cpus": os.cpu_count(),
+            "machine": platform.machine(),
+        }
+    )
     print(json.dumps(figures))
 
 

@@ -203,6 +203,8 @@ class Engine:
                 image_model=image_model,
                 k=k,
                 source=source,
+                ef_search=self.settings.search_ef_search,
+                exact_max_rows=self.settings.search_exact_max_rows,
             )
         return [self._hit(r) for r in rows]
 

@@ -1,11 +1,25 @@
 """Hybrid search in one SQL statement: text-vector, image-vector and full-text ranks fused by RRF.
 
-Each signal takes its own top `pool` candidates through its index (HNSW for vectors, GIN for text);
-reciprocal rank fusion (1 / (60 + rank)) adds up the ranks. Row-level security confines every CTE to
-the caller's organisation; pgvector's iterative index scan keeps scanning until enough rows pass that
-filter (and any source filter), so a small organisation in a large index still gets a full top-k.
-Keyword candidates come from heimdex_keyword_hits() (002_keyword_hits.sql): under row-level security
-`tsv @@ q` is not leakproof and could never use the GIN index, so a keyword search read every row.
+Each signal takes its own top `pool` candidates; reciprocal rank fusion (1 / (60 + rank)) adds up the
+ranks. Row-level security confines every statement to the caller's organisation; the vector
+candidates also name the organisation explicitly, which is what lets the planner use an
+organisation's own index. How the vector candidates are found depends on the organisation's size
+(measured at 1M scenes, BENCHMARKS.md "Search at scale"):
+
+- at most `exact_max_rows` scenes: exact distances over the organisation's rows (EXACT_SQL), found
+  through the primary key (org_id leads it); vectors are halfvec stored in the row (003), so this is
+  one heap page per few rows, no index and no recall loss. A graph index filtered down to 1% of its
+  rows visits ~100 tuples per row it keeps and lost recall; this is faster and exact.
+- larger: HNSW (SQL). An organisation with a dedicated partial HNSW index (orgindex.py) gets a graph
+  of its own rows; any other uses the shared index, where pgvector's iterative scan
+  (`relaxed_order`) keeps scanning until enough rows pass the filters, so the top-k stays full.
+  `ef_search` sets how many candidates each graph search keeps (recall against latency).
+
+The size probe is bounded (it counts at most exact_max_rows + 1 index entries), and the choice is
+made here, not by the planner, which estimates `org_id = current_setting(..)` as 1/n_distinct of the
+table for every organisation. Keyword candidates come from heimdex_keyword_hits()
+(002_keyword_hits.sql): under row-level security `tsv @@ q` is not leakproof and could never use the
+GIN index.
 """
 
 from __future__ import annotations
@@ -19,21 +33,10 @@ from psycopg.rows import dict_row
 from heimdex.index.store import Conn
 
 RRF_K = 60
+EF_SEARCH = 200  # defaults of Settings.search_ef_search / search_exact_max_rows
+EXACT_MAX_ROWS = 20_000
 
-SQL = """
-WITH text_hits AS (
-  SELECT asset_id, idx, row_number() OVER (ORDER BY d) AS r FROM (
-    SELECT asset_id, idx, text_vec <=> %(qt)s AS d FROM scenes
-    WHERE text_model = %(text_model)s AND (%(source)s::text IS NULL OR starts_with(source, %(source)s))
-    ORDER BY text_vec <=> %(qt)s LIMIT %(pool)s) t
-),
-image_hits AS (
-  SELECT asset_id, idx, row_number() OVER (ORDER BY d) AS r FROM (
-    SELECT asset_id, idx, image_vec <=> %(qi)s AS d FROM scenes
-    WHERE %(qi)s::vector IS NOT NULL AND image_model = %(image_model)s
-      AND (%(source)s::text IS NULL OR starts_with(source, %(source)s))
-    ORDER BY image_vec <=> %(qi)s LIMIT %(pool)s) t
-),
+_TAIL = """
 keyword_hits AS (
   SELECT asset_id, idx, row_number() OVER (ORDER BY rank DESC) AS r
   FROM heimdex_keyword_hits(to_tsquery('english', %(or_q)s), %(source)s::text, %(pool)s)
@@ -51,12 +54,69 @@ ORDER BY f.score DESC, s.asset_id, s.idx
 LIMIT %(k)s
 """
 
+# Graph search: each signal through an HNSW index (the organisation's own if it has one). With
+# relaxed_order the index returns candidates only roughly by distance, and a window ordered by the
+# same expression would trust the scan's order (PostgreSQL 17+ passes it up even through a
+# MATERIALIZED CTE): `ORDER BY d + 0` makes the ranks follow the exact distances.
+SQL = (
+    """
+WITH text_hits AS (
+  SELECT asset_id, idx, row_number() OVER (ORDER BY d + 0) AS r FROM (
+    SELECT asset_id, idx, text_vec <=> %(qt)s::halfvec AS d FROM scenes
+    WHERE org_id = %(org)s AND text_model = %(text_model)s
+      AND (%(source)s::text IS NULL OR starts_with(source, %(source)s))
+    ORDER BY text_vec <=> %(qt)s::halfvec LIMIT %(pool)s) t
+),
+image_hits AS (
+  SELECT asset_id, idx, row_number() OVER (ORDER BY d + 0) AS r FROM (
+    SELECT asset_id, idx, image_vec <=> %(qi)s::halfvec AS d FROM scenes
+    WHERE %(qi)s::halfvec IS NOT NULL AND org_id = %(org)s AND image_model = %(image_model)s
+      AND (%(source)s::text IS NULL OR starts_with(source, %(source)s))
+    ORDER BY image_vec <=> %(qi)s::halfvec LIMIT %(pool)s) t
+),"""
+    + _TAIL
+)
+
+# Exact search for a small organisation: one pass over its rows computes both distances.
+EXACT_SQL = (
+    """
+WITH cand AS MATERIALIZED (
+  SELECT asset_id, idx,
+    CASE WHEN text_model = %(text_model)s THEN text_vec <=> %(qt)s::halfvec END AS dt,
+    CASE WHEN image_model = %(image_model)s THEN image_vec <=> %(qi)s::halfvec END AS di
+  FROM scenes
+  WHERE org_id = %(org)s AND (%(source)s::text IS NULL OR starts_with(source, %(source)s))
+),
+text_hits AS (
+  SELECT asset_id, idx, row_number() OVER (ORDER BY dt) AS r FROM (
+    SELECT asset_id, idx, dt FROM cand WHERE dt IS NOT NULL ORDER BY dt LIMIT %(pool)s) t
+),
+image_hits AS (
+  SELECT asset_id, idx, row_number() OVER (ORDER BY di) AS r FROM (
+    SELECT asset_id, idx, di FROM cand WHERE di IS NOT NULL ORDER BY di LIMIT %(pool)s) t
+),"""
+    + _TAIL
+)
+
+# The caller's organisation (set by db.org_tx) and its size, counted up to a bound under RLS.
+PROBE_SQL = """
+SELECT current_setting('heimdex.org_id', true) AS org,
+       (SELECT count(*) FROM (SELECT 1 FROM scenes LIMIT %(cap)s) t) AS n
+"""
+
 
 def or_query(query: str) -> str:
     """A tsquery source matching any of the query's words, so partial lexical matches still rank
     (ts_rank_cd puts scenes with more of the words first). Words are quoted: never tsquery syntax."""
     words = [w for w in re.findall(r"\w+", query.lower()) if len(w) > 1][:32]
     return " | ".join(f"'{w}'" for w in words)  # "" is an empty tsquery: no keyword hits
+
+
+def plan(conn: Conn, exact_max_rows: int = EXACT_MAX_ROWS) -> tuple[str | None, str]:
+    """(organisation, "exact" | "hnsw") for the current org-scoped transaction."""
+    row = conn.execute(PROBE_SQL, {"cap": exact_max_rows + 1}).fetchone()
+    org, n = (row[0], row[1]) if row else (None, 0)
+    return (org or None), ("exact" if n <= exact_max_rows else "hnsw")
 
 
 def search(
@@ -69,15 +129,22 @@ def search(
     image_model: str | None = None,
     k: int = 10,
     source: str | None = None,
+    ef_search: int = EF_SEARCH,
+    exact_max_rows: int = EXACT_MAX_ROWS,
 ) -> list[dict[str, Any]]:
     """Rows of the top-k scenes; run inside db.org_tx so RLS applies."""
+    org, how = plan(conn, exact_max_rows)
+    if org is None:  # no organisation set: row-level security would show nothing anyway
+        return []
     pool = max(4 * k, 40)
-    conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-    conn.execute(f"SET LOCAL hnsw.ef_search = {int(max(pool, 40))}")
+    if how == "hnsw":
+        conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        conn.execute(f"SET LOCAL hnsw.ef_search = {int(max(pool, ef_search))}")
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            SQL,
+            SQL if how == "hnsw" else EXACT_SQL,
             {
+                "org": org,
                 "or_q": or_query(query),
                 "qt": text_vec,
                 "qi": image_vec,

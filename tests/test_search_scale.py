@@ -1,0 +1,214 @@
+"""Search at scale in the product: halfvec vectors kept in the row (migration 003, applied in place to
+a database made before it), exact search for small organisations, dedicated HNSW indexes for large
+ones, and row-level security on every path. The figures are bench/bench_search.py's."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+from pgvector.psycopg import register_vector
+
+from heimdex.config import Settings
+from heimdex.index import db as db_mod
+from heimdex.index import orgindex
+from heimdex.index import search as search_sql
+from heimdex.index.db import Database, start_embedded
+
+TEXT_MODEL, IMAGE_MODEL = "t-model", "i-model"
+ORGS = {"alpha": 120, "beta": 60}  # scenes per organisation
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def old_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Database, dict[str, Any]]]:
+    """A database made by migrations 001-002 (float vectors), filled, then opened by today's code."""
+    home = tmp_path_factory.mktemp("heimdex-scale")
+    settings = Settings(home=home, database_url=None)
+    url = start_embedded(settings)
+    all_migrations = db_mod.migrations
+    db_mod.migrations = lambda s: all_migrations(s)[:2]  # type: ignore[assignment]
+    try:
+        Database(settings, url).close()
+    finally:
+        db_mod.migrations = all_migrations  # type: ignore[assignment]
+    rng = np.random.default_rng(3)
+    centres_t, centres_i = unit(rng.standard_normal((6, 384))), unit(rng.standard_normal((6, 512)))
+    vectors: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray]] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        register_vector(conn)
+        before = conn.execute(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+            " WHERE attrelid = 'scenes'::regclass AND attname = 'text_vec'"
+        ).fetchone()
+        assert before == ("vector(384)",)
+        for org, n in ORGS.items():
+            for a in range(n // 20):
+                asset = f"{org}-a{a}"
+                conn.execute(
+                    "INSERT INTO assets (org_id, asset_id, source, version, status, scenes)"
+                    " VALUES (%s, %s, %s, '1', 'ready', 20)",
+                    (org, asset, f"/{org}/{asset}.mp4"),
+                )
+                for i in range(20):
+                    c = int(rng.integers(6))
+                    tv = unit(centres_t[c] + 0.5 * unit(rng.standard_normal(384)))
+                    iv = unit(centres_i[c] + 0.5 * unit(rng.standard_normal(512)))
+                    vectors[(org, asset, i)] = (tv, iv)
+                    conn.execute(
+                        "INSERT INTO scenes (org_id, asset_id, idx, source, start_s, end_s, transcript,"
+                        " text_vec, image_vec, text_model, image_model)"
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                        (
+                            org,
+                            asset,
+                            i,
+                            f"/{org}/{asset}.mp4",
+                            i * 5.0,
+                            i * 5.0 + 5,
+                            f"topic{c} words",
+                            tv,
+                            iv,
+                            TEXT_MODEL,
+                            IMAGE_MODEL,
+                        ),
+                    )
+    db = Database(settings, url)  # applies 003 in place
+    yield db, {"url": url, "vectors": vectors, "centres": (centres_t, centres_i)}
+    db.close()
+
+
+def test_migration_converts_vectors_in_place(old_db: tuple[Database, dict[str, Any]]) -> None:
+    _db, info = old_db
+    with psycopg.connect(info["url"], autocommit=True) as conn:
+        register_vector(conn)
+        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (3,)
+        cols = dict(
+            (r[0], (r[1], r[2]))
+            for r in conn.execute(
+                "SELECT attname, format_type(atttypid, atttypmod), attstorage FROM pg_attribute"
+                " WHERE attrelid = 'scenes'::regclass AND attname IN ('text_vec', 'image_vec')"
+            ).fetchall()
+        )
+        assert cols == {"text_vec": ("halfvec(384)", "m"), "image_vec": ("halfvec(512)", "m")}
+        # Every vector is in the row: nothing in the TOAST table.
+        toast = conn.execute(
+            "SELECT pg_relation_size(reltoastrelid) FROM pg_class WHERE oid = 'scenes'::regclass"
+        ).fetchone()
+        assert toast == (0,)
+        assert conn.execute("SELECT count(*) FROM scenes").fetchone() == (sum(ORGS.values()),)
+        # Values kept, rounded to half precision.
+        for (org, asset, i), (tv, iv) in list(info["vectors"].items())[:20]:
+            row = conn.execute(
+                "SELECT text_vec <=> %s::halfvec, image_vec <=> %s::halfvec FROM scenes"
+                " WHERE org_id = %s AND asset_id = %s AND idx = %s",
+                (tv, iv, org, asset, i),
+            ).fetchone()
+            assert row is not None and row[0] < 1e-5 and row[1] < 1e-5
+        defs = dict(
+            conn.execute(
+                "SELECT indexname, indexdef FROM pg_indexes"
+                " WHERE tablename = 'scenes' AND indexname LIKE '%hnsw'"
+            ).fetchall()
+        )
+        assert "halfvec_cosine_ops" in defs["scenes_text_hnsw"]
+        assert "halfvec_cosine_ops" in defs["scenes_image_hnsw"]
+
+
+def run(db: Database, org: str, q: tuple[np.ndarray, np.ndarray], **kw: Any) -> list[dict[str, Any]]:
+    with db.org_tx(org) as conn:
+        return search_sql.search(
+            conn,
+            "nomatch",  # vectors only: keyword ranks tie (ts_rank_cd), and ties order arbitrarily
+            text_vec=q[0],
+            text_model=TEXT_MODEL,
+            image_vec=q[1],
+            image_model=IMAGE_MODEL,
+            k=10,
+            **kw,
+        )
+
+
+def test_exact_and_graph_paths_agree_and_stay_in_their_organisation(
+    old_db: tuple[Database, dict[str, Any]],
+) -> None:
+    db, info = old_db
+    ct, ci = info["centres"]
+    for org in ORGS:
+        with db.org_tx(org) as conn:
+            assert search_sql.plan(conn) == (org, "exact")
+            assert search_sql.plan(conn, exact_max_rows=ORGS[org] - 1) == (org, "hnsw")
+        for c in range(3):
+            q = (ct[c], ci[c])
+            exact = run(db, org, q)
+            graph = run(db, org, q, exact_max_rows=0)  # the HNSW path, iterative scan
+            assert len(exact) == 10 and len(graph) == 10
+            assert {r["asset_id"] for r in exact + graph} <= {a for (o, a, _i) in info["vectors"] if o == org}
+            assert [(r["asset_id"], r["idx"]) for r in exact] == [(r["asset_id"], r["idx"]) for r in graph]
+    # Without an organisation set, nothing (row-level security would show nothing either).
+    with db.pool.connection() as conn, conn.transaction():
+        conn.execute(f"SET LOCAL ROLE {db_mod.APP_ROLE}")
+        assert search_sql.search(conn, "x", text_vec=ct[0], text_model=TEXT_MODEL) == []
+
+
+def test_new_rows_from_the_application_are_halfvec(old_db: tuple[Database, dict[str, Any]]) -> None:
+    """store.replace_scenes sends float32 arrays (pgvector's `vector`): they are stored as halfvec."""
+    db, info = old_db
+    with db.org_tx("beta") as conn:
+        conn.execute(
+            "INSERT INTO scenes (org_id, asset_id, idx, source, start_s, end_s, text_vec, text_model)"
+            " VALUES ('beta', 'beta-a0', 99, '/beta/beta-a0.mp4', 0, 1, %s, %s)",
+            (info["centres"][0][5], TEXT_MODEL),
+        )
+        row = conn.execute(
+            "SELECT pg_typeof(text_vec)::text FROM scenes WHERE asset_id = 'beta-a0' AND idx = 99"
+        ).fetchone()
+        assert row == ("halfvec",)
+        conn.execute("DELETE FROM scenes WHERE asset_id = 'beta-a0' AND idx = 99")
+
+
+def test_dedicated_index_is_used_for_its_organisation_only(old_db: tuple[Database, dict[str, Any]]) -> None:
+    db, info = old_db
+    with psycopg.connect(info["url"], autocommit=True) as conn:
+        done = orgindex.ensure(conn, min_rows=100)
+        assert [d.split()[0] for d in done] == ["created", "created"]  # alpha: text and image
+        assert set(orgindex.existing(conn)) == {orgindex.index_name("alpha", s) for s in orgindex.SIGNALS}
+        assert orgindex.ensure(conn, min_rows=100) == []  # idempotent
+    ct, ci = info["centres"]
+    params = {
+        "or_q": "'topic1'",
+        "qt": ct[1],
+        "qi": ci[1],
+        "text_model": TEXT_MODEL,
+        "image_model": IMAGE_MODEL,
+        "pool": 40,
+        "k": 10,
+        "source": None,
+        "rrf_k": 60,
+    }
+    for org, own in (("alpha", True), ("beta", False)):
+        with db.org_tx(org) as conn:
+            conn.execute("SET LOCAL enable_seqscan = off")  # tiny table: make the planner use an index
+            plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + search_sql.SQL, {**params, "org": org}))
+        assert (orgindex.index_name("alpha", "text") in plan) is own
+        assert (orgindex.index_name("alpha", "image") in plan) is own
+    exact = run(db, "alpha", (ct[1], ci[1]))
+    graph = run(db, "alpha", (ct[1], ci[1]), exact_max_rows=0)
+    assert [(r["asset_id"], r["idx"]) for r in exact] == [(r["asset_id"], r["idx"]) for r in graph]
+    with psycopg.connect(info["url"], autocommit=True) as conn:
+        assert len(orgindex.ensure(conn, min_rows=10_000)) == 2  # alpha shrank below half: dropped
+        assert orgindex.existing(conn) == {}
+
+
+def test_settings_reach_the_engine_search() -> None:
+    s = Settings(home=Path("/nonexistent"))
+    assert s.search_ef_search == search_sql.EF_SEARCH
+    assert s.search_exact_max_rows == search_sql.EXACT_MAX_ROWS
+    assert s.search_dedicated_min_rows == orgindex.MIN_ROWS
