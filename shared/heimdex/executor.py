@@ -13,7 +13,7 @@ from typing import Literal
 
 from heimdex.domain import MediaError, StageSkipped
 from heimdex.models import ModelUnavailable
-from heimdex.pipeline import STAGES, JobStore
+from heimdex.pipeline import STAGES, JobStore, check_delivery
 from heimdex.stages.context import StageContext
 
 log = logging.getLogger(__name__)
@@ -21,13 +21,19 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Outcome:
-    status: Literal["done", "skipped", "retry", "failed"]
+    status: Literal["done", "skipped", "retry", "failed", "duplicate", "ignored"]
     next: list[str] = field(default_factory=list)
     error: str | None = None
 
 
 def run_stage(ctx: StageContext, jobs: JobStore, stage: str, *, max_attempts: int) -> Outcome:
     ref = ctx.ref
+    delivery = check_delivery(jobs.get(ref), stage)  # at-least-once, any order: see check_delivery
+    if delivery.verdict != "run":
+        log.info("delivery not run", extra={"job": ref.job_id, "stage": stage, "reason": delivery.reason})
+        if delivery.verdict == "early":
+            return Outcome("retry", error=delivery.reason)
+        return Outcome(delivery.verdict, list(delivery.next), delivery.reason)
     attempt = jobs.stage_started(ref, stage)
     started = time.perf_counter()
     note = None

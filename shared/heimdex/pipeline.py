@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from heimdex.domain import AssetRef
 
@@ -52,6 +52,39 @@ def ready_stages(stage_states: dict[str, dict[str, Any]]) -> list[str]:
         if s.name not in stage_states
         and all(stage_states.get(n, {}).get("status") in FINISHED for n in s.needs)
     ]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What to do with one delivery of a (job, stage) task, judged from the job's state."""
+
+    verdict: Literal["run", "duplicate", "early", "ignored"]
+    reason: str = ""
+    next: tuple[str, ...] = ()  # for a duplicate: stages it unlocked that have not started yet
+
+
+def check_delivery(job: dict[str, Any] | None, stage: str) -> Delivery:
+    """Tasks arrive at least once and in any order. Run a stage only if its job exists (in the task's
+    organisation), is running, the stage has not finished and all it needs have; otherwise:
+    - no job: `ignored` (nothing to do);
+    - job ready/failed, or the stage finished: `duplicate`, with the stages it unlocked that never
+      started, to enqueue again (a crash between recording the stage and enqueueing them; task names
+      make that enqueue idempotent);
+    - needs not finished: `early` (retry later; the attempt is not counted)."""
+    if job is None:
+        return Delivery("ignored", "no such job in this organisation")
+    if job.get("status") != "running":
+        return Delivery("duplicate", f"job is {job.get('status')}")
+    stages: dict[str, dict[str, Any]] = job.get("stages") or {}
+    if stages.get(stage, {}).get("status") in FINISHED:
+        queued = tuple(
+            s.name for s in PIPELINE if stage in s.needs and stages.get(s.name, {}).get("status") == "queued"
+        )
+        return Delivery("duplicate", f"{stage} finished already", queued)
+    waiting = [n for n in STAGES[stage].needs if stages.get(n, {}).get("status") not in FINISHED]
+    if waiting:
+        return Delivery("early", f"{stage} waits for {', '.join(waiting)}")
+    return Delivery("run")
 
 
 def record_completion(
