@@ -48,3 +48,18 @@ def test_malformed_task_is_dropped_not_retried(engine: Engine) -> None:
     app = create_stage_app("probe", engine, RecordingDispatcher()).test_client()
     resp = app.post("/", json={"org_id": "default"})
     assert resp.status_code == 400  # 4xx other than 429: Cloud Tasks does not retry forever on it
+
+
+def test_task_that_reaches_no_job_of_its_org_is_ignored(engine: Engine) -> None:
+    """A payload naming one organisation with another's asset id, or an asset without a job: 200
+    `ignored` (Cloud Tasks stops), nothing run, nothing enqueued."""
+    from heimdex.domain import make_asset_id
+
+    dispatcher = RecordingDispatcher()
+    app = create_stage_app("probe", engine, dispatcher).test_client()
+    other = {"org_id": "intruder", "asset_id": make_asset_id("default", "/x.mp4", "1")}
+    no_job = {"org_id": "intruder", "asset_id": make_asset_id("intruder", "/x.mp4", "1")}
+    for payload in (other, no_job):
+        resp = app.post("/", json={**payload, "source": "/x.mp4", "version": "1"})
+        assert resp.status_code == 200 and resp.get_json()["status"] == "ignored", resp.get_json()
+    assert dispatcher.enqueued == []
