@@ -70,3 +70,31 @@ def test_failure_is_terminal_and_visible(engine: Engine) -> None:
     assert engine.jobs.stage_finished(ref, "probe", status="done", seconds=0.0) == []
     assets = {a["source"]: a for a in engine.assets(org="fanin")}
     assert assets["/fanin/bad.mp4"]["status"] == "failed"
+
+
+def test_check_delivery_judges_each_delivery_against_the_job() -> None:
+    from heimdex.pipeline import check_delivery
+
+    assert check_delivery(None, "probe").verdict == "ignored"
+    for status in ("ready", "failed"):
+        assert check_delivery({"status": status, "stages": {}}, "probe").verdict == "duplicate"
+    running = {
+        "status": "running",
+        "stages": {
+            "probe": {"status": "done"},
+            "asr": {"status": "running"},
+            "shots": {"status": "done"},
+            "ocr": {"status": "queued"},
+            "vision": {"status": "queued"},
+        },
+    }
+    assert check_delivery(running, "asr").verdict == "run"  # a redelivery of a killed attempt runs
+    assert check_delivery(running, "ocr").verdict == "run"
+    early = check_delivery(running, "index")
+    assert early.verdict == "early" and "asr, ocr, vision" in early.reason
+    # shots finished, ocr and vision recorded as queued: a redelivery of shots re-enqueues them
+    again = check_delivery(running, "shots")
+    assert again.verdict == "duplicate" and again.next == ("ocr", "vision")
+    running["stages"]["ocr"] = {"status": "running"}
+    assert check_delivery(running, "shots").next == ("vision",)  # a started stage is not re-enqueued
+    assert check_delivery(running, "probe").next == ()  # asr running, shots done: nothing to redo

@@ -62,3 +62,18 @@ def test_segment_task_with_a_bad_part_is_dropped(engine: Engine, stage: str, par
     assert resp.status_code == 400, resp.get_json()
     assert "part" in resp.get_json()["error"] or "task" in resp.get_json()["error"]
     assert dispatcher.enqueued == []
+
+
+def test_task_that_reaches_no_job_of_its_org_is_ignored(engine: Engine) -> None:
+    """A payload naming one organisation with another's asset id, or an asset without a job: 200
+    `ignored` (Cloud Tasks stops), nothing run, nothing enqueued."""
+    from heimdex.domain import make_asset_id
+
+    dispatcher = RecordingDispatcher()
+    app = create_stage_app("probe", engine, dispatcher).test_client()
+    other = {"org_id": "intruder", "asset_id": make_asset_id("default", "/x.mp4", "1")}
+    no_job = {"org_id": "intruder", "asset_id": make_asset_id("intruder", "/x.mp4", "1")}
+    for payload in (other, no_job):
+        resp = app.post("/", json={**payload, "source": "/x.mp4", "version": "1"})
+        assert resp.status_code == 200 and resp.get_json()["status"] == "ignored", resp.get_json()
+    assert dispatcher.enqueued == []

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     )
     db_shared_buffers: str = "256MB"
     db_pool_size: int = 8
+    db_pool_timeout_s: float = Field(
+        default=30.0,
+        description="How long a request waits for a database connection (e.g. while PostgreSQL restarts)"
+        " before it fails; a stage then answers 503 and its task is retried.",
+    )
     text_dim: int = Field(default=384, description="Width of scenes.text_vec, fixed when the schema is made.")
     image_dim: int = Field(
         default=512, description="Width of scenes.image_vec, fixed when the schema is made."

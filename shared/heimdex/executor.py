@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from heimdex.domain import MediaError, StageSkipped
 from heimdex.models import ModelUnavailable
-from heimdex.pipeline import FIRST, STAGES, JobStore, parse_task_key
+from heimdex.pipeline import FIRST, STAGES, JobStore, check_delivery, parse_task_key
 from heimdex.stages.context import StageContext
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Outcome:
-    status: Literal["done", "skipped", "retry", "failed"]
+    status: Literal["done", "skipped", "retry", "failed", "duplicate", "ignored"]
     next: list[str] = field(default_factory=list)
     error: str | None = None
 
@@ -41,6 +41,12 @@ def run_stage(
     stage, part = parse_task_key(key)
     ctx = replace(ctx, part=part)
     ref = ctx.ref
+    delivery = check_delivery(jobs.get(ref), key)  # at-least-once, any order: see check_delivery
+    if delivery.verdict != "run":
+        log.info("delivery not run", extra={"job": ref.job_id, "stage": key, "reason": delivery.reason})
+        if delivery.verdict == "early":
+            return Outcome("retry", error=delivery.reason)
+        return Outcome(delivery.verdict, list(delivery.next), delivery.reason)
     attempt = jobs.stage_started(ref, key)
     started = time.perf_counter()
     note = None

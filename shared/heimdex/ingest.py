@@ -60,6 +60,12 @@ def ingest(
         return IngestResult("rejected", f"{size} bytes is over the limit of {engine.settings.max_file_bytes}")
     ref = AssetRef(org_id, make_asset_id(org_id, source, version), source, version)
     if not engine.jobs.create(ref):
+        job = engine.jobs.get(ref)
+        first = (job or {}).get("stages", {}).get(FIRST, {})
+        if job and job.get("status") == "running" and first.get("status") == "queued":
+            # The job was made but its first task may never have been (a crash in between, and the
+            # event is delivered again): enqueue it again; the task name makes this idempotent.
+            dispatcher.enqueue(ref, FIRST)
         return IngestResult("duplicate", "a job for this version exists", ref)
     dispatcher.enqueue(ref, FIRST)
     log.info("ingested", extra={"job": ref.job_id, "source": source, "version": version})

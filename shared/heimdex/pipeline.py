@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from heimdex.domain import AssetRef
 
@@ -101,6 +101,48 @@ def ready_stages(stage_states: dict[str, dict[str, Any]]) -> list[str]:
             ):
                 ready.append((part or 0, order, key))
     return [key for _, _, key in sorted(ready)]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What to do with one delivery of a (job, stage) task, judged from the job's state."""
+
+    verdict: Literal["run", "duplicate", "early", "ignored"]
+    reason: str = ""
+    next: tuple[str, ...] = ()  # for a duplicate: stages it unlocked that have not started yet
+
+
+def check_delivery(job: dict[str, Any] | None, key: str) -> Delivery:
+    """Tasks arrive at least once and in any order. Run a task only if its job exists (in the task's
+    organisation), is running, the task has not finished and all it needs have; otherwise:
+    - no job, or no such task in it (a segment the job was not split into): `ignored`;
+    - job ready/failed, or the task finished: `duplicate`, with the tasks it unlocked that never
+      started, to enqueue again (a crash between recording the task and enqueueing them; task names
+      make that enqueue idempotent);
+    - needs not finished: `early` (retry later; the attempt is not counted)."""
+    if job is None:
+        return Delivery("ignored", "no such job in this organisation")
+    if job.get("status") != "running":
+        return Delivery("duplicate", f"job is {job.get('status')}")
+    stages: dict[str, dict[str, Any]] = job.get("stages") or {}
+    parts = job_parts(stages)
+    stage, part = parse_task_key(key)
+    if stages.get(key, {}).get("status") in FINISHED:
+        queued = tuple(
+            task
+            for s in PIPELINE
+            for task, task_part in stage_tasks(s, parts)
+            if key in _need_keys(s, task_part, parts) and stages.get(task, {}).get("status") == "queued"
+        )
+        return Delivery("duplicate", f"{key} finished already", queued)
+    waiting = [
+        n for n in _need_keys(STAGES[stage], part, parts) if stages.get(n, {}).get("status") not in FINISHED
+    ]
+    if waiting:
+        return Delivery("early", f"{key} waits for {', '.join(waiting)}")
+    if key not in {task for task, _ in stage_tasks(STAGES[stage], parts)}:
+        return Delivery("ignored", f"the job has no task {key} ({parts} segment(s))")
+    return Delivery("run")
 
 
 def record_completion(

@@ -3,7 +3,9 @@
 Cloud Tasks POSTs `{org_id, asset_id, source, version}`, plus `part` for a segment of long media.
 The stage runs through the shared executor; the tasks it unlocks are enqueued from the declared
 graph. Responses tell Cloud Tasks what to do: 2xx for done, skipped or failed for good (no retry),
-503 to retry later.
+and for a delivery with nothing to do (a duplicate, a job that is not this organisation's); 503 to
+retry later (an error, or a task that came before the tasks it needs finished). See
+docs/RELIABILITY.md.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from heimdex import logs
 from heimdex.adapters.cloud_tasks import CloudTasksDispatcher, part_from_payload, ref_from_payload
 from heimdex.api.auth import AuthError, bearer_token, verify_google_id_token
 from heimdex.config import Settings
+from heimdex.domain import make_asset_id
 from heimdex.engine import Engine
 from heimdex.executor import run_stage
 from heimdex.pipeline import STAGES, parse_task_key, task_key
@@ -56,10 +59,15 @@ def create_stage_app(stage: str, engine: Engine, dispatcher: Any) -> Flask:
             parse_task_key(key)  # a part of an unsegmented stage is no task
         except (KeyError, TypeError, ValueError) as exc:
             return jsonify({"error": f"bad task payload: {exc}"}), 400  # a malformed task: drop, don't retry
+        if ref.asset_id != make_asset_id(ref.org_id, ref.source, ref.version):
+            # The asset id binds organisation, source and version: a payload that names one
+            # organisation with another's asset (or source) reaches no job and touches nothing.
+            mismatch = "asset id does not match the payload"
+            return jsonify({"stage": key, "status": "ignored", "error": mismatch}), 200
         outcome = run_stage(engine.context(ref), engine.jobs, key, max_attempts=engine.settings.max_attempts)
         for nxt in outcome.next:
             dispatcher.enqueue(ref, nxt)
-        body = {
+        body: dict[str, Any] = {
             "stage": key,
             "job": ref.job_id,
             "status": outcome.status,

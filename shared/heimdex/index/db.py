@@ -71,6 +71,10 @@ class Database:
             self.url,
             min_size=1,
             max_size=settings.db_pool_size,
+            timeout=settings.db_pool_timeout_s,
+            # A connection is checked as it leaves the pool, so one broken by a database restart (or a
+            # failover) is replaced instead of failing the request that drew it.
+            check=ConnectionPool.check_connection,
             # Plans here depend on session settings (iterative scans, ef_search): never cache them.
             kwargs={"prepare_threshold": None},
             configure=register_vector,

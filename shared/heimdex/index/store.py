@@ -49,7 +49,10 @@ def replace_scenes(
     text_model: str,
     image_model: str | None,
 ) -> None:
-    """Swap the asset's scenes in one transaction; older versions of the same source go too."""
+    """Swap the asset's scenes in one transaction; older versions of the same source go too.
+    Concurrent swaps of one asset (a task delivered twice at once) queue on a transaction lock, so
+    the second replaces the first's rows instead of failing on their keys."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{ref.org_id}/{ref.asset_id}",))
     conn.execute(
         "DELETE FROM assets WHERE org_id = %s AND source = %s AND asset_id <> %s",
         (ref.org_id, ref.source, ref.asset_id),
