@@ -6,7 +6,7 @@ import functions_framework
 from heimdex import cloud, logs
 
 logs.setup("INFO")
-cloud.warm_search()  # instance start-up, not the first request, loads the models and the pool
+cloud.warm_search()  # instance start-up, not the first request, imports the model libraries
 
 
 @functions_framework.http

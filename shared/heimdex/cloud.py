@@ -84,15 +84,13 @@ def http_app(name: str) -> Flask:
 
 
 def warm_search() -> None:
-    """Build the search app and load the query models while the instance starts, so that its first
-    request does not pay for them. A failure here (the database not reachable yet) is logged and
-    retried by the first request."""
-    try:
-        http_app("search")
-        engine().models.text_encoder()
-        engine().models.clip()
-    except Exception:
-        log.exception("warm-up of the search function failed; the first request will retry it")
+    """Import the query models' libraries (torch, sentence-transformers: most of a cold start) while
+    the instance starts, so that its first request does not pay for them. Only imports: the server
+    may fork its workers after this, and a connection pool's threads or a loaded model's thread pools
+    do not survive a fork; the engine itself is made by the first request, in the worker."""
+    from heimdex.models import import_text_libraries
+
+    import_text_libraries()
 
 
 def serve_http(name: str, request: Any) -> Any:

@@ -64,6 +64,16 @@ def _register_torchvision_schemas() -> None:
         pass  # already defined in this process
 
 
+def import_text_libraries() -> None:
+    """Import what the text model needs (torch, transformers, sentence-transformers): seconds of a
+    process's start that can be paid before the first query."""
+    _register_torchvision_schemas()
+    import sentence_transformers  # noqa: F401
+    import transformers
+
+    transformers.logging.disable_progress_bar()
+
+
 @dataclass(frozen=True)
 class ClipModel:
     name: str  # recorded next to every image vector
@@ -121,11 +131,8 @@ class Models:
     def text_encoder(self) -> Any:
         def load() -> Any:
             self._torch_threads()
-            _register_torchvision_schemas()
-            import transformers
+            import_text_libraries()
             from sentence_transformers import SentenceTransformer
-
-            transformers.logging.disable_progress_bar()
 
             path = Path(self.settings.text_model) if self.settings.text_model else default_text_path()
             if not path.exists():

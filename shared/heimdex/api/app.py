@@ -8,7 +8,9 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
+import psycopg
 from flask import Flask, Response, g, jsonify, request
+from psycopg_pool import PoolTimeout
 from werkzeug.exceptions import MethodNotAllowed
 
 from heimdex.api.auth import AuthError, jwt_secret, org_from_google_token, org_from_header
@@ -114,6 +116,15 @@ def create_app(engine: Any) -> Flask:
     @app.errorhandler(404)
     def not_found(_: Exception) -> Response:
         return _error(404, "not found")
+
+    @app.errorhandler(psycopg.OperationalError)
+    @app.errorhandler(PoolTimeout)
+    def database_unavailable(_: Exception) -> Response:
+        # The database is restarting or failing over; the pool reconnects with backoff. A client
+        # should retry, not treat it as a server bug.
+        resp = _error(503, "the database is unavailable; retry shortly")
+        resp.headers["Retry-After"] = "2"
+        return resp
 
     @app.errorhandler(405)
     def not_allowed(exc: MethodNotAllowed) -> Response:
