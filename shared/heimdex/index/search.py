@@ -57,7 +57,7 @@ LIMIT %(k)s
 
 # Graph search: each signal through the organisation's HNSW index. With relaxed_order the index
 # returns candidates only roughly by distance, and a window ordered by the same expression would
-# trust the scan's order (PostgreSQL 17+ passes it up even through a MATERIALIZED CTE):
+# trust the scan's order (PostgreSQL 18 passes it up even through a MATERIALIZED CTE):
 # `ORDER BY d + 0` makes the ranks follow the exact distances.
 SQL = (
     """
