@@ -69,7 +69,7 @@ def main() -> None:
     engine = Engine(settings)
     with psycopg.connect(engine.db.url, autocommit=True) as admin:
         bs.load(admin, corpus)
-        bs.build_indexes(admin, "1GB", 1)
+        bs.build_indexes(admin, "1GB", 1, settings.search_exact_max_rows)
         sizes = dict(admin.execute("SELECT org_id, count(*) FROM scenes GROUP BY org_id").fetchall())
 
     orgs = [bs.LARGEST_ORG, bs.ONE_PCT_ORG, *sorted(o for o in sizes if o not in bs.BIG_ORGS)[:6]]

@@ -13,19 +13,18 @@ topic centroid + subtopic + a per-video offset + noise, normalised; transcripts 
 20%, 12%, 8% of rows), one holding 1%, the rest spread over 400 small ones; videos of all
 organisations are interleaved in the table, as they would be after months of ingest.
 
-The product's indexes (migrations 001-003: GIN on the tsvector, HNSW on the halfvec text and image
-vectors) are rebuilt after the load from the definitions the migrations made, then the dedicated
-per-organisation HNSW indexes that heimdex.index.orgindex.ensure() gives every organisation of at
-least HEIMDEX_SEARCH_DEDICATED_MIN_ROWS scenes; build time and size are reported. Queries (QUERIES,
-default 200, near the same topics, with 2-3 keywords) run through the product's own code:
+The product's indexes are rebuilt after the load: the GIN index on the tsvector (the definition
+the migrations made), then the dedicated HNSW indexes that heimdex.index.orgindex.ensure() gives
+every organisation above HEIMDEX_SEARCH_EXACT_MAX_ROWS scenes (partial indexes over its own rows;
+migration 003 has no shared graph); build time and size are reported. Queries (QUERIES, default
+200, near the same topics, with 2-3 keywords) run through the product's own code:
 heimdex.index.search.search inside db.org_tx, with the product's settings (HEIMDEX_SEARCH_EF_SEARCH,
-HEIMDEX_SEARCH_EXACT_MAX_ROWS), as Engine.search does, for the largest organisation ("overall"), the
-1% organisation ("filtered") and the largest one without a dedicated index ("mid"). Recall@10
-compares each top 10 with the same fusion computed with exact vector distances (ORDER BY distance
-+ 0: no vector index). COMPARE=1 (default) also measures the strategy the product replaced: the
-shared HNSW indexes filtered by row-level security alone. Where the float32 run's exact answers are
-cached (DATA_VERSION 1), recall against float32 is reported too (what halfvec costs). The last line
-printed is one JSON object with every figure.
+HEIMDEX_SEARCH_EXACT_MAX_ROWS), as Engine.search does, for the largest organisation ("overall",
+graph path), the 1% organisation ("filtered") and the smallest organisation above the exact limit
+("mid", graph path). Recall@10 compares each top 10 with the same fusion computed with exact vector
+distances (ORDER BY distance + 0: no vector index). Where the float32 run's exact answers are
+cached (DATA_VERSION 1, same corpus and queries), recall against float32 is reported too: what
+halfvec costs. The last line printed is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -70,10 +69,10 @@ LARGEST_ORG = "big-a"
 SCENE_COLUMNS = (
     "org_id, asset_id, idx, source, start_s, end_s, transcript, text_vec, image_vec, text_model, image_model"
 )
-# The product's own indexes on scenes (migrations 001-003), dropped for the load and rebuilt after it
-# from the definitions the migrations made (kept in bench_meta), plus the dedicated per-organisation
-# indexes that heimdex.index.orgindex.ensure() makes.
-INDEXES = ("scenes_tsv", "scenes_text_hnsw", "scenes_image_hnsw")
+# The product's own index on scenes besides its keys (migrations 001-003), dropped for the load and
+# rebuilt after it from the definition the migrations made (kept in bench_meta), then the dedicated
+# per-organisation HNSW indexes that heimdex.index.orgindex.ensure() makes.
+INDEXES = ("scenes_tsv",)
 
 
 def say(msg: str) -> None:
@@ -334,12 +333,17 @@ def load(conn: psycopg.Connection[Any], corpus: Corpus) -> float:
 
 
 def build_indexes(
-    conn: psycopg.Connection[Any], maint_mem: str, workers: int, dedicated_min_rows: int
+    conn: psycopg.Connection[Any], maint_mem: str, workers: int, exact_max_rows: int
 ) -> dict[str, dict[str, float]]:
     conn.execute(f"SET maintenance_work_mem = '{maint_mem}'")
     conn.execute(f"SET max_parallel_maintenance_workers = {int(workers)}")
     out = {}
     for name in INDEXES:
+        if meta_get(conn, f"ddl:{name}") is None:  # a database loaded by an older bench: take it as is
+            row = conn.execute("SELECT pg_get_indexdef(to_regclass(%s))", (name,)).fetchone()
+            if not (row and row[0]):
+                raise SystemExit(f"no index {name} and no definition of it: remove {name}'s database")
+            meta_set(conn, f"ddl:{name}", row[0])
         exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
         built = meta_get(conn, f"build:{name}")
         if not (exists and exists[0]) or built is None:
@@ -355,7 +359,7 @@ def build_indexes(
     # The product's dedicated indexes for large organisations (one build per index, timed in total).
     before = set(orgindex.existing(conn))
     t0 = time.perf_counter()
-    for line in orgindex.ensure(conn, dedicated_min_rows, concurrently=False):
+    for line in orgindex.ensure(conn, exact_max_rows, concurrently=False):
         say(line)
     after = orgindex.existing(conn)
     if set(after) != before:
@@ -372,7 +376,6 @@ def build_indexes(
 
 Queries = list[tuple[str, np.ndarray, np.ndarray]]
 Results = list[list[tuple[str, int]]]
-ORG_CONDITION = "org_id = %(org)s AND "
 
 
 def exact_sql(sql: str) -> str:
@@ -384,15 +387,6 @@ def exact_sql(sql: str) -> str:
             raise SystemExit(f"the product SQL changed: no unique {approx!r}; update exact_sql()")
         out = out.replace(approx, f"ORDER BY ({col} <=> %({q})s::halfvec) + 0 LIMIT")
     return out
-
-
-def shared_index_sql(sql: str) -> str:
-    """For comparison only: the product's graph SQL without its explicit organisation condition, so
-    the planner cannot use an organisation's partial index and every organisation goes through the
-    shared HNSW indexes, filtered by row-level security alone (as before migration 003)."""
-    if sql.count(ORG_CONDITION) != 2:
-        raise SystemExit("the product SQL changed: update shared_index_sql()")
-    return sql.replace(ORG_CONDITION, "")
 
 
 @contextmanager
@@ -494,7 +488,7 @@ def measure(
         "p99_ms": round(pct(times, 99), 2),
         "recall_at_10": round(recall(results, exact), 4),
         "min_rows": min(len(r) for r in results),
-        "path": paths[0] if paths else "hnsw (shared index)",
+        "path": paths[0] if paths else "forced",
     }
     if float_exact is not None:
         out["recall_vs_float_exact"] = round(recall(results, float_exact[: len(exact)]), 4)
@@ -536,7 +530,6 @@ def main() -> None:
     shared_buffers = os.environ.get("BENCH_SHARED_BUFFERS", "6GB")
     maint_mem = os.environ.get("BENCH_MAINTENANCE_WORK_MEM", "4GB")
     workers = int(os.environ.get("BENCH_BUILD_WORKERS", "1"))
-    compare = os.environ.get("COMPARE", "1") != "0"  # also the strategies the product did not pick
     home = CACHE / f"search-{scenes}-s{seed}-v{DATA_VERSION}"
     home.mkdir(parents=True, exist_ok=True)
     # The product's settings (HEIMDEX_SEARCH_EF_SEARCH etc. apply), with the bench's home and server.
@@ -552,7 +545,7 @@ def main() -> None:
             if sb and sb[0] != shared_buffers:
                 say(f"note: shared_buffers is {sb[0]} (set when {home} was made), not {shared_buffers}")
             load_s = load(admin, corpus)
-            indexes = build_indexes(admin, maint_mem, workers, settings.search_dedicated_min_rows)
+            indexes = build_indexes(admin, maint_mem, workers, settings.search_exact_max_rows)
             table_mb = admin.execute("SELECT pg_total_relation_size('scenes') / 1048576.0").fetchone()
             heap_mb = admin.execute("SELECT pg_table_size('scenes') / 1048576.0").fetchone()
             versions = admin.execute(
@@ -563,9 +556,8 @@ def main() -> None:
         if nq == 0:  # QUERIES=0: load and build only
             print(json.dumps({"scenes": scenes, "load_s": round(load_s, 1), "indexes": indexes}))
             return
-        mid_org = max(
-            (o for o, n in sizes.items() if n < settings.search_dedicated_min_rows),
-            key=lambda o: sizes[o],
+        mid_org = min(
+            (o for o, n in sizes.items() if n > settings.search_exact_max_rows), key=lambda o: sizes[o]
         )
         report: dict[str, dict[str, Any]] = {}
         plans = {}
@@ -579,23 +571,9 @@ def main() -> None:
             if ft is not None:
                 report[label]["exact_halfvec_vs_float"] = round(recall(exact, ft), 4)
             say(f"{label} ({org}, {sizes[org]:,} rows, {plans[label]}): {report[label]}")
-            if compare and label != "mid":
-                # The strategy it replaces: the shared HNSW indexes filtered by row-level security.
-                report[f"{label}_shared_index"] = measure(
-                    db,
-                    org,
-                    queries,
-                    warmup,
-                    exact,
-                    settings,
-                    sql=shared_index_sql(search_mod.SQL),
-                    force_graph=True,
-                )
-                say(f"{label}_shared_index: {report[f'{label}_shared_index']}")
     finally:
         db.close()
 
-    vec_idx = ("scenes_text_hnsw", "scenes_image_hnsw")
     print(
         f"\n{scenes:,} scenes, {len(sizes)} organisations; largest {LARGEST_ORG} {sizes[LARGEST_ORG]:,} rows,"
         f" {ONE_PCT_ORG} {sizes[ONE_PCT_ORG]:,} rows, mid {mid_org} {sizes[mid_org]:,} rows;"
@@ -626,18 +604,13 @@ def main() -> None:
         "filtered_org_rows": sizes[ONE_PCT_ORG],
         "ef_search": settings.search_ef_search,
         "exact_max_rows": settings.search_exact_max_rows,
-        "dedicated_min_rows": settings.search_dedicated_min_rows,
         "vector_type": "halfvec",
         "load_s": round(load_s, 1),
-        "build_s": round(sum(indexes[i]["build_s"] for i in vec_idx), 1),
-        "index_mb": round(sum(indexes[i]["mb"] for i in vec_idx), 1),
-        "text_build_s": indexes["scenes_text_hnsw"]["build_s"],
-        "text_index_mb": indexes["scenes_text_hnsw"]["mb"],
-        "image_build_s": indexes["scenes_image_hnsw"]["build_s"],
-        "image_index_mb": indexes["scenes_image_hnsw"]["mb"],
-        "dedicated_build_s": indexes["dedicated"]["build_s"],
-        "dedicated_index_mb": indexes["dedicated"]["mb"],
-        "dedicated_indexes": indexes["dedicated"]["count"],
+        "build_s": indexes["dedicated"]["build_s"],  # every HNSW index (all are per organisation)
+        "index_mb": indexes["dedicated"]["mb"],
+        "hnsw_indexes": indexes["dedicated"]["count"],
+        "hnsw_m": orgindex.M,
+        "hnsw_ef_construction": orgindex.EF_CONSTRUCTION,
         "gin_build_s": indexes["scenes_tsv"]["build_s"],
         "gin_index_mb": indexes["scenes_tsv"]["mb"],
         "heap_mb": round(float(heap_mb[0]), 1) if heap_mb else None,
@@ -671,11 +644,6 @@ def main() -> None:
         if "recall_vs_float_exact" in r:
             figures[f"{prefix}recall_vs_float_exact"] = r["recall_vs_float_exact"]
             figures[f"{prefix}exact_vs_float_exact"] = r["exact_halfvec_vs_float"]
-    for label in ("overall_shared_index", "filtered_shared_index"):
-        if label in report:
-            r = report[label]
-            for key in ("p50_ms", "p95_ms", "p99_ms", "recall_at_10", "min_rows"):
-                figures[f"{label}_{key}"] = r[key]
     figures.update(
         {
             "shared_buffers": shared_buffers,

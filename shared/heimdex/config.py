@@ -165,14 +165,12 @@ class Settings(BaseSettings):
 
     # Search at scale (BENCHMARKS.md "Search at scale"; heimdex.index.search and .orgindex).
     search_ef_search: int = Field(
-        default=200, description="HNSW candidates kept per vector search (recall against latency)."
+        default=100, description="HNSW candidates kept per vector search (recall against latency)."
     )
     search_exact_max_rows: int = Field(
-        default=20_000, description="Organisations with at most this many scenes are searched exactly."
-    )
-    search_dedicated_min_rows: int = Field(
-        default=100_000,
-        description="Organisations with at least this many scenes get their own HNSW indexes (orgindex).",
+        default=10_000,
+        description="Organisations with at most this many scenes are searched exactly; larger ones"
+        " through their own HNSW indexes (python -m heimdex.index.orgindex builds them).",
     )
     db_index_build_mem: str = Field(
         default="1GB", description="maintenance_work_mem for HNSW builds (orgindex); the graph must fit."

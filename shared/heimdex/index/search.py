@@ -2,24 +2,25 @@
 
 Each signal takes its own top `pool` candidates; reciprocal rank fusion (1 / (60 + rank)) adds up the
 ranks. Row-level security confines every statement to the caller's organisation; the vector
-candidates also name the organisation explicitly, which is what lets the planner use an
+candidates also name the organisation explicitly, which is what lets the planner use the
 organisation's own index. How the vector candidates are found depends on the organisation's size
 (measured at 1M scenes, BENCHMARKS.md "Search at scale"):
 
-- at most `exact_max_rows` scenes: exact distances over the organisation's rows (EXACT_SQL), found
-  through the primary key (org_id leads it); vectors are halfvec stored in the row (003), so this is
-  one heap page per few rows, no index and no recall loss. A graph index filtered down to 1% of its
-  rows visits ~100 tuples per row it keeps and lost recall; this is faster and exact.
-- larger: HNSW (SQL). An organisation with a dedicated partial HNSW index (orgindex.py) gets a graph
-  of its own rows; any other uses the shared index, where pgvector's iterative scan
-  (`relaxed_order`) keeps scanning until enough rows pass the filters, so the top-k stays full.
-  `ef_search` sets how many candidates each graph search keeps (recall against latency).
+- at most `exact_max_rows` scenes (10,000 by default): exact distances over the organisation's rows
+  (EXACT_SQL, one pass for both vectors), found through the primary key (org_id leads it). Vectors
+  are halfvec stored in the row (003): no TOAST, no index, no recall loss, ~25 ms at 10,000 rows.
+- larger: HNSW over a partial index of the organisation's own rows (orgindex.py), so the graph
+  search needs no filter; `ef_search` is how many candidates it keeps (recall against latency).
+  pgvector's iterative scan (`relaxed_order`) keeps scanning where a source filter drops rows, so
+  the top-k stays full. An organisation whose index is not built yet is searched exactly by the same
+  SQL (the planner has no graph to use): correct, only slower.
 
-The size probe is bounded (it counts at most exact_max_rows + 1 index entries), and the choice is
-made here, not by the planner, which estimates `org_id = current_setting(..)` as 1/n_distinct of the
-table for every organisation. Keyword candidates come from heimdex_keyword_hits()
-(002_keyword_hits.sql): under row-level security `tsv @@ q` is not leakproof and could never use the
-GIN index.
+The size probe reads the organisation's assets rows, at most exact_max_rows / 10 of them (a video
+is rarely under 10 scenes; an organisation with that many videos takes the graph path), and the
+choice is made here, not by the planner, which estimates `org_id = current_setting(..)` as
+1/n_distinct of the table for every organisation. Keyword candidates come from
+heimdex_keyword_hits() (002_keyword_hits.sql): under row-level security `tsv @@ q` is not leakproof
+and could never use the GIN index.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from psycopg.rows import dict_row
 from heimdex.index.store import Conn
 
 RRF_K = 60
-EF_SEARCH = 200  # defaults of Settings.search_ef_search / search_exact_max_rows
-EXACT_MAX_ROWS = 20_000
+EF_SEARCH = 100  # defaults of Settings.search_ef_search / search_exact_max_rows
+EXACT_MAX_ROWS = 10_000
 
 _TAIL = """
 keyword_hits AS (
@@ -54,10 +55,10 @@ ORDER BY f.score DESC, s.asset_id, s.idx
 LIMIT %(k)s
 """
 
-# Graph search: each signal through an HNSW index (the organisation's own if it has one). With
-# relaxed_order the index returns candidates only roughly by distance, and a window ordered by the
-# same expression would trust the scan's order (PostgreSQL 17+ passes it up even through a
-# MATERIALIZED CTE): `ORDER BY d + 0` makes the ranks follow the exact distances.
+# Graph search: each signal through the organisation's HNSW index. With relaxed_order the index
+# returns candidates only roughly by distance, and a window ordered by the same expression would
+# trust the scan's order (PostgreSQL 18 passes it up even through a MATERIALIZED CTE):
+# `ORDER BY d + 0` makes the ranks follow the exact distances.
 SQL = (
     """
 WITH text_hits AS (
@@ -98,10 +99,11 @@ image_hits AS (
     + _TAIL
 )
 
-# The caller's organisation (set by db.org_tx) and its size, counted up to a bound under RLS.
+# The caller's organisation (set by db.org_tx), and its videos and scenes from assets (RLS applies),
+# reading at most %(videos)s rows.
 PROBE_SQL = """
-SELECT current_setting('heimdex.org_id', true) AS org,
-       (SELECT count(*) FROM (SELECT 1 FROM scenes LIMIT %(cap)s) t) AS n
+SELECT current_setting('heimdex.org_id', true), count(*), coalesce(sum(scenes), 0)
+FROM (SELECT scenes FROM assets LIMIT %(videos)s) a
 """
 
 
@@ -114,9 +116,12 @@ def or_query(query: str) -> str:
 
 def plan(conn: Conn, exact_max_rows: int = EXACT_MAX_ROWS) -> tuple[str | None, str]:
     """(organisation, "exact" | "hnsw") for the current org-scoped transaction."""
-    row = conn.execute(PROBE_SQL, {"cap": exact_max_rows + 1}).fetchone()
-    org, n = (row[0], row[1]) if row else (None, 0)
-    return (org or None), ("exact" if n <= exact_max_rows else "hnsw")
+    videos = max(exact_max_rows // 10, 1)
+    row = conn.execute(PROBE_SQL, {"videos": videos}).fetchone()
+    if row is None or not row[0]:
+        return None, "exact"
+    small = row[1] < videos and row[2] <= exact_max_rows
+    return row[0], ("exact" if small else "hnsw")
 
 
 def search(
