@@ -27,18 +27,12 @@ import requests
 from heimdex import logs
 from heimdex.api.auth import issue_token
 from heimdex.config import Settings
+from heimdex.dev.emulators import free_port
 from heimdex.index.db import Database
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-cold-secret-0123456789abcdef0123456789"
 WARM_QUERIES = 20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def one_start(env: dict[str, str], token: str) -> dict[str, float]:

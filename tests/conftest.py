@@ -34,6 +34,15 @@ CAPTION_CLIP = [
 ]
 
 
+def make_clips(folder: Path, specs: dict[str, list[Segment]]) -> dict[str, Path]:
+    """Render each named clip into `folder` as `<name>.mp4`."""
+    out = {}
+    for name, segments in specs.items():
+        out[name] = folder / f"{name}.mp4"
+        make_clip(segments, out[name])
+    return out
+
+
 def settings_for(home: Path, **overrides: Any) -> Settings:
     return Settings(home=home, jwt_secret=JWT_SECRET, workers=3, database_url=None, **overrides)
 

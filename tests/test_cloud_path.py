@@ -19,7 +19,8 @@ import pytest
 import requests
 
 from heimdex.dev.stack import Stack
-from heimdex.samples import Segment, make_clip
+from heimdex.samples import Segment
+from tests.conftest import make_clips
 from tests.fakes.drive_server import FakeDrive
 
 pytestmark = pytest.mark.slow
@@ -55,12 +56,7 @@ TIMEOUT_S = 120
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("cloud-media")
-    out = {}
-    for name, segments in CLIPS.items():
-        out[name] = folder / f"{name}.mp4"
-        make_clip(segments, out[name])
-    return out
+    return make_clips(tmp_path_factory.mktemp("cloud-media"), CLIPS)
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,8 @@ import requests
 
 from heimdex.dev.stack import Stack
 from heimdex.domain import AssetRef, make_asset_id
-from heimdex.samples import Segment, make_clip
+from heimdex.samples import Segment
+from tests.conftest import make_clips
 
 pytestmark = pytest.mark.slow
 
@@ -68,12 +69,7 @@ TIMINGS: dict[str, float] = {}
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("fault-media")
-    out = {}
-    for name, segments in CLIPS.items():
-        out[name] = folder / f"{name}.mp4"
-        make_clip(segments, out[name])
-    return out
+    return make_clips(tmp_path_factory.mktemp("fault-media"), CLIPS)
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +214,16 @@ def search(stack: Stack, q: str, org_token: str | None = None) -> requests.Respo
     headers = {"Authorization": f"Bearer {org_token or stack.info['token']}"}
     params: dict[str, str | int] = {"q": q, "k": 5}
     return requests.get(stack.info["search_url"], params=params, headers=headers, timeout=30)
+
+
+def finalized_headers(stack: Stack) -> dict[str, str]:
+    """Binary-mode CloudEvent headers of a bucket object's finalize event (as Eventarc sends them)."""
+    return {
+        "ce-specversion": "1.0",
+        "ce-type": "google.cloud.storage.object.v1.finalized",
+        "ce-source": f"//storage.googleapis.com/projects/_/buckets/{stack.bucket}",
+        "Content-Type": "application/json",
+    }
 
 
 # --- faults ----------------------------------------------------------------------------------------
@@ -439,12 +445,7 @@ def test_event_replayed_after_success_changes_nothing(stack: Stack) -> None:
         "size": str(blob.size),
         "contentType": "video/mp4",
     }
-    headers = {
-        "ce-specversion": "1.0",
-        "ce-type": "google.cloud.storage.object.v1.finalized",
-        "ce-source": f"//storage.googleapis.com/projects/_/buckets/{stack.bucket}",
-        "Content-Type": "application/json",
-    }
+    headers = finalized_headers(stack)
     answers = []
     for event_id in ("after-1", "after-1", "after-2"):
         resp = requests.post(
@@ -616,12 +617,7 @@ def test_object_org_comes_only_from_its_path(stack: Stack) -> None:
         "size": str(blob.size),
         "contentType": "video/mp4",
     }
-    headers = {
-        "ce-specversion": "1.0",
-        "ce-type": "google.cloud.storage.object.v1.finalized",
-        "ce-source": f"//storage.googleapis.com/projects/_/buckets/{stack.bucket}",
-        "Content-Type": "application/json",
-    }
+    headers = finalized_headers(stack)
     before = sorted(d.id for d in firestore_jobs(stack).stream())
     events = [
         {**base, "name": "acme/batch/tram.mp4", "metadata": {"org_id": "default"}, "org_id": "default"},

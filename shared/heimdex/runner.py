@@ -33,7 +33,6 @@ class JobResult:
     status: str = "running"  # running | ready | failed
     error: str | None = None
     seconds: float = 0.0
-    stages: dict[str, float] = field(default_factory=dict)  # task -> seconds
     spans: dict[str, tuple[float, float]] = field(default_factory=dict)  # task -> (start, end) in the job
     retries: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
@@ -91,9 +90,7 @@ class LocalDispatcher:
             outcome = run_stage(
                 self.make_context(ref), self.jobs, stage, max_attempts=self.max_attempts, call=call
             )
-            ended = time.perf_counter()
-            result.stages[stage] = round(ended - started, 3)
-            result.spans[stage] = (started - result.started, ended - result.started)
+            result.spans[stage] = (started - result.started, time.perf_counter() - result.started)
         except Exception as exc:  # the job store itself failed: end this job, keep the worker
             log.exception("dispatch failed", extra={"job": ref.job_id, "stage": stage})
             self._finish(result, "failed", f"{stage}: {type(exc).__name__}: {exc}")

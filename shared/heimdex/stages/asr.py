@@ -98,11 +98,10 @@ def transcribe(ctx: StageContext, path: str) -> dict[str, Any]:
     if ctx.segment is None:
         return _transcribe(ctx, path, 0.0)
     start, end = ctx.segment
-    last = ctx.part == len(ctx.segments) - 1
     window = max(0.0, start - PAD_S)
     audio = read_audio(path, window, end + PAD_S)
     doc = _transcribe(ctx, audio, window)
-    doc["segments"], doc["words"] = within(doc["segments"], doc["words"], start, end, last=last)
+    doc["segments"], doc["words"] = within(doc["segments"], doc["words"], start, end, last=ctx.last_segment)
     return doc
 
 

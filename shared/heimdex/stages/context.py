@@ -54,3 +54,8 @@ class StageContext:
     def segment(self) -> tuple[float, float] | None:
         """This task's segment, or None when the stage runs over the whole media."""
         return None if self.part is None else self.segments[self.part]
+
+    @property
+    def last_segment(self) -> bool:
+        """Whether this task reaches the end of the media (the last segment, or the whole media)."""
+        return self.part is None or self.part == len(self.segments) - 1

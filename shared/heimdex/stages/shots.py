@@ -204,7 +204,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     probe = ctx.read_output("probe")
     s = ctx.settings
     start, end = ctx.segment or (0.0, None)
-    last = ctx.segment is None or ctx.part == len(ctx.segments) - 1
+    last = ctx.last_segment
     with ctx.sources.local_path(ctx.ref.source) as path:
         cuts, candidates, last_t, bad = scan(
             str(path),
