@@ -170,10 +170,13 @@ class Settings(BaseSettings):
     search_exact_max_rows: int = Field(
         default=10_000,
         description="Organisations with at most this many scenes are searched exactly; larger ones"
-        " through their own HNSW indexes (python -m heimdex.index.orgindex builds them).",
+        " through their own HNSW indexes, which the index stage builds when an ingest first takes an"
+        " organisation past this (python -m heimdex.index.orgindex: all at once, and drops unneeded ones).",
     )
     db_index_build_mem: str = Field(
-        default="1GB", description="maintenance_work_mem for HNSW builds (orgindex); the graph must fit."
+        default="1GB",
+        description="maintenance_work_mem for HNSW builds (orgindex, also in the index stage);"
+        " the graph must fit.",
     )
 
     @property

@@ -9,8 +9,11 @@ planner proves the predicate and uses the organisation's own index; an organisat
 searched exactly (the planner has no graph to use), which is correct, only slower for a large one.
 Small organisations are always searched exactly (Settings.search_exact_max_rows), so only the few
 above it need an index (pgvector's README: partial indexes for a few values, partitioning for
-many). `ensure()` gives one to every organisation above that size and drops those of organisations
-that fell below half of it. Run it as the schema owner after large ingests, e.g.
+many). The index stage calls `after_ingest()` once an asset's scenes are in, which builds an
+organisation's indexes when it first grows past that size (`ensure_org()`). `ensure()` is the bulk
+and maintenance pass: it gives indexes to every organisation above the size and drops those of
+organisations that fell below half of it; run it as the schema owner after a bulk load or an
+upgrade, or to reclaim the indexes of organisations that shrank:
 
     python -m heimdex.index.orgindex
 
@@ -24,15 +27,20 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from heimdex.config import Settings
 from heimdex.domain import validate_org
+from heimdex.index.db import Database
 
 log = logging.getLogger(__name__)
 
+Conn = psycopg.Connection[Any]
 PREFIX = "scenes_org_"
 SIGNALS = {"text": ("text_vec", "halfvec_cosine_ops"), "image": ("image_vec", "halfvec_cosine_ops")}
 M, EF_CONSTRUCTION = 16, 200
@@ -43,6 +51,15 @@ def index_name(org: str, signal: str) -> str:
     return f"{PREFIX}{hashlib.sha1(org.encode()).hexdigest()[:16]}_{signal}"
 
 
+def lock_key(org: str) -> int:
+    """The session advisory lock under which the organisation's indexes are built or replaced."""
+    return int.from_bytes(hashlib.sha1(index_name(org, "").encode()).digest()[:8], "big", signed=True)
+
+
+def _concurrently(concurrently: bool) -> sql.SQL:
+    return sql.SQL("CONCURRENTLY" if concurrently else "")
+
+
 def ddl(org: str, signal: str, *, concurrently: bool = True) -> sql.Composed:
     validate_org(org)
     col, ops = SIGNALS[signal]
@@ -50,7 +67,7 @@ def ddl(org: str, signal: str, *, concurrently: bool = True) -> sql.Composed:
         "CREATE INDEX {conc} IF NOT EXISTS {name} ON scenes USING hnsw ({col} {ops})"
         " WITH (m = {m}, ef_construction = {efc}) WHERE org_id = {org}"
     ).format(
-        conc=sql.SQL("CONCURRENTLY" if concurrently else ""),
+        conc=_concurrently(concurrently),
         name=sql.Identifier(index_name(org, signal)),
         col=sql.Identifier(col),
         ops=sql.SQL(ops),
@@ -60,60 +77,132 @@ def ddl(org: str, signal: str, *, concurrently: bool = True) -> sql.Composed:
     )
 
 
-def existing(conn: psycopg.Connection[Any]) -> dict[str, int]:
-    """Dedicated index name -> size in bytes (valid indexes only)."""
-    rows = conn.execute(
-        "SELECT c.relname, pg_relation_size(c.oid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
-        " WHERE i.indrelid = 'scenes'::regclass AND i.indisvalid AND c.relname LIKE %s",
-        (PREFIX + "%",),
+def _catalog(conn: Conn, like: str = PREFIX + "%") -> list[tuple[str, bool, int]]:
+    """(name, valid, size in bytes) of the dedicated indexes whose names are LIKE `like`. An invalid
+    one is what a failed CONCURRENTLY build leaves behind (or one still being built)."""
+    return conn.execute(
+        "SELECT c.relname, i.indisvalid, pg_relation_size(c.oid) FROM pg_index i"
+        " JOIN pg_class c ON c.oid = i.indexrelid"
+        " WHERE i.indrelid = 'scenes'::regclass AND c.relname LIKE %s",
+        (like,),
     ).fetchall()
-    return {r[0]: int(r[1]) for r in rows}
 
 
-def ensure(conn: psycopg.Connection[Any], min_rows: int, *, concurrently: bool = True) -> list[str]:
+def existing(conn: Conn) -> dict[str, int]:
+    """Dedicated index name -> size in bytes (valid indexes only)."""
+    return {name: size for name, valid, size in _catalog(conn) if valid}
+
+
+def _drop(conn: Conn, name: str, *, concurrently: bool) -> None:
+    conn.execute(
+        sql.SQL("DROP INDEX {} IF EXISTS {}").format(_concurrently(concurrently), sql.Identifier(name))
+    )
+
+
+def _build(conn: Conn, org: str, *, concurrently: bool) -> list[str]:
+    """Build the organisation's missing indexes, first dropping an invalid leftover of a failed
+    CONCURRENTLY build; return what was done. Under a session advisory lock on the organisation, so
+    two sessions never build (or drop) the same index: if another holds it, it is building them and
+    this one does nothing."""
+    key = lock_key(org)
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+    if not (row and row[0]):
+        log.info("organisation indexes are being built by another session", extra={"org": org})
+        return []
+    try:
+        # Read under the lock: an index invalid before it was taken may have been finished since.
+        valid = {name: ok for name, ok, _size in _catalog(conn, index_name(org, "%"))}
+        done = []
+        for signal in SIGNALS:
+            name = index_name(org, signal)
+            if valid.get(name):
+                continue
+            if name in valid:
+                _drop(conn, name, concurrently=concurrently)
+                done.append(f"dropped invalid {name}")
+            conn.execute(ddl(org, signal, concurrently=concurrently))
+            done.append(f"created {name} ({org}, {signal})")
+            log.info("organisation index created", extra={"org": org, "signal": signal, "index": name})
+        return done
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+
+def ensure_org(conn: Conn, org: str, min_rows: int, *, concurrently: bool = True) -> list[str]:
+    """Give one organisation its indexes once it has more than min_rows scenes (a count that stops at
+    min_rows + 1); return what was done, [] when it is small, already has them, or another session is
+    building them. Never drops an organisation's indexes: shrinking is ensure()'s business. `conn` is
+    as for ensure()."""
+    row = conn.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM scenes WHERE org_id = %s LIMIT %s) s", (org, min_rows + 1)
+    ).fetchone()
+    if row is None or row[0] <= min_rows:
+        return []
+    return _build(conn, org, concurrently=concurrently)
+
+
+def ensure(conn: Conn, min_rows: int, *, concurrently: bool = True) -> list[str]:
     """Give every organisation with more than min_rows scenes its indexes (largest first), drop those
     of organisations below min_rows / 2; return what was done. `conn` is an owner connection in
     autocommit mode (CONCURRENTLY needs it); min_rows is Settings.search_exact_max_rows."""
     sizes = dict(conn.execute("SELECT org_id, count(*) FROM scenes GROUP BY org_id").fetchall())
-    have = existing(conn)
-    # A failed CONCURRENTLY build leaves an invalid index behind: drop it, then build again.
-    invalid = conn.execute(
-        "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
-        " WHERE i.indrelid = 'scenes'::regclass AND NOT i.indisvalid AND c.relname LIKE %s",
-        (PREFIX + "%",),
-    ).fetchall()
+    indexes = _catalog(conn)
+    have = {name for name, valid, _size in indexes if valid}
     done = []
-    for (name,) in invalid:
-        conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(name)))
-        done.append(f"dropped invalid {name}")
     keep = set()
     for org, n in sorted(sizes.items(), key=lambda kv: -kv[1]):
         names = {index_name(org, s) for s in SIGNALS}
-        if n > min_rows or (n >= min_rows // 2 and names & set(have)):
+        if n > min_rows or (n >= min_rows // 2 and names & have):
             keep |= names
-            for signal in SIGNALS:
-                if index_name(org, signal) not in have:
-                    conn.execute(ddl(org, signal, concurrently=concurrently))
-                    done.append(f"created {index_name(org, signal)} ({org}, {signal}, {n} rows)")
-                    log.info(done[-1])
-    for name in set(have) - keep:
-        conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(name)))
-        done.append(f"dropped {name}")
+            done += _build(conn, org, concurrently=concurrently)
+    for name, _valid, _size in indexes:
+        if name not in keep:
+            _drop(conn, name, concurrently=concurrently)
+            done.append(f"dropped {name}")
     return done
 
 
-def main() -> None:
-    from heimdex.config import Settings
-    from heimdex.index.db import Database
+@contextmanager
+def connect(db: Database) -> Iterator[Conn]:
+    """An owner connection in autocommit mode (CREATE INDEX CONCURRENTLY cannot run in a transaction)
+    with Settings.db_index_build_mem for the graph."""
+    with psycopg.connect(db.url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT set_config('maintenance_work_mem', %s, false)", (db.settings.db_index_build_mem,)
+        )
+        yield conn
 
+
+def after_ingest(db: Database, org: str) -> None:
+    """ensure_org() for the organisation whose scenes the index stage has just committed; a failure is
+    logged, never raised.
+
+    A partial index covers its organisation's later rows by itself, so this builds only once, when an
+    ingest first takes the organisation past Settings.search_exact_max_rows: inline, about 20 s at
+    10,000 rows on 2 vCPUs (the rate of the 1M build in BENCHMARKS.md). Every later ingest only counts
+    up to the limit and finds the indexes there. A failed build costs only speed: the organisation is
+    searched exactly (and correctly) until the next ingest builds them. An organisation already far
+    past the limit (a database upgraded by migration 003) is better served by
+    `python -m heimdex.index.orgindex` than by an index stage."""
+    try:
+        with connect(db) as conn:
+            ensure_org(conn, org, db.settings.search_exact_max_rows)
+    except Exception as exc:
+        log.warning(
+            "organisation index build failed; its searches stay exact",
+            exc_info=True,
+            extra={"org": org, "error": f"{type(exc).__name__}: {exc}"},
+        )
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--min-rows", type=int, default=None, help="default: search_exact_max_rows")
     args = parser.parse_args()
     settings = Settings()
     db = Database(settings)
     try:
-        with psycopg.connect(db.url, autocommit=True) as conn:
-            conn.execute(f"SET maintenance_work_mem = '{settings.db_index_build_mem}'")
+        with connect(db) as conn:
             for line in ensure(conn, args.min_rows or settings.search_exact_max_rows):
                 print(line)
     finally:

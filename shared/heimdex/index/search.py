@@ -12,8 +12,10 @@ organisation's own index. How the vector candidates are found depends on the org
 - larger: HNSW over a partial index of the organisation's own rows (orgindex.py), so the graph
   search needs no filter; `ef_search` is how many candidates it keeps (recall against latency).
   pgvector's iterative scan (`relaxed_order`) keeps scanning where a source filter drops rows, so
-  the top-k stays full. An organisation whose index is not built yet is searched exactly by the same
-  SQL (the planner has no graph to use): correct, only slower.
+  the top-k stays full. The index stage builds an organisation's indexes when an ingest first takes
+  it past the limit (orgindex.after_ingest); until they are built (or when that build failed, until
+  the next ingest) the same SQL searches it exactly (the planner has no graph to use): correct, only
+  slower.
 
 The size probe reads the organisation's assets rows, at most exact_max_rows / 10 of them (a video
 is rarely under 10 scenes; an organisation with that many videos takes the graph path), and the

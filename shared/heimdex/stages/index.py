@@ -1,4 +1,5 @@
-"""index (fan-in): scenes from all signals, the sidecar, text vectors, and one transaction into pgvector."""
+"""index (fan-in): scenes from all signals, the sidecar, text vectors, and one transaction into pgvector;
+then, once, the organisation's own HNSW indexes when this ingest takes it past the exact-search size."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 
 from heimdex import segments, sidecar
 from heimdex.adapters.blobs import write_json
-from heimdex.index import store
+from heimdex.index import orgindex, store
 from heimdex.scenes import build_scenes
 from heimdex.stages.context import StageContext
 
@@ -76,4 +77,5 @@ def run(ctx: StageContext) -> dict[str, Any]:
             text_model=ctx.models.text_name,
             image_model=vision.get("model"),
         )
+    orgindex.after_ingest(ctx.db, ctx.ref.org_id)  # the scenes are committed: it never fails the stage
     return {"scenes": len(scenes), "sidecar": ctx.ref.sidecar_key}
