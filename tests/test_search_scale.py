@@ -4,6 +4,7 @@ ones, and row-level security on every path. The figures are bench/bench_search.p
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,7 @@ def test_migration_converts_vectors_in_place(old_db: tuple[Database, dict[str, A
     _db, info = old_db
     with psycopg.connect(info["url"], autocommit=True) as conn:
         register_vector(conn)
-        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (3,)
+        assert conn.execute("SELECT max(version) FROM schema_migrations").fetchone() == (4,)
         cols = dict(
             (r[0], (r[1], r[2]))
             for r in conn.execute(
@@ -170,11 +171,27 @@ def test_new_rows_from_the_application_are_halfvec(old_db: tuple[Database, dict[
         conn.execute("DELETE FROM scenes WHERE asset_id = 'beta-a0' AND idx = 99")
 
 
+def index_scans(url: str, name: str, more_than: int | None = None) -> int:
+    """pg_stat_user_indexes.idx_scan of an index; with more_than, waits up to 2 s for the statistics
+    of another session (flushed when it goes idle) to pass that figure."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(20):
+            row = conn.execute(
+                "SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = %s", (name,)
+            ).fetchone()
+            assert row is not None, name
+            if more_than is None or row[0] > more_than:
+                break
+            time.sleep(0.1)
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+        return int(row[0])
+
+
 def test_dedicated_index_is_used_for_its_organisation_only(old_db: tuple[Database, dict[str, Any]]) -> None:
     db, info = old_db
     with psycopg.connect(info["url"], autocommit=True) as conn:
         done = orgindex.ensure(conn, min_rows=100)
-        assert [d.split()[0] for d in done] == ["created", "created"]  # alpha: text and image
+        assert [d.split()[0] for d in done] == ["created"] * 3  # alpha: text, image and keyword
         assert set(orgindex.existing(conn)) == {orgindex.index_name("alpha", s) for s in orgindex.SIGNALS}
         assert orgindex.ensure(conn, min_rows=100) == []  # idempotent
     ct, ci = info["centres"]
@@ -198,8 +215,20 @@ def test_dedicated_index_is_used_for_its_organisation_only(old_db: tuple[Databas
     exact = run(db, "alpha", (ct[1], ci[1]))
     graph = run(db, "alpha", (ct[1], ci[1]), exact_max_rows=0)
     assert [(r["asset_id"], r["idx"]) for r in exact] == [(r["asset_id"], r["idx"]) for r in graph]
+    # Keyword candidates (heimdex_keyword_hits, 004) come through alpha's own GIN index, only alpha's.
+    keyword = orgindex.index_name("alpha", "keyword")
     with psycopg.connect(info["url"], autocommit=True) as conn:
-        assert len(orgindex.ensure(conn, min_rows=10_000)) == 2  # alpha shrank below half: dropped
+        conn.execute("ANALYZE scenes")  # the statistics autovacuum keeps: what the planner's choice needs
+    for org, own in (("alpha", True), ("beta", False)):
+        before = index_scans(info["url"], keyword)
+        with db.org_tx(org) as conn:
+            conn.execute("SET LOCAL enable_seqscan = off")
+            hits = conn.execute("SELECT asset_id FROM heimdex_keyword_hits('topic1', NULL, 100)").fetchall()
+            conn.execute("SELECT pg_stat_force_next_flush()")
+        assert hits and {a for (a,) in hits} <= {a for (o, a, _i) in info["vectors"] if o == org}
+        assert (index_scans(info["url"], keyword, more_than=before) > before) is own
+    with psycopg.connect(info["url"], autocommit=True) as conn:
+        assert len(orgindex.ensure(conn, min_rows=10_000)) == 3  # alpha shrank below half: dropped
         assert orgindex.existing(conn) == {}
 
 
