@@ -85,7 +85,12 @@ class Settings(BaseSettings):
     sample_fps: float = 2.0
     thumb_width: int = 640
     shot_threshold: float = 27.0
-    shot_detect_width: int = 256
+    # The detector compares mean hue, saturation and luma between frames: at 128 px it finds the
+    # same cuts as at 256 (all 120 of the bench clip) for 30% less of the stage's CPU time.
+    shot_detect_width: int = 128
+    decode_threads: int = Field(
+        default=0, description="Video decoder threads: 0 lets FFmpeg choose; segment workers use 1."
+    )
 
     # Cloud path (functions, stage containers). Unset in the embedded default.
     project: str | None = Field(

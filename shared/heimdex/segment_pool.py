@@ -57,7 +57,11 @@ class SegmentPool:
         self.processes = settings.segment_processes or os.cpu_count() or 1
         # Each process gets its share of the cores the models were configured for.
         self.settings = settings.model_copy(
-            update={"asr_threads": max(1, settings.asr_threads // self.processes), "torch_threads": 1}
+            update={
+                "asr_threads": max(1, settings.asr_threads // self.processes),
+                "torch_threads": 1,
+                "decode_threads": 1,
+            }
         )
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
