@@ -1,7 +1,7 @@
 """Indexing speed: per stage and end to end (x real time), speech recognition alone, peak memory.
 
-    make bench                      # 5-minute clip, 3 runs
-    BENCH_MINUTES=20 BENCH_RUNS=5 make bench
+    make bench                      # 20-minute clip, 3 runs
+    BENCH_MINUTES=5 BENCH_RUNS=5 make bench
 
 The clip is generated once (speech throughout, a cut every 6-14 s, captions on a third of the shots)
 and cached under .bench/. Each run indexes it from scratch into a fresh HEIMDEX_HOME-like store with

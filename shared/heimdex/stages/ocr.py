@@ -3,7 +3,9 @@
 Text is edges. Each keyframe gets an edge signature (Canny on a small grey copy, dilated): a
 keyframe with almost no edges (sky, a plain wall, a smooth gradient) cannot hold readable text and
 is not read; a keyframe whose edges match the last one read (a static title card, an interview
-with the same lower third) reuses that reading instead of running Tesseract again.
+with the same lower third) reuses that reading instead of running Tesseract again. The keyframes
+left are read by one Tesseract process: starting it and loading its model costs ~100 ms, more than
+reading a keyframe (20 bench keyframes: 2.45 s in one call each, 0.36 s in one call, same words).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import io
 import os
 import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -22,7 +26,8 @@ from heimdex.domain import StageSkipped
 from heimdex.stages.context import StageContext
 
 MIN_CONFIDENCE = 60.0
-TESSERACT_TIMEOUT_S = 60
+TESSERACT_TIMEOUT_S = 60  # to start, plus TESSERACT_PAGE_S for each keyframe
+TESSERACT_PAGE_S = 10
 SIGNATURE_WIDTH = 320
 MIN_EDGE_SHARE = 0.002  # below this share of edge pixels there is no readable text
 SAME_EDGES_IOU = 0.85
@@ -43,53 +48,70 @@ def same_edges(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(union == 0 or np.logical_and(a, b).sum() / union >= SAME_EDGES_IOU)
 
 
-def tesseract_words(jpeg: bytes, languages: str) -> list[str]:
-    """Words Tesseract reads with at least MIN_CONFIDENCE, in reading order."""
+def tesseract_words(jpegs: list[bytes], languages: str) -> list[list[str]]:
+    """For each image, the words Tesseract reads with at least MIN_CONFIDENCE, in reading order; one
+    Tesseract process reads them all (a list of files is its multi-page input)."""
+    if not jpegs:
+        return []
     env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
-    proc = subprocess.run(
-        ["tesseract", "stdin", "stdout", "-l", languages, "--psm", "11", "tsv"],
-        input=jpeg,
-        capture_output=True,
-        timeout=TESSERACT_TIMEOUT_S,
-        env=env,
-        check=False,
-    )
+    with tempfile.TemporaryDirectory(prefix="heimdex-ocr-") as tmp:
+        paths = [Path(tmp) / f"{i:05d}.jpg" for i in range(len(jpegs))]
+        for path, jpeg in zip(paths, jpegs, strict=True):
+            path.write_bytes(jpeg)
+        listing = Path(tmp) / "keyframes.txt"
+        listing.write_text("".join(f"{p}\n" for p in paths))
+        proc = subprocess.run(
+            ["tesseract", str(listing), "stdout", "-l", languages, "--psm", "11", "tsv"],
+            capture_output=True,
+            timeout=TESSERACT_TIMEOUT_S + TESSERACT_PAGE_S * len(jpegs),
+            env=env,
+            check=False,
+        )
     if proc.returncode != 0:
         raise RuntimeError(f"tesseract failed: {proc.stderr.decode(errors='replace')[-300:]}")
-    words = []
+    pages: list[list[str]] = [[] for _ in jpegs]
     rows = csv.DictReader(
         io.StringIO(proc.stdout.decode(errors="replace")), delimiter="\t", quoting=csv.QUOTE_NONE
     )
     for row in rows:
         text = (row.get("text") or "").strip()
         try:
-            conf = float(row.get("conf") or -1)
+            conf, page = float(row.get("conf") or -1), int(row.get("page_num") or 0) - 1
         except ValueError:
             continue
-        if conf >= MIN_CONFIDENCE and sum(ch.isalnum() for ch in text) >= 2:
-            words.append(text)
-    return words
+        if conf >= MIN_CONFIDENCE and sum(ch.isalnum() for ch in text) >= 2 and 0 <= page < len(pages):
+            pages[page].append(text)
+    return pages
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
     if shutil.which("tesseract") is None:
         raise StageSkipped("tesseract is not installed; on-screen text is not indexed")
     keyframes = ctx.read_output("shots")["keyframes"]
-    results = []
-    last_read: tuple[np.ndarray, str] | None = None
-    ocr_runs = 0
+    # Which reading each keyframe takes: None (no text can be there) or an index into `read`.
+    read: list[bytes] = []
+    reading: list[int | None] = []
+    last_sig: np.ndarray | None = None
     for kf in keyframes:
         jpeg = ctx.derived.read_bytes(kf["thumb"])
         sig = edge_signature(jpeg)
         if sig.mean() < MIN_EDGE_SHARE:
-            text = ""
-        elif last_read is not None and same_edges(sig, last_read[0]):
-            text = last_read[1]
-        else:
-            text = " ".join(tesseract_words(jpeg, ctx.settings.ocr_languages))
-            ocr_runs += 1
-            last_read = (sig, text)
-        results.append({"keyframe": kf["index"], "start": kf["start"], "end": kf["end"], "text": text})
-    doc = {"engine": "tesseract", "keyframes": results, "ocr_runs": ocr_runs}
+            reading.append(None)
+            continue
+        if last_sig is None or not same_edges(sig, last_sig):
+            read.append(jpeg)
+            last_sig = sig
+        reading.append(len(read) - 1)
+    texts = [" ".join(words) for words in tesseract_words(read, ctx.settings.ocr_languages)]
+    results = [
+        {
+            "keyframe": kf["index"],
+            "start": kf["start"],
+            "end": kf["end"],
+            "text": "" if r is None else texts[r],
+        }
+        for kf, r in zip(keyframes, reading, strict=True)
+    ]
+    doc = {"engine": "tesseract", "keyframes": results, "ocr_runs": len(read)}
     ctx.write_output("ocr", doc)
     return doc
