@@ -13,6 +13,7 @@ import numpy as np
 import psycopg
 import pytest
 from pgvector.psycopg import register_vector
+from psycopg import sql
 
 from heimdex.config import Settings
 from heimdex.index import db as db_mod
@@ -138,6 +139,12 @@ def test_exact_and_graph_paths_agree_and_stay_in_their_organisation(
 ) -> None:
     db, info = old_db
     ct, ci = info["centres"]
+    for org in ORGS:  # above the limit but without its graphs: searched exactly
+        with db.org_tx(org) as conn:
+            assert search_sql.plan(conn) == (org, "exact")
+            assert search_sql.plan(conn, exact_max_rows=ORGS[org] - 1) == (org, "exact")
+    with psycopg.connect(info["url"], autocommit=True) as owner:
+        assert len(orgindex.ensure(owner, min_rows=0)) == 3 * len(ORGS)
     for org in ORGS:
         with db.org_tx(org) as conn:
             assert search_sql.plan(conn) == (org, "exact")
@@ -149,6 +156,22 @@ def test_exact_and_graph_paths_agree_and_stay_in_their_organisation(
             assert len(exact) == 10 and len(graph) == 10
             assert {r["asset_id"] for r in exact + graph} <= {a for (o, a, _i) in info["vectors"] if o == org}
             assert [(r["asset_id"], r["idx"]) for r in exact] == [(r["asset_id"], r["idx"]) for r in graph]
+    with psycopg.connect(info["url"], autocommit=True) as owner:
+        # An invalid index (a CONCURRENTLY build under way, or failed) is no graph to search.
+        image = sql.Identifier(orgindex.index_name("alpha", "image"))
+        owner.execute(sql.SQL("DROP INDEX {}").format(image))
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            owner.execute(
+                sql.SQL(
+                    "CREATE UNIQUE INDEX CONCURRENTLY {} ON scenes (org_id) WHERE org_id = 'alpha'"
+                ).format(image)
+            )
+        with db.org_tx("alpha") as conn:
+            assert search_sql.plan(conn, exact_max_rows=0) == ("alpha", "exact")
+        assert len(orgindex.ensure(owner, min_rows=10**6)) == 3 * len(
+            ORGS
+        )  # all dropped again (and the invalid one)
+        assert orgindex.existing(owner) == {}
     # Without an organisation set, nothing (row-level security would show nothing either).
     with db.pool.connection() as conn, conn.transaction():
         conn.execute(f"SET LOCAL ROLE {db_mod.APP_ROLE}")

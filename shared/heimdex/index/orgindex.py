@@ -5,8 +5,8 @@ only the caller's share of the tuples it visits: at 1M scenes it gave recall@10 
 organisation holding 35% of the rows and 0.84 for one holding 1% (BENCHMARKS.md, "Search at
 scale"). A partial index `... WHERE org_id = 'x'` is a graph of that organisation's rows alone, and
 its searches need no filter. search.py names the organisation in its vector conditions, so the
-planner proves the predicate and uses the organisation's own index; an organisation without one is
-searched exactly (the planner has no graph to use), which is correct, only slower for a large one.
+planner proves the predicate and uses the organisation's own index; search.plan() searches an
+organisation whose vector indexes are missing or not yet valid exactly: correct, only slower.
 Small organisations are always searched exactly (Settings.search_exact_max_rows), so only the few
 above it need an index (pgvector's README: partial indexes for a few values, partitioning for
 many). The index stage calls `after_ingest()` once an asset's scenes are in, which builds an

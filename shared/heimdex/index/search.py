@@ -13,14 +13,15 @@ organisation's own index. How the vector candidates are found depends on the org
   search needs no filter; `ef_search` is how many candidates it keeps (recall against latency).
   pgvector's iterative scan (`relaxed_order`) keeps scanning where a source filter drops rows, so
   the top-k stays full. The index stage builds an organisation's indexes when an ingest first takes
-  it past the limit (orgindex.after_ingest); until they are built (or when that build failed, until
-  the next ingest) the same SQL searches it exactly (the planner has no graph to use): correct, only
-  slower.
+  it past the limit (orgindex.after_ingest). Until both of its vector indexes are built and valid
+  (while they build, or after a failed build until the next ingest), or when it has many short
+  videos but no more scenes than the limit, it is searched exactly: correct, only slower.
 
 The size probe reads the organisation's assets rows, at most exact_max_rows / 10 of them (a video
-is rarely under 10 scenes; an organisation with that many videos takes the graph path), and the
-choice is made here, not by the planner, which estimates `org_id = current_setting(..)` as
-1/n_distinct of the table for every organisation. Keyword candidates come from
+is rarely under 10 scenes; an organisation with that many videos is taken as large), then, for a
+large one, whether its graphs are there (pg_index, by name). The choice is made here, not by the
+planner, which estimates `org_id = current_setting(..)` as 1/n_distinct of the table for every
+organisation. Keyword candidates come from
 heimdex_keyword_hits() (002_keyword_hits.sql): under row-level security `tsv @@ q` is not leakproof
 and could never use the GIN index.
 """
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 from psycopg.rows import dict_row
 
+from heimdex.index import orgindex
 from heimdex.index.store import Conn
 
 RRF_K = 60
@@ -116,14 +118,26 @@ def or_query(query: str) -> str:
     return " | ".join(f"'{w}'" for w in words)  # "" is an empty tsquery: no keyword hits
 
 
+# Whether both vector indexes of an organisation exist and are valid (a CONCURRENTLY build in
+# progress, or one that failed, leaves an invalid index the planner does not use).
+GRAPHS_SQL = """
+SELECT count(*) = 2 AND bool_and(indisvalid) FROM pg_index
+WHERE indexrelid IN (to_regclass(%(text)s), to_regclass(%(image)s))
+"""
+
+
 def plan(conn: Conn, exact_max_rows: int = EXACT_MAX_ROWS) -> tuple[str | None, str]:
     """(organisation, "exact" | "hnsw") for the current org-scoped transaction."""
     videos = max(exact_max_rows // 10, 1)
     row = conn.execute(PROBE_SQL, {"videos": videos}).fetchone()
     if row is None or not row[0]:
         return None, "exact"
-    small = row[1] < videos and row[2] <= exact_max_rows
-    return row[0], ("exact" if small else "hnsw")
+    org = str(row[0])
+    if row[1] < videos and row[2] <= exact_max_rows:
+        return org, "exact"
+    names = {s: orgindex.index_name(org, s) for s in ("text", "image")}
+    graphs = conn.execute(GRAPHS_SQL, names).fetchone()
+    return org, ("hnsw" if graphs and graphs[0] else "exact")
 
 
 def search(
