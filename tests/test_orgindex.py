@@ -1,5 +1,5 @@
-"""An organisation's own HNSW indexes, built by the index stage when an ingest takes it past the
-exact-search size (Settings.search_exact_max_rows, small here), against the real PostgreSQL: once,
+"""An organisation's own HNSW and keyword indexes, built by the index stage when an ingest takes it
+past the exact-search size (Settings.search_exact_max_rows, small here), against the real PostgreSQL: once,
 never for a small organisation, not by two sessions at once, over an invalid leftover, and never at
 the cost of the stage or its scenes."""
 

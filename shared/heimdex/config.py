@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     thumb_width: int = 640
     shot_threshold: float = 27.0
     # The detector compares mean hue, saturation and luma between frames: at 128 px it finds the
-    # same cuts as at 256 (all 120 of the bench clip) for 30% less of the stage's CPU time.
+    # same cuts as at 256 (all 120 of the bench clip) for a quarter less of the stage's CPU time.
     shot_detect_width: int = 128
     decode_threads: int = Field(
         default=0, description="Video decoder threads: 0 lets FFmpeg choose; segment workers use 1."
@@ -175,8 +175,9 @@ class Settings(BaseSettings):
     search_exact_max_rows: int = Field(
         default=10_000,
         description="Organisations with at most this many scenes are searched exactly; larger ones"
-        " through their own HNSW indexes, which the index stage builds when an ingest first takes an"
-        " organisation past this (python -m heimdex.index.orgindex: all at once, and drops unneeded ones).",
+        " through their own HNSW and keyword indexes, which the index stage builds when an ingest first"
+        " takes an organisation past this (python -m heimdex.index.orgindex: all at once, and drops"
+        " unneeded ones).",
     )
     db_index_build_mem: str = Field(
         default="1GB",

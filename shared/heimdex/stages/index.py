@@ -1,5 +1,6 @@
 """index (fan-in): scenes from all signals, the sidecar, text vectors, and one transaction into pgvector;
-then, once, the organisation's own HNSW indexes when this ingest takes it past the exact-search size."""
+then, once, the organisation's own HNSW and keyword indexes when this ingest takes it past the
+exact-search size."""
 
 from __future__ import annotations
 
