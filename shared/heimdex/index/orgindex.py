@@ -213,7 +213,8 @@ def main() -> None:
     db = Database(settings)
     try:
         with connect(db) as conn:
-            for line in ensure(conn, args.min_rows or settings.search_exact_max_rows):
+            min_rows = settings.search_exact_max_rows if args.min_rows is None else args.min_rows
+            for line in ensure(conn, min_rows):
                 print(line)
     finally:
         db.close()
