@@ -17,15 +17,15 @@ The product's indexes are rebuilt after the load: the GIN index on the tsvector 
 the migrations made), then the dedicated indexes that heimdex.index.orgindex.ensure() gives every
 organisation above HEIMDEX_SEARCH_EXACT_MAX_ROWS scenes (partial HNSW and GIN indexes over its own
 rows; migration 003 has no shared graph, 004 searches keywords through the organisation's own GIN);
-build time and size are reported. Queries (QUERIES, default
-200, near the same topics, with 2-3 keywords) run through the product's own code:
-heimdex.index.search.search inside db.org_tx, with the product's settings (HEIMDEX_SEARCH_EF_SEARCH,
-HEIMDEX_SEARCH_EXACT_MAX_ROWS), as Engine.search does, for the largest organisation ("overall",
-graph path), the 1% organisation ("filtered") and the smallest organisation above the exact limit
-("mid", graph path). Recall@10 compares each top 10 with the same fusion computed with exact vector
-distances (ORDER BY distance + 0: no vector index). Where the float32 run's exact answers are
-cached (DATA_VERSION 1, same corpus and queries), recall against float32 is reported too: what
-halfvec costs. The last line printed is one JSON object with every figure.
+build time and size are reported. Queries (QUERIES, default 200, near the same topics, with 2-3
+keywords) run through the product's own code: heimdex.index.search.search inside db.org_tx, with
+the product's settings (HEIMDEX_SEARCH_EF_SEARCH, HEIMDEX_SEARCH_EXACT_MAX_ROWS), as Engine.search
+does, for the largest organisation ("overall", graph path), the 1% organisation ("filtered") and
+the smallest organisation above the exact limit ("mid", graph path). Recall@10 compares each top 10
+with the same fusion computed with exact vector distances (ORDER BY distance + 0: no vector index).
+Where the float32 run's exact answers are cached (DATA_VERSION 1, same corpus and queries), recall
+against float32 is reported too: what halfvec costs. The last line printed is one JSON object with
+every figure.
 """
 
 from __future__ import annotations
