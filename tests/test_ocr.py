@@ -3,15 +3,10 @@ come back to its own keyframe, a page without text must stay empty, and order mu
 
 from __future__ import annotations
 
-import shutil
-
 import cv2
 import numpy as np
-import pytest
 
 from heimdex.stages import ocr
-
-pytestmark = pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract is not installed")
 
 
 def card(text: str | None) -> bytes:
