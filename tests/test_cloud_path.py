@@ -103,13 +103,14 @@ def api(info: dict[str, Any], path: str, token: str | None = None, **params: Any
     return requests.get(f"{info['api_url']}{path}", params=params, headers=headers, timeout=30)
 
 
-def bucket(info: dict[str, Any]) -> Any:
+def bucket(info: dict[str, Any], key: str = "bucket") -> Any:
+    """The stack's source bucket, or with key="derived_bucket" its derived one."""
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
     os.environ["STORAGE_EMULATOR_HOST"] = info["storage_emulator_host"]
     client = storage.Client(project=info["project"], credentials=AnonymousCredentials())
-    return client.bucket(info["bucket"])
+    return client.bucket(info[key])
 
 
 def wait_for(predicate: Any, what: str, timeout: float = TIMEOUT_S) -> Any:
@@ -155,8 +156,21 @@ def test_bucket_upload_becomes_searchable_through_the_api(
 
     (job,) = [j for j in jobs(stack) if j["source"] == source]
     assert job["status"] == "ready"
-    # Each segment's shots task failed once (injected) and was retried.
-    assert [job["stages"][f"shots_{i}"]["attempts"] for i in range(2)] == [2, 2]
+    # Each segment's shots task failed once (injected) and was retried: at least two attempts (a
+    # delivery the emulator repeats may add one; the promise is the retry, not the count).
+    assert all(job["stages"][f"shots_{i}"]["attempts"] >= 2 for i in range(2)), job["stages"]
+    # Each task's output was written to its one deterministic path, and nothing else was.
+    derived = bucket(stack, "derived_bucket")
+    asset_id = job["asset_id"]
+    prefix = f"derived/default/{asset_id}/"
+    outputs = {b.name for b in derived.list_blobs(prefix=prefix) if "/thumbs/" not in b.name}
+    assert outputs == {f"derived/default/{asset_id}/{key}.json" for key in job["stages"]}, outputs
+    # Indexed once: one asset row, and as many scene rows as the sidecar has scenes.
+    (asset,) = assets_for(stack, source)
+    sidecar = json.loads(derived.blob(f"derived/default/sidecars/{asset_id}.json").download_as_bytes())
+    with stack["_stack"].db.org_tx("default") as conn:
+        (rows,) = conn.execute("SELECT count(*) FROM scenes WHERE asset_id = %s", (asset_id,)).fetchone()
+    assert asset["status"] == "ready" and rows == asset["scenes"] == len(sidecar["scenes"]), asset
     assert job["expire_at"] is not None  # TTL field on finished jobs
     status = api(stack, f"/v1/jobs/{job['job_id']}").json()
     segmented = {f"{stage}_{i}" for stage in ("asr", "shots", "ocr", "vision") for i in range(2)}
@@ -327,10 +341,12 @@ def test_stopping_the_stack_leaves_no_process(stack: dict[str, Any]) -> None:
     pids = [p.proc.pid for p in s.processes]
     groups = set(pids)
     s.stop()
-    time.sleep(0.5)
-    alive = [p for p in psutil.process_iter(["pid", "cmdline"]) if p.info["pid"] in pids]
-    stragglers = [p for p in psutil.process_iter() if _group(p) in groups]
-    assert not alive and not stragglers, (alive, stragglers)
+
+    def leftovers() -> list[psutil.Process]:
+        alive = [p for p in psutil.process_iter(["pid", "cmdline"]) if p.info["pid"] in pids]
+        return alive + [p for p in psutil.process_iter() if _group(p) in groups]
+
+    wait_for(lambda: not leftovers(), "every process of the stack to exit", timeout=30)
 
 
 def _group(proc: psutil.Process) -> int | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import sys
 import textwrap
 import time
@@ -18,6 +19,7 @@ from heimdex import logs
 from heimdex.config import Settings
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 2, 64
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 
 
 def clock(seconds: float) -> str:
@@ -76,7 +78,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         nonlocal failed
         if isinstance(item, Skipped):
             status, secs, source = item.status, 0.0, item.source
-            detail = "unchanged, already indexed" if status == "ready" else (item.error or "")
+            detail = item.note or "unchanged, already indexed" if status == "ready" else (item.error or "")
         else:
             status, secs, source = item.status, item.seconds, item.ref.source
             detail = item.error or ""
@@ -87,9 +89,21 @@ def cmd_index(args: argparse.Namespace) -> int:
             file=sys.stdout,
         )
         bar.update(1)
+        sys.stdout.flush()  # one line per file as it happens, also into a pipe
+
+    def waiting(source: str, who: str | None) -> None:
+        bar.write(f"wait {shown(source)}  (being indexed by {who or 'another heimdex run'})", file=sys.stdout)
+        sys.stdout.flush()
 
     try:
-        engine.index(paths, org=args.org, force=args.force, on_finish=finished)
+        engine.index(paths, org=args.org, force=args.force, on_finish=finished, on_wait=waiting)
+    except KeyboardInterrupt:
+        bar.close()
+        print(
+            f"interrupted after {bar.n} of {len(paths)} file(s); run the same command again to finish",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     finally:
         bar.close()
         engine.close()
@@ -171,6 +185,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"serving on http://{args.host}:{args.port} (OpenAPI at /openapi.json)", file=sys.stderr)
     try:
         waitress.serve(app, host=args.host, port=args.port, threads=args.threads, ident="heimdex")
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: a normal stop
+        print("stopped", file=sys.stderr)
     finally:
         engine.close()
     return EXIT_OK
@@ -280,14 +296,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.setup()
+    if args.command != "dev":  # `dev` stops its stack on either signal itself
+        # SIGTERM (a service manager, `kill`) unwinds like Ctrl-C: workers stop, claims are freed and
+        # the embedded PostgreSQL is stopped by its last user's exit handler instead of orphaned.
+        signal.signal(signal.SIGTERM, _interrupt)
     if args.command == "search" and not 1 <= args.k <= 1000:
         print("--k must be between 1 and 1000", file=sys.stderr)
         return EXIT_USAGE
     started = time.perf_counter()
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if args.command == "index":
         print(f"took {time.perf_counter() - started:.1f}s", file=sys.stderr)
     return code

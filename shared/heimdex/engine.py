@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import numpy as np
 from heimdex.adapters.blobs import DerivedStore, LocalDerivedStore, read_json
 from heimdex.adapters.pg_jobs import PgJobStore
 from heimdex.adapters.sources import RoutingSourceStore
+from heimdex.claims import SourceClaims
 from heimdex.config import Settings
 from heimdex.domain import VIDEO_EXTENSIONS, AssetRef, make_asset_id, validate_org
 from heimdex.index import search as search_sql
@@ -78,6 +80,11 @@ class Skipped:
     status: str  # ready | failed
     error: str | None = None
     asset_id: str | None = None
+    note: str | None = None  # why no work was needed, when it is not the usual "already indexed"
+
+
+# How often a run checks whether another run has finished with a file it waits for.
+CLAIM_POLL_S = 0.5
 
 
 def build_derived(settings: Settings) -> DerivedStore:
@@ -137,7 +144,12 @@ class Engine:
         force: bool = False,
         on_start: Callable[[int], None] | None = None,
         on_finish: Callable[[JobResult | Skipped], None] | None = None,
+        on_wait: Callable[[str, str | None], None] | None = None,
     ) -> list[JobResult | Skipped]:
+        """Index files; each is claimed first (`claims.SourceClaims`), so a file that another run on
+        this home is indexing is waited for (`on_wait(source, who)`) and not indexed twice. A
+        KeyboardInterrupt stops the run: no new task starts, segment workers end, claims are freed;
+        running again finishes the rest."""
         org = validate_org(org or self.settings.org)
         done: list[JobResult | Skipped] = []
         todo: list[AssetRef] = []
@@ -161,20 +173,52 @@ class Engine:
         for item in done:
             if on_finish:
                 on_finish(item)
+        if not todo:
+            return done
+        claims = SourceClaims(self.db.url)
+
+        def finished(result: JobResult) -> None:
+            claims.release(result.ref)
+            if on_finish:
+                on_finish(result)
+
         dispatcher = LocalDispatcher(
             self.context,
             self.jobs,
             workers=self.settings.workers,
             max_attempts=self.settings.max_attempts,
             segments=self.segments,
-            on_finish=on_finish,
+            on_finish=finished,
         )
+        waiting: list[AssetRef] = []
         try:
             for ref in todo:
-                dispatcher.submit(ref)
+                if claims.try_claim(ref):
+                    dispatcher.submit(ref)
+                else:
+                    waiting.append(ref)
+                    if on_wait:
+                        on_wait(ref.source, claims.holder(ref))
+            while waiting:
+                time.sleep(CLAIM_POLL_S)  # polls a lock that another process holds
+                for ref in [r for r in waiting if claims.try_claim(r)]:
+                    waiting.remove(ref)
+                    if not force and self._up_to_date(ref):
+                        claims.release(ref)  # the other run indexed it
+                        item = Skipped(ref.source, "ready", None, ref.asset_id, "indexed by another run")
+                        done.append(item)
+                        if on_finish:
+                            on_finish(item)
+                    else:
+                        dispatcher.submit(ref)  # the other run stopped or failed: this one does it
             results = dispatcher.wait()
+        except BaseException:  # Ctrl-C, SIGTERM: stop now, leave nothing behind
+            dispatcher.stop()
+            self.segments.terminate()
+            raise
         finally:
             dispatcher.shutdown()
+            claims.close()
         return done + list(results)
 
     def _up_to_date(self, ref: AssetRef) -> bool:

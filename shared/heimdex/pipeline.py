@@ -128,13 +128,7 @@ def check_delivery(job: dict[str, Any] | None, key: str) -> Delivery:
     parts = job_parts(stages)
     stage, part = parse_task_key(key)
     if stages.get(key, {}).get("status") in FINISHED:
-        queued = tuple(
-            task
-            for s in PIPELINE
-            for task, task_part in stage_tasks(s, parts)
-            if key in _need_keys(s, task_part, parts) and stages.get(task, {}).get("status") == "queued"
-        )
-        return Delivery("duplicate", f"{key} finished already", queued)
+        return Delivery("duplicate", f"{key} finished already", tuple(unlocked_queued(stages, key)))
     waiting = [
         n for n in _need_keys(STAGES[stage], part, parts) if stages.get(n, {}).get("status") not in FINISHED
     ]
@@ -143,6 +137,19 @@ def check_delivery(job: dict[str, Any] | None, key: str) -> Delivery:
     if key not in {task for task, _ in stage_tasks(STAGES[stage], parts)}:
         return Delivery("ignored", f"the job has no task {key} ({parts} segment(s))")
     return Delivery("run")
+
+
+def unlocked_queued(stages: dict[str, dict[str, Any]], key: str) -> list[str]:
+    """The tasks that need `key` and are marked queued but never started: what a recorded
+    completion of `key` unlocked, if its caller may not have enqueued them (it crashed, or it
+    cannot tell whether its own commit landed). Task names make enqueueing them again idempotent."""
+    parts = job_parts(stages)
+    return [
+        task
+        for s in PIPELINE
+        for task, task_part in stage_tasks(s, parts)
+        if key in _need_keys(s, task_part, parts) and stages.get(task, {}).get("status") == "queued"
+    ]
 
 
 def record_completion(

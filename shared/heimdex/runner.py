@@ -64,6 +64,7 @@ class LocalDispatcher:
         )
         self.results: dict[str, JobResult] = {}
         self._finish_lock = threading.Lock()
+        self._stopping = threading.Event()
 
     def submit(self, ref: AssetRef) -> JobResult:
         result = JobResult(ref)
@@ -81,30 +82,45 @@ class LocalDispatcher:
 
     def _run(self, ref: AssetRef, stage: str, delay: float, call: StageCall) -> None:
         result = self.results[ref.job_id]
-        if result.finished.is_set():
-            return  # another task of this job failed it: the rest of its work is moot
+        if result.finished.is_set() or self._stopping.is_set():
+            return  # another task of this job failed it, or the run is interrupted: work is moot
         try:
-            if delay:
-                time.sleep(delay)
+            if delay and self._stopping.wait(delay):
+                return
             started = time.perf_counter()
             outcome = run_stage(
                 self.make_context(ref), self.jobs, stage, max_attempts=self.max_attempts, call=call
             )
             result.spans[stage] = (started - result.started, time.perf_counter() - result.started)
         except Exception as exc:  # the job store itself failed: end this job, keep the worker
+            if self._stopping.is_set():
+                return  # interrupted: the database may be closing under it
             log.exception("dispatch failed", extra={"job": ref.job_id, "stage": stage})
             self._finish(result, "failed", f"{stage}: {type(exc).__name__}: {exc}")
+            return
+        if self._stopping.is_set():
             return
         if outcome.status == "retry":
             result.retries[stage] = result.retries.get(stage, 0) + 1
             self._enqueue(ref, stage, RETRY_BACKOFF_S * 2 ** (result.retries[stage] - 1))
         elif outcome.status == "failed":
             self._finish(result, "failed", f"{stage}: {outcome.error}")
-        elif stage == LAST:
+        elif stage == LAST and outcome.status in ("done", "skipped"):
             self._finish(result, "ready", None)
+        elif outcome.status in ("duplicate", "ignored") and not outcome.next:
+            self._settle(result)
         else:
             for nxt in outcome.next:
                 self._enqueue(ref, nxt)
+
+    def _settle(self, result: JobResult) -> None:
+        """A delivery found nothing to do: if the job ended (or is gone), that is this run's outcome
+        too, rather than a wait for tasks that will never come."""
+        job = self.jobs.get(result.ref)
+        if job is None:
+            self._finish(result, "failed", "the job disappeared while it ran")
+        elif job["status"] in ("ready", "failed"):
+            self._finish(result, job["status"], job.get("error"))
 
     def _finish(self, result: JobResult, status: str, error: str | None) -> None:
         with self._finish_lock:
@@ -120,6 +136,10 @@ class LocalDispatcher:
         for result in list(self.results.values()):
             result.finished.wait()
         return list(self.results.values())
+
+    def stop(self) -> None:
+        """Interrupted: start no more tasks; those running finish or fail without follow-ups."""
+        self._stopping.set()
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)

@@ -29,7 +29,12 @@ _make_context: Callable[[AssetRef, int | None], StageContext] | None = None
 
 def _init_worker(settings: Settings) -> None:
     global _make_context
+    import signal
+
     import cv2
+
+    # Ctrl-C reaches the whole process group: the parent decides what happens to the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     from heimdex.adapters.sources import RoutingSourceStore
     from heimdex.engine import build_derived
@@ -93,6 +98,15 @@ class SegmentPool:
         """The worker processes' ids (for resource accounting)."""
         with self._lock:
             return list(self._pool._processes) if self._pool and self._pool._processes else []
+
+    def terminate(self) -> None:
+        """Interrupted: end the worker processes now (their segment tasks fail and are not retried)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            for proc in list((pool._processes or {}).values()):
+                proc.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
         with self._lock:

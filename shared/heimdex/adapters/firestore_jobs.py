@@ -10,12 +10,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from heimdex.domain import AssetRef
 from heimdex.index import store
 from heimdex.index.db import Database
-from heimdex.pipeline import FIRST, LAST, record_completion
+from heimdex.pipeline import FIRST, LAST, record_completion, unlocked_queued
+from heimdex.retry import retry_call
 
 
 def firestore_client(project: str | None, database: str) -> firestore.Client:
@@ -24,6 +26,24 @@ def firestore_client(project: str | None, database: str) -> firestore.Client:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+_TRANSIENT = (
+    gexc.Aborted,
+    gexc.Conflict,
+    gexc.DeadlineExceeded,
+    gexc.ServiceUnavailable,
+    gexc.InternalServerError,
+)
+
+
+def lost_race(exc: Exception) -> bool:
+    """A transaction worth running again: aborted by contention (raised by a read, or, after the
+    client's own 20 immediate commit retries, as ValueError "Failed to commit transaction ..."),
+    or the service was briefly unavailable."""
+    if isinstance(exc, ValueError):
+        return isinstance(exc.__cause__, gexc.Aborted) or "Failed to commit transaction" in str(exc)
+    return isinstance(exc, _TRANSIENT)
 
 
 class FirestoreJobStore:
@@ -97,24 +117,32 @@ class FirestoreJobStore:
     ) -> list[str]:
         doc = self._doc(ref)
 
-        def txn(transaction: firestore.Transaction) -> list[str]:
-            snap = doc.get(transaction=transaction)
-            if not snap.exists or snap.get("status") != "running":
-                return []
-            stages: dict[str, dict[str, Any]] = snap.get("stages") or {}
-            nxt = record_completion(
-                stages, stage, status=status, seconds=seconds, note=note, at=_now(), parts=parts
-            )
-            if nxt is None:
-                return []  # a duplicate delivery
-            update: dict[str, Any] = {"stages": stages, "updated_at": _now()}
-            if stage == LAST:
-                update.update(status="ready", expire_at=_now() + self.ttl)
-            transaction.update(doc, update)
-            return nxt
+        def record(attempt: int) -> list[str]:
+            def txn(transaction: firestore.Transaction) -> list[str]:
+                snap = doc.get(transaction=transaction)
+                if not snap.exists or snap.get("status") != "running":
+                    return []
+                stages: dict[str, dict[str, Any]] = snap.get("stages") or {}
+                nxt = record_completion(
+                    stages, stage, status=status, seconds=seconds, note=note, at=_now(), parts=parts
+                )
+                if nxt is None:
+                    # A duplicate delivery; or, on a retry, possibly this call's own earlier commit
+                    # whose answer was lost: hand on what it unlocked (task names dedupe).
+                    return unlocked_queued(stages, stage) if attempt else []
+                update: dict[str, Any] = {"stages": stages, "updated_at": _now()}
+                if stage == LAST:
+                    update.update(status="ready", expire_at=_now() + self.ttl)
+                transaction.update(doc, update)
+                return nxt
 
-        result: list[str] = self._run(txn)
-        return result
+            result: list[str] = self._run(txn)
+            return result
+
+        # Contended transactions give up after the client's own retries; the stage's work is done,
+        # so record it again here (with jittered backoff) rather than hand the task back to the
+        # queue, which would run the whole stage again.
+        return retry_call(record, retryable=lost_race, attempts=8, what=f"record {stage} of {ref.job_id}")
 
     def job_failed(self, ref: AssetRef, stage: str, error: str) -> None:
         doc = self._doc(ref)

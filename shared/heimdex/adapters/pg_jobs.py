@@ -6,16 +6,30 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from psycopg.rows import dict_row
+from psycopg_pool import PoolTimeout
 
 from heimdex.domain import AssetRef
 from heimdex.index import store
 from heimdex.index.db import Database
-from heimdex.pipeline import FIRST, LAST, record_completion
+from heimdex.pipeline import FIRST, LAST, record_completion, unlocked_queued
+from heimdex.retry import retry_call
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def lost_race(exc: Exception) -> bool:
+    """A transaction that may succeed if run again: a deadlock or serialisation victim, or a
+    connection cut mid-transaction. Not a pool timeout: the database is down, and the stage should
+    answer 503 at once rather than wait out the backoff."""
+    if isinstance(exc, PoolTimeout):
+        return False
+    return isinstance(exc, psycopg.errors.SerializationFailure | psycopg.errors.DeadlockDetected) or (
+        isinstance(exc, psycopg.OperationalError) and not isinstance(exc, psycopg.errors.QueryCanceled)
+    )
 
 
 class PgJobStore:
@@ -76,17 +90,24 @@ class PgJobStore:
         note: str | None = None,
         parts: int | None = None,
     ) -> list[str]:
-        with self.db.org_tx(ref.org_id) as conn:
-            stages, job_status = self._lock(conn, ref)
-            if job_status != "running":
-                return []  # a duplicate delivery after the job ended changes nothing
-            nxt = record_completion(
-                stages, stage, status=status, seconds=seconds, note=note, at=_now(), parts=parts
-            )
-            if nxt is None:
-                return []  # already recorded: this completion is a duplicate
-            self._save(conn, ref, stages, "ready" if stage == LAST else "running")
-            return nxt
+
+        def record(attempt: int) -> list[str]:
+            with self.db.org_tx(ref.org_id) as conn:
+                stages, job_status = self._lock(conn, ref)
+                if job_status != "running":
+                    return []  # a duplicate delivery after the job ended changes nothing
+                nxt = record_completion(
+                    stages, stage, status=status, seconds=seconds, note=note, at=_now(), parts=parts
+                )
+                if nxt is None:
+                    # Already recorded: a duplicate; or, on a retry, possibly this call's own first
+                    # commit, whose answer was lost with its connection: hand on what it unlocked.
+                    return unlocked_queued(stages, stage) if attempt else []
+                self._save(conn, ref, stages, "ready" if stage == LAST else "running")
+                return nxt
+
+        # A completion that loses a race is recorded again here, not by running the stage again.
+        return retry_call(record, retryable=lost_race, what=f"record {stage} of {ref.job_id}")
 
     def job_failed(self, ref: AssetRef, stage: str, error: str) -> None:
         with self.db.org_tx(ref.org_id) as conn:

@@ -35,17 +35,37 @@ def start_embedded(settings: Settings) -> str:
     pgdata: Path = settings.pgdata
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(pgdata, cleanup_mode="stop", start=False)
-    server.ensure_pgdata_inited()
-    conf = pgdata / "postgresql.conf"
-    marker = "# heimdex settings"
-    if marker not in conf.read_text():
-        with conf.open("a") as fh:
-            fh.write(
-                f"\n{marker}\nshared_buffers = '{settings.db_shared_buffers}'\n"
-                "max_connections = 200\nmaintenance_work_mem = '256MB'\n"
-            )
+    # Under pgserver's own inter-process lock, as its start() does: initdb runs a bootstrap backend
+    # that writes a partial postmaster.pid, which a second process starting at the same moment
+    # (two `heimdex index` runs on a new home) must not read as a server.
+    with server._lock:
+        forget_dead_users(server)
+        server.ensure_pgdata_inited()
+        conf = pgdata / "postgresql.conf"
+        marker = "# heimdex settings"
+        if marker not in conf.read_text():
+            with conf.open("a") as fh:
+                fh.write(
+                    f"\n{marker}\nshared_buffers = '{settings.db_shared_buffers}'\n"
+                    "max_connections = 200\nmaintenance_work_mem = '256MB'\n"
+                )
     server.start()
     return server.get_uri()
+
+
+def forget_dead_users(server: Any) -> None:
+    """pgserver counts the processes using a server in `.handle_pids.json` and the last one to exit
+    stops it. A process killed without running its exit handlers (SIGKILL, an unhandled SIGTERM)
+    stays on that list for ever, and then no later user ever stops the server: drop the dead ones.
+    (pgserver has no public call for this; the caller holds its lock, as pgserver does.)"""
+    import psutil
+
+    users = server.global_process_id_list
+    pids = users._get()
+    alive = [pid for pid in pids if psutil.pid_exists(pid)]
+    if alive != pids:
+        users.put(alive)
+        log.info("forgot %d dead user(s) of the embedded PostgreSQL", len(pids) - len(alive))
 
 
 def migrations(settings: Settings) -> list[str]:
