@@ -9,6 +9,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from heimdex.pipeline import JobStore
 from heimdex.runner import JobResult, LocalDispatcher
 from heimdex.segment_pool import SegmentPool
 from heimdex.stages.context import StageContext
+from heimdex.sweep import Stall
 
 
 def absolute_path(raw: str) -> Path:
@@ -176,6 +178,12 @@ class Engine:
         finally:
             dispatcher.shutdown()
         return done + list(results)
+
+    def sweep(self, now: datetime | None = None) -> list[Stall]:
+        """Fail the jobs, of every organisation, that stalled by the time rule of `heimdex.sweep`
+        (per-stage deadlines from settings); returns them. The scheduled `/sweep` of the cloud and
+        the start of `heimdex index` and `heimdex serve` call this."""
+        return self.jobs.sweep(now or datetime.now(UTC), self.settings.stage_deadlines())
 
     def _up_to_date(self, ref: AssetRef) -> bool:
         with self.db.org_tx(ref.org_id) as conn:

@@ -105,6 +105,19 @@ class LocalDispatcher:
         else:
             for nxt in outcome.next:
                 self._enqueue(ref, nxt)
+            if not outcome.next:
+                self._finish_if_ended(result)
+
+    def _finish_if_ended(self, result: JobResult) -> None:
+        """A job ended elsewhere (failed by the sweep of another process) has no task left here to
+        finish it: report it as the job store has it, rather than wait for it forever."""
+        try:
+            job = self.jobs.get(result.ref)
+        except Exception:
+            log.exception("job state unreadable", extra={"job": result.ref.job_id})
+            return
+        if job is not None and job.get("status") in ("ready", "failed"):
+            self._finish(result, str(job["status"]), job.get("error"))
 
     def _finish(self, result: JobResult, status: str, error: str | None) -> None:
         with self._finish_lock:
