@@ -20,6 +20,7 @@ import re
 import subprocess
 from functools import cache
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import hcl2
@@ -287,6 +288,57 @@ def test_ingest_triggers_and_public_endpoints() -> None:
     target = job["http_target"][0]
     assert target["uri"].endswith('/renew"') or target["uri"].endswith("/renew")
     assert "oidc_token" in target
+
+
+@pytest.mark.parametrize(("job", "path"), [("drive_renew", "/renew"), ("sweep", "/sweep")])
+def test_scheduler_jobs_call_the_audience_the_code_expects(job: str, path: str) -> None:
+    """Cloud Scheduler POSTs with an OIDC token for exactly the audience drive_watch verifies, which
+    the code derives from HEIMDEX_DRIVE_WEBHOOK_URL (Terraform's `local.drive_watch_url` stands in
+    for the deployed URL on both sides)."""
+    from heimdex.api.drive_watch import create_drive_app, scheduler_audience
+
+    body = resources(MODULES / "functions", "google_cloud_scheduler_job")[job]
+    target = body["http_target"][0]
+    [oidc] = target["oidc_token"]
+    assert target["http_method"] == "POST"
+    assert oidc["service_account_email"] == "${var.scheduler_service_account}"
+    assert oidc["audience"] == target["uri"]
+    url = "https://us-central1-proj.cloudfunctions.net/heimdex-drive-watch"
+    env = function_env("drive_watch")
+    webhook = env["HEIMDEX_DRIVE_WEBHOOK_URL"].replace("${local.drive_watch_url}", url)
+    expected = scheduler_audience(Settings(drive_webhook_url=webhook), path)
+    assert target["uri"].replace("${local.drive_watch_url}", url) == expected
+    assert env["HEIMDEX_VERIFY_TASK_TOKENS"] == "true"
+    app = create_drive_app(SimpleNamespace(settings=Settings(jwt_secret="x" * 32)), None, None)  # type: ignore[arg-type]
+    assert any(r.rule == path and "POST" in (r.methods or ()) for r in app.url_map.iter_rules())
+
+
+def test_sweep_deadlines_follow_the_deployed_timeouts() -> None:
+    """The sweep never fails a task Cloud Tasks may still retry: Terraform sets drive_watch's
+    HEIMDEX_STAGE_DEADLINES_S to each stage's request timeout plus its queue's longest backoff, and
+    the code's defaults (the embedded mode, `heimdex dev`) are the same sums for the modules' defaults."""
+    from heimdex.config import STAGE_DEADLINES_S
+
+    env = function_env("drive_watch")
+    assert env["HEIMDEX_STAGE_DEADLINES_S"] == (
+        "${jsonencode({for s, t in var.stage_timeouts_s : s => t + var.queue_max_backoff_s[s]})}"
+    )
+    for env_name_ in ENVS:
+        call = module_calls(env_name_)["functions"]
+        assert call["stage_timeouts_s"] == "${module.stage_services.timeouts_s}"
+        assert call["queue_max_backoff_s"] == "${module.task_queues.max_backoff_s}"
+    stage_loc = locals_of(MODULES / "stage_services")
+    queue_loc = locals_of(MODULES / "task_queues")
+    for stage in STAGES:
+        base = stage_loc["base_settings"][stage]
+        override = re.search(r"timeout_s = (\d+)", base)
+        parent = "gpu_stage" if "local.gpu_stage" in base else "cpu_stage"
+        timeout = int(override.group(1)) if override else int(stage_loc[parent]["timeout_s"])
+        queue = queue_loc["base_queue"].get(stage, "")
+        assert "max_backoff" not in queue, "a queue with its own backoff: update STAGE_DEADLINES_S"
+        backoff = int(queue_loc["default_queue"]["max_backoff"].removesuffix("s"))
+        assert STAGE_DEADLINES_S[stage] == timeout + backoff, stage
+    assert set(STAGE_DEADLINES_S) == set(STAGES)
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -1,4 +1,5 @@
-"""Cloud Function (gen2, HTTP): Drive push notifications, channel renewal, folder registration."""
+"""Cloud Function (gen2, HTTP): Drive push notifications, channel renewal, folder registration, and
+the scheduled sweep of stuck jobs (/sweep)."""
 
 import flask
 import functions_framework

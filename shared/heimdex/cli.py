@@ -58,6 +58,12 @@ def _engine() -> Any:
     return Engine(Settings())
 
 
+def sweep_stalled(engine: Any) -> None:
+    """Fail the jobs that a stopped run left `running` (Engine.sweep); one line each on stderr."""
+    for stall in engine.sweep():
+        print(f"swept {stall.job_id} ({shown(stall.source)}): {shown(stall.reason)}", file=sys.stderr)
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -68,6 +74,11 @@ def cmd_index(args: argparse.Namespace) -> int:
         print("no video files found", file=sys.stderr)
         return EXIT_FAILED
     engine = _engine()
+    try:
+        sweep_stalled(engine)
+    except BaseException:
+        engine.close()
+        raise
     # The bar goes to stderr when it is a terminal; one result line per file goes to stdout.
     bar = tqdm(
         total=len(paths), unit="file", desc="indexing", file=sys.stderr, dynamic_ncols=True, disable=None
@@ -181,9 +192,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from heimdex.api.app import create_app
 
     engine = _engine()
-    app = create_app(engine)
-    print(f"serving on http://{args.host}:{args.port} (OpenAPI at /openapi.json)", file=sys.stderr)
     try:
+        sweep_stalled(engine)
+        app = create_app(engine)
+        print(f"serving on http://{args.host}:{args.port} (OpenAPI at /openapi.json)", file=sys.stderr)
         waitress.serve(app, host=args.host, port=args.port, threads=args.threads, ident="heimdex")
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: a normal stop
         print("stopped", file=sys.stderr)

@@ -76,7 +76,7 @@ def http_app(name: str) -> Flask:
         if name == "drive_watch":
             from heimdex.api.drive_watch import create_drive_app
 
-            return create_drive_app(engine(), dispatcher(), drive_watcher())
+            return create_drive_app(engine(), dispatcher(), drive_watcher)
         raise ValueError(f"no HTTP function {name!r}")
 
     app: Flask = _once(f"app:{name}", make)

@@ -32,6 +32,19 @@ def cloud(*components: str) -> dict[str, Any]:
 ALL = ("functions", "stages")
 ENQUEUERS = ("ingest", "drive_watch", "stages")
 
+# How long one attempt of a stage may go without progress before the sweep ends its job (heimdex.sweep):
+# the stage's Cloud Run request timeout (terraform modules/stage_services) plus 600 s, the longest
+# retry backoff of its queue (modules/task_queues), so a task Cloud Tasks will still retry is never
+# swept. Terraform sets HEIMDEX_STAGE_DEADLINES_S from the deployed timeouts (tests/test_terraform.py).
+STAGE_DEADLINES_S: dict[str, float] = {
+    "probe": 300 + 600,
+    "asr": 1800 + 600,
+    "shots": 1800 + 600,
+    "ocr": 1800 + 600,
+    "vision": 1800 + 600,
+    "index": 900 + 600,
+}
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HEIMDEX_", extra="ignore")
@@ -163,6 +176,13 @@ class Settings(BaseSettings):
         default=0, description="Embedded: processes that run segments (0: one per CPU core)."
     )
     max_attempts: int = Field(default=2, json_schema_extra=cloud("stages"))
+    stage_deadlines_s: dict[str, float] = Field(
+        default_factory=lambda: dict(STAGE_DEADLINES_S),
+        description="Stage -> seconds one attempt may go without progress; a job whose task has been"
+        " idle longer than this times its attempts is failed by the sweep (stages not named keep"
+        " their defaults; 0 never sweeps the stage).",
+        json_schema_extra=cloud("drive_watch"),  # the function that serves the scheduled /sweep
+    )
     fail_first_attempts: dict[str, int] = Field(
         default_factory=dict,
         description="Fault injection (tests, drills): stage -> how many first attempts per job fail.",
@@ -184,6 +204,10 @@ class Settings(BaseSettings):
         description="maintenance_work_mem for HNSW builds (orgindex, also in the index stage);"
         " the graph must fit.",
     )
+
+    def stage_deadlines(self) -> dict[str, float]:
+        """Every stage's sweep deadline: the defaults, overridden by HEIMDEX_STAGE_DEADLINES_S."""
+        return {**STAGE_DEADLINES_S, **self.stage_deadlines_s}
 
     @property
     def pgdata(self) -> Path:

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from heimdex.pipeline import JobStore
 from heimdex.runner import JobResult, LocalDispatcher
 from heimdex.segment_pool import SegmentPool
 from heimdex.stages.context import StageContext
+from heimdex.sweep import Stall
 
 
 def absolute_path(raw: str) -> Path:
@@ -220,6 +222,25 @@ class Engine:
             dispatcher.shutdown()
             claims.close()
         return done + list(results)
+
+    def sweep(self, now: datetime | None = None) -> list[Stall]:
+        """Fail the jobs, of every organisation, that stalled by the time rule of `heimdex.sweep`
+        (per-stage deadlines from settings); returns them. The scheduled `/sweep` of the cloud and
+        the start of `heimdex index` and `heimdex serve` call this."""
+        now, deadlines = now or datetime.now(UTC), self.settings.stage_deadlines()
+        if not isinstance(self.jobs, PgJobStore):
+            return self.jobs.sweep(now, deadlines)
+        # Embedded: a job whose file a live `heimdex index` run has claimed is that run's to finish;
+        # a claim taken here also keeps a new run off the job while it is judged.
+        claims = SourceClaims(self.db.url)
+        try:
+            return self.jobs.sweep(
+                now,
+                deadlines,
+                busy=lambda job: not claims.try_claim(AssetRef(job["org_id"], "", job["source"], "")),
+            )
+        finally:
+            claims.close()
 
     def _up_to_date(self, ref: AssetRef) -> bool:
         with self.db.org_tx(ref.org_id) as conn:

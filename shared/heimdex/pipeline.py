@@ -17,11 +17,15 @@ With one segment the task keys are the plain stage names.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from heimdex.domain import AssetRef
+
+if TYPE_CHECKING:
+    from heimdex.sweep import Stall
 
 
 @dataclass(frozen=True)
@@ -210,4 +214,9 @@ class JobStore(Protocol):
 
     def get_by_id(self, job_id: str, *, org_id: str) -> dict[str, Any] | None:
         """The job if it belongs to `org_id`; another organisation's job reads as absent."""
+        ...
+
+    def sweep(self, now: datetime, deadlines: Mapping[str, float]) -> list[Stall]:
+        """Fail every running job (all organisations) stalled at `now` by `heimdex.sweep.find_stall`,
+        each judged again inside the transaction that fails it; returns those it failed."""
         ...

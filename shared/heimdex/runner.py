@@ -107,20 +107,24 @@ class LocalDispatcher:
             self._finish(result, "failed", f"{stage}: {outcome.error}")
         elif stage == LAST and outcome.status in ("done", "skipped"):
             self._finish(result, "ready", None)
-        elif outcome.status in ("duplicate", "ignored") and not outcome.next:
-            self._settle(result)
         else:
             for nxt in outcome.next:
                 self._enqueue(ref, nxt)
+            if not outcome.next:
+                self._settle(result)
 
     def _settle(self, result: JobResult) -> None:
-        """A delivery found nothing to do: if the job ended (or is gone), that is this run's outcome
-        too, rather than a wait for tasks that will never come."""
-        job = self.jobs.get(result.ref)
+        """A task unlocked nothing: if the job ended elsewhere (failed by another process's sweep) or
+        is gone, that is this run's outcome too, rather than a wait for tasks that never come."""
+        try:
+            job = self.jobs.get(result.ref)
+        except Exception:
+            log.exception("job state unreadable", extra={"job": result.ref.job_id})
+            return
         if job is None:
             self._finish(result, "failed", "the job disappeared while it ran")
-        elif job["status"] in ("ready", "failed"):
-            self._finish(result, job["status"], job.get("error"))
+        elif job.get("status") in ("ready", "failed"):
+            self._finish(result, str(job["status"]), job.get("error"))
 
     def _finish(self, result: JobResult, status: str, error: str | None) -> None:
         with self._finish_lock:

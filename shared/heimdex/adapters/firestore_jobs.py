@@ -7,17 +7,20 @@ Finished jobs get `expire_at`, the field of the database's TTL policy.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from heimdex.domain import AssetRef
 from heimdex.index import store
 from heimdex.index.db import Database
 from heimdex.pipeline import FIRST, LAST, record_completion, unlocked_queued
 from heimdex.retry import retry_call
+from heimdex.sweep import Stall, find_stall
 
 
 def firestore_client(project: str | None, database: str) -> firestore.Client:
@@ -159,6 +162,48 @@ class FirestoreJobStore:
         )
         with self.db.org_tx(ref.org_id) as conn:
             store.mark_failed(conn, ref, reason)
+
+    def sweep(self, now: datetime, deadlines: Mapping[str, float]) -> list[Stall]:
+        swept = []
+        for snap in self.jobs.where(filter=FieldFilter("status", "==", "running")).stream():
+            if find_stall({"job_id": snap.id, **(snap.to_dict() or {})}, now, deadlines) is not None:
+                stall = self.sweep_job(snap.id, now, deadlines)
+                if stall is not None:
+                    swept.append(stall)
+        return swept
+
+    def sweep_job(self, job_id: str, now: datetime, deadlines: Mapping[str, float]) -> Stall | None:
+        """Fail one job if it is stalled, judged inside a transaction: a completion recorded since the
+        job was listed is seen (or makes this transaction retry), and a later one finds it failed."""
+        doc = self.jobs.document(job_id)
+
+        def txn(transaction: firestore.Transaction) -> tuple[Stall, dict[str, Any]] | None:
+            snap = doc.get(transaction=transaction)
+            job = {"job_id": job_id, **(snap.to_dict() or {})} if snap.exists else None
+            stall = find_stall(job, now, deadlines)
+            if job is None or stall is None:
+                return None
+            transaction.update(
+                doc,
+                {
+                    f"stages.{stall.key}.status": "failed",
+                    f"stages.{stall.key}.error": stall.reason,
+                    "status": "failed",
+                    "error": f"{stall.key}: {stall.reason}",
+                    "updated_at": _now(),
+                    "expire_at": _now() + self.ttl,
+                },
+            )
+            return stall, job
+
+        found: tuple[Stall, dict[str, Any]] | None = self._run(txn)
+        if found is None:
+            return None
+        stall, job = found
+        ref = AssetRef(job["org_id"], str(job.get("asset_id", "")), stall.source, str(job.get("version", "")))
+        with self.db.org_tx(ref.org_id) as conn:
+            store.mark_failed(conn, ref, f"{stall.key}: {stall.reason}")
+        return stall
 
     def get(self, ref: AssetRef) -> dict[str, Any] | None:
         return self.get_by_id(ref.job_id, org_id=ref.org_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from heimdex.index import store
 from heimdex.index.db import Database
 from heimdex.pipeline import FIRST, LAST, record_completion, unlocked_queued
 from heimdex.retry import retry_call
+from heimdex.sweep import Stall, find_stall
 
 
 def _now() -> str:
@@ -112,9 +114,53 @@ class PgJobStore:
     def job_failed(self, ref: AssetRef, stage: str, error: str) -> None:
         with self.db.org_tx(ref.org_id) as conn:
             stages, _ = self._lock(conn, ref)
-            stages.setdefault(stage, {}).update(status="failed", error=error, finished=_now())
-            self._save(conn, ref, stages, "failed", f"{stage}: {error}")
-            store.mark_failed(conn, ref, f"{stage}: {error}")
+            self._fail(conn, ref, stages, stage, error)
+
+    @classmethod
+    def _fail(cls, conn: Any, ref: AssetRef, stages: dict[str, Any], stage: str, error: str) -> None:
+        stages.setdefault(stage, {}).update(status="failed", error=error, finished=_now())
+        cls._save(conn, ref, stages, "failed", f"{stage}: {error}")
+        store.mark_failed(conn, ref, f"{stage}: {error}")
+
+    def sweep(
+        self,
+        now: datetime,
+        deadlines: Mapping[str, float],
+        busy: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> list[Stall]:
+        """Running jobs are listed across organisations on an owner connection (the embedded server's
+        superuser is not bound by row-level security); each one that looks stalled, and that `busy`
+        does not report still worked on, is locked in its organisation's transaction and judged
+        again there before it is failed."""
+        with self.db.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            running = cur.execute(
+                "SELECT job_id, org_id, source, status, stages, updated_at FROM jobs WHERE status = 'running'"
+            ).fetchall()
+        swept = []
+        for job in running:
+            if find_stall(job, now, deadlines) is not None and not (busy and busy(job)):
+                stall = self.sweep_job(job["job_id"], job["org_id"], now, deadlines)
+                if stall is not None:
+                    swept.append(stall)
+        return swept
+
+    def sweep_job(
+        self, job_id: str, org_id: str, now: datetime, deadlines: Mapping[str, float]
+    ) -> Stall | None:
+        """Fail one job if it is stalled, judged under its row lock: a completion that committed
+        since the job was listed is seen, and one that comes later finds the job failed."""
+        with self.db.org_tx(org_id) as conn, conn.cursor(row_factory=dict_row) as cur:
+            job = cur.execute(
+                "SELECT job_id, org_id, asset_id, source, status, stages, updated_at FROM jobs"
+                " WHERE job_id = %s FOR UPDATE",
+                (job_id,),
+            ).fetchone()
+            stall = find_stall(job, now, deadlines)
+            if job is None or stall is None:
+                return None
+            ref = AssetRef(job["org_id"], job["asset_id"], job["source"], "")
+            self._fail(conn, ref, job["stages"], stall.key, stall.reason)
+            return stall
 
     def get(self, ref: AssetRef) -> dict[str, Any] | None:
         return self.get_by_id(ref.job_id, org_id=ref.org_id)

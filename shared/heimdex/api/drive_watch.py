@@ -1,9 +1,13 @@
-"""The drive_watch function as a Flask app: Drive push notifications, channel renewal, registration.
+"""The drive_watch function as a Flask app: Drive push notifications, channel renewal, registration,
+and the sweep of stuck jobs.
 
 - `POST /notifications`: Drive's push. Authenticated by channel id + token (the watch store knows
   them); the changes since the stored page token are ingested or removed.
 - `POST /renew`: Cloud Scheduler, a few times a day. Drive channels last at most a week and have no
   renew call: new channels are opened before the old expire, then the old are stopped.
+- `POST /sweep`: Cloud Scheduler, every few minutes: jobs stalled by the rule of `heimdex.sweep`
+  end `failed` (`Engine.sweep`). It lives here because this is the function Cloud Scheduler already
+  calls with a verified OIDC token, with the job store and the index at hand.
 - `POST /v1/watches {"folder_id"}` / `DELETE /v1/watches/<folder_id>`: an organisation (from its
   Bearer token, as for the search API) starts or stops watching a folder, shared drives included.
 """
@@ -11,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, jsonify, request
@@ -22,23 +27,39 @@ from heimdex.ingest import Dispatcher, ingest, remove
 log = logging.getLogger(__name__)
 
 
-def renew_audience(settings: Any) -> str:
-    """The OIDC audience Cloud Scheduler signs for: this function's public URL + /renew. Taken from
-    configuration, not the request (behind Cloud Run the request URL is plain http)."""
+def scheduler_audience(settings: Any, path: str) -> str:
+    """The OIDC audience Cloud Scheduler signs for: this function's public URL + `path` (`/renew`,
+    `/sweep`). Taken from configuration, not the request (behind Cloud Run the request URL is plain
+    http)."""
     base = (settings.drive_webhook_url or "").removesuffix("/notifications")
     if not base:
         raise PermissionError("HEIMDEX_DRIVE_WEBHOOK_URL is not configured")
-    return f"{base}/renew"
+    return f"{base}{path}"
 
 
-def create_drive_app(engine: Any, dispatcher: Dispatcher, watcher: DriveWatcher) -> Flask:
+def scheduler_refusal(settings: Any, path: str) -> Any:
+    """None for a call Cloud Scheduler signed for this path (or when verification is off); else a 401."""
+    if not settings.verify_task_tokens:
+        return None
+    from heimdex.worker import verify_task_token
+
+    try:
+        verify_task_token(request.headers.get("Authorization"), scheduler_audience(settings, path))
+    except PermissionError as exc:
+        return jsonify({"error": str(exc)}), 401
+    return None
+
+
+def create_drive_app(engine: Any, dispatcher: Dispatcher, watcher: Callable[[], DriveWatcher]) -> Flask:
+    """`watcher` makes (or returns) the Drive watcher on first use, so that /sweep never depends on
+    the Drive client."""
     app = Flask("heimdex-drive-watch")
     org_of = bearer_org(engine.settings)
 
     @app.post("/notifications")
     def notifications() -> Any:
         try:
-            changes = watcher.handle_notification(request.headers)
+            changes = watcher().handle_notification(request.headers)
         except NotificationRefused as exc:
             log.warning("drive notification refused", extra={"reason": str(exc)})
             return jsonify({"error": str(exc)}), 403
@@ -63,14 +84,18 @@ def create_drive_app(engine: Any, dispatcher: Dispatcher, watcher: DriveWatcher)
 
     @app.post("/renew")
     def renew() -> Any:
-        if engine.settings.verify_task_tokens:  # Cloud Scheduler calls with an OIDC token
-            from heimdex.worker import verify_task_token
+        refused = scheduler_refusal(engine.settings, "/renew")
+        return refused or {"renewed": watcher().renew()}
 
-            try:
-                verify_task_token(request.headers.get("Authorization"), renew_audience(engine.settings))
-            except PermissionError as exc:
-                return jsonify({"error": str(exc)}), 401
-        return {"renewed": watcher.renew()}
+    @app.post("/sweep")
+    def sweep() -> Any:
+        refused = scheduler_refusal(engine.settings, "/sweep")
+        if refused:
+            return refused
+        swept = engine.sweep()
+        for stall in swept:
+            log.warning("stalled job failed", extra=stall.as_dict())
+        return {"swept": [stall.as_dict() for stall in swept]}
 
     @app.post("/v1/watches")
     def register() -> Any:
@@ -81,7 +106,7 @@ def create_drive_app(engine: Any, dispatcher: Dispatcher, watcher: DriveWatcher)
         if not isinstance(folder_id, str) or not folder_id:
             return jsonify({"error": "folder_id is required"}), 400
         try:
-            watch = watcher.register(org, folder_id)
+            watch = watcher().register(org, folder_id)
         except ValueError as exc:
             return jsonify({"error": str(exc)}), 400
         return {
@@ -96,7 +121,7 @@ def create_drive_app(engine: Any, dispatcher: Dispatcher, watcher: DriveWatcher)
         org, error = org_of(request.headers.get("Authorization"))
         if error:
             return error
-        if not watcher.unregister(org, folder_id):
+        if not watcher().unregister(org, folder_id):
             return jsonify({"error": "not watched"}), 404
         return "", 204
 

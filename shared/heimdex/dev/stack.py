@@ -44,13 +44,17 @@ class Stack:
         extra_env: dict[str, str] | None = None,
         max_attempts: int = 3,
         supervise_s: float = 0.5,
+        stage_urls: dict[str, str] | None = None,
     ) -> None:
+        """`stage_urls`: stage -> URL served by something else instead of a local stage process
+        (tests: a service that never answers)."""
         self.workdir = workdir
         self.project = project
         self.bucket = bucket
         self.derived_bucket = derived_bucket
         self.extra_env = extra_env or {}
         self.max_attempts = max_attempts
+        self.stage_url_overrides = dict(stage_urls or {})
         self.processes: list[Process] = []
         self.services: dict[str, Process] = {}  # stage workers and functions: restarted when they die
         self.db: Database | None = None
@@ -86,9 +90,10 @@ class Stack:
         )
         tasks = self._keep(emulators.cloud_tasks(self.logs))
 
-        stage_ports = {s.name: free_port() for s in PIPELINE}
+        stage_ports = {s.name: free_port() for s in PIPELINE if s.name not in self.stage_url_overrides}
         fn_port, search_port, drive_port, bridge_port = free_port(), free_port(), free_port(), free_port()
         stage_urls = {name: f"http://127.0.0.1:{port}/" for name, port in stage_ports.items()}
+        stage_urls.update(self.stage_url_overrides)
         env = {
             **firestore.env,
             **gcs.env,

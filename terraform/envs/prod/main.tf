@@ -168,6 +168,8 @@ module "functions" {
   queue_prefix                = var.queue_prefix
   tasks_invoker_email         = module.service_accounts.emails["tasks-invoker"]
   stage_urls                  = module.stage_services.urls
+  stage_timeouts_s            = module.stage_services.timeouts_s
+  queue_max_backoff_s         = module.task_queues.max_backoff_s
   google_audience             = var.google_audience
   database_url_secret_id      = module.cloudsql.database_url_secret_id
   database_url_secret_version = module.cloudsql.database_url_secret_version

@@ -8,8 +8,8 @@
  *   (the code returns normally for events it decided about, so only infrastructure errors retry).
  *   Internal ingress; only the Eventarc trigger account may invoke it.
  * - drive-watch: Drive push notifications are unauthenticated HTTP POSTs (the channel token is
- *   checked in code), so it is public; /renew is called by Cloud Scheduler with an OIDC token that
- *   the code verifies (HEIMDEX_VERIFY_TASK_TOKENS); /v1/watches needs a Google ID token.
+ *   checked in code), so it is public; /renew and /sweep are called by Cloud Scheduler with an OIDC
+ *   token that the code verifies (HEIMDEX_VERIFY_TASK_TOKENS); /v1/watches needs a Google ID token.
  * - search: the public HTTPS API; it verifies Google ID tokens itself (HEIMDEX_AUTH_MODE=google).
  */
 
@@ -78,6 +78,9 @@ locals {
       HEIMDEX_TASKS_QUEUE_PREFIX  = var.queue_prefix
       HEIMDEX_TASKS_INVOKER_EMAIL = var.tasks_invoker_email
       HEIMDEX_STAGE_URLS          = jsonencode(var.stage_urls)
+      # /sweep: a task idle longer than its stage's request timeout plus its queue's longest retry
+      # backoff (times its attempts) is stuck; a task Cloud Tasks will still retry never is.
+      HEIMDEX_STAGE_DEADLINES_S = jsonencode({ for s, t in var.stage_timeouts_s : s => t + var.queue_max_backoff_s[s] })
     }
     search = {
       HEIMDEX_AUTH_MODE       = "google"
@@ -232,6 +235,35 @@ resource "google_cloud_scheduler_job" "drive_renew" {
     oidc_token {
       service_account_email = var.scheduler_service_account
       audience              = "${local.drive_watch_url}/renew"
+    }
+  }
+}
+
+# A job whose queue gave up on a task (retries exhausted, a task lost) would stay running: /sweep
+# fails the jobs stalled past their stage's deadline (heimdex.sweep).
+resource "google_cloud_scheduler_job" "sweep" {
+  project          = var.project_id
+  name             = "${var.name_prefix}sweep"
+  region           = var.region
+  description      = "Fail Heimdex jobs stalled past their stage's deadline"
+  schedule         = var.sweep_schedule
+  time_zone        = "Etc/UTC"
+  attempt_deadline = "300s"
+
+  retry_config {
+    retry_count          = 1
+    min_backoff_duration = "30s"
+    max_backoff_duration = "300s"
+  }
+
+  http_target {
+    http_method = "POST"
+    # As for /renew: the URL the code derives its expected audience from.
+    uri = "${local.drive_watch_url}/sweep"
+
+    oidc_token {
+      service_account_email = var.scheduler_service_account
+      audience              = "${local.drive_watch_url}/sweep"
     }
   }
 }

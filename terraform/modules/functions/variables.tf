@@ -111,6 +111,16 @@ variable "stage_urls" {
   type        = map(string)
 }
 
+variable "stage_timeouts_s" {
+  description = "stage => request timeout of its service in seconds (stage_services output timeouts_s); with queue_max_backoff_s, HEIMDEX_STAGE_DEADLINES_S of /sweep."
+  type        = map(number)
+}
+
+variable "queue_max_backoff_s" {
+  description = "stage => longest retry backoff of its queue in seconds (task_queues output max_backoff_s)."
+  type        = map(number)
+}
+
 variable "google_audience" {
   description = "HEIMDEX_GOOGLE_AUDIENCE: audience of the Google ID tokens the API accepts."
   type        = string
@@ -149,6 +159,12 @@ variable "renew_schedule" {
   description = "Cron schedule of the Drive channel renewal."
   type        = string
   default     = "17 */6 * * *"
+}
+
+variable "sweep_schedule" {
+  description = "Cron schedule of the sweep of stalled jobs (POST /sweep)."
+  type        = string
+  default     = "*/10 * * * *"
 }
 
 variable "labels" {

@@ -15,7 +15,7 @@ locals {
     { for s in var.stages : "stage-${s}" => "Heimdex stage ${s}" },
     {
       "tasks-invoker" = "Heimdex Cloud Tasks OIDC invoker of the stage services"
-      "scheduler"     = "Heimdex Cloud Scheduler caller of drive_watch /renew"
+      "scheduler"     = "Heimdex Cloud Scheduler caller of drive_watch /renew and /sweep"
       "eventarc"      = "Heimdex Eventarc trigger of the ingest function"
       "fn-build"      = "Heimdex Cloud Build account for the functions"
     },

@@ -12,3 +12,8 @@ output "service_names" {
   description = "stage => service name."
   value       = local.service_names
 }
+
+output "timeouts_s" {
+  description = "stage => request timeout in seconds (how long one attempt may run)."
+  value       = { for s in var.stages : s => local.settings[s].timeout_s }
+}
