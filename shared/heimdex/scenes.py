@@ -80,7 +80,7 @@ def build_scenes(
     words: list[dict[str, Any]],
     keyframes: list[dict[str, Any]],
     ocr_by_keyframe: dict[int, str],
-    vectors: list[list[float]] | None,
+    vectors: list[list[float] | None] | None,
     *,
     min_s: float,
     max_s: float,
@@ -108,8 +108,10 @@ def build_scenes(
         scene.keyframes = sorted(kf["index"] for _, kf in overlapping)
         scene.thumb = overlapping[0][1]["thumb"]
         scene.ocr = merge_readings([ocr_by_keyframe.get(idx, "") for idx in scene.keyframes])
-        if vectors:
-            mean = np.mean([vectors[i] for i in scene.keyframes], axis=0)
+        # Keyframes of a segment whose vision was skipped have no vector: the others speak for the scene.
+        present = [v for i in scene.keyframes if vectors and (v := vectors[i]) is not None]
+        if present:
+            mean = np.mean(present, axis=0)
             norm = float(np.linalg.norm(mean))
             scene.image_vec = (mean / norm).tolist() if norm > 0 else None
     return scenes

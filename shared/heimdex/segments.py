@@ -106,24 +106,41 @@ def in_segment(t: float, segment: tuple[float, float], last: bool) -> bool:
 
 
 # -- merging parts ---------------------------------------------------------------------------------
+# A part of an optional stage (asr, ocr, vision) may be `{"skipped": reason}`: its model or tool was
+# missing where that part ran. The merges use the parts that ran and always return the full shape,
+# so the index stage works with any subset of signals skipped, in all parts or some.
 
 
-def skipped(parts: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """A stage skipped in any part counts as skipped (the reason is the same in every part)."""
-    return next(({"skipped": p["skipped"]} for p in parts if "skipped" in p), None)
+def skip_state(parts: list[dict[str, Any]]) -> tuple[str, str | None]:
+    """(status, note) of a stage from its parts: `skipped` with the reason when no part ran; `done`
+    with a note naming the skipped segments when only some ran; `done` and None when all ran."""
+    reasons = list(dict.fromkeys(p["skipped"] for p in parts if "skipped" in p))
+    if not reasons:
+        return "done", None
+    skipped = sum("skipped" in p for p in parts)
+    if skipped == len(parts):
+        return "skipped", "; ".join(reasons)
+    return "done", f"skipped in {skipped} of {len(parts)} segments: {'; '.join(reasons)}"
+
+
+def _ran(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [p for p in parts if "skipped" not in p]
 
 
 def merge_asr(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    if len(parts) == 1:
+    """One transcript: `segments` and `words` always present (empty when speech was skipped)."""
+    ran = _ran(parts)
+    if len(parts) == 1 and ran:
         return parts[0]
     doc: dict[str, Any] = {
-        "model": parts[0].get("model"),
-        "language": next((p.get("language") for p in parts if p.get("language")), None),
-        "segments": [s for p in parts for s in p.get("segments", [])],
-        "words": [w for p in parts for w in p.get("words", [])],
-        "speech_s": round(sum(float(p.get("speech_s", 0.0)) for p in parts), 3),
+        "language": next((p.get("language") for p in ran if p.get("language")), None),
+        "segments": [s for p in ran for s in p.get("segments", [])],
+        "words": [w for p in ran for w in p.get("words", [])],
+        "speech_s": round(sum(float(p.get("speech_s", 0.0)) for p in ran), 3),
     }
-    notes = sorted({p["note"] for p in parts if p.get("note")})
+    if model := next((p["model"] for p in ran if p.get("model")), None):
+        doc["model"] = model
+    notes = sorted({p["note"] for p in ran if p.get("note")})
     if notes:
         doc["note"] = "; ".join(notes)
     return doc
@@ -161,28 +178,28 @@ def merge_shots(parts: list[dict[str, Any]], duration: float) -> tuple[dict[str,
 
 
 def merge_ocr(parts: list[dict[str, Any]], offsets: list[int]) -> dict[str, Any]:
-    if len(parts) == 1:
+    """Readings of the parts that ran, keyframes renumbered; `keyframes` empty when OCR was skipped."""
+    if len(parts) == 1 and "skipped" not in parts[0]:
         return parts[0]
-    if (skip := skipped(parts)) is not None:
-        return skip
+    ran = [(p, offset) for p, offset in zip(parts, offsets, strict=True) if "skipped" not in p]
     return {
-        "engine": parts[0].get("engine"),
+        "engine": ran[0][0].get("engine") if ran else None,
         "keyframes": [
-            {**r, "keyframe": r["keyframe"] + offset}
-            for part, offset in zip(parts, offsets, strict=True)
-            for r in part["keyframes"]
+            {**r, "keyframe": r["keyframe"] + offset} for part, offset in ran for r in part["keyframes"]
         ],
-        "ocr_runs": sum(int(p.get("ocr_runs", 0)) for p in parts),
+        "ocr_runs": sum(int(p.get("ocr_runs", 0)) for p, _ in ran),
     }
 
 
-def merge_vision(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    if len(parts) == 1:
+def merge_vision(parts: list[dict[str, Any]], offsets: list[int], keyframes: int) -> dict[str, Any]:
+    """One image vector per keyframe (None for the keyframes of a part that was skipped);
+    `vectors` None and no model when vision was skipped everywhere."""
+    if len(parts) == 1 and "skipped" not in parts[0]:
         return parts[0]
-    if (skip := skipped(parts)) is not None:
-        return skip
-    return {
-        "model": parts[0].get("model"),
-        "dim": parts[0].get("dim"),
-        "vectors": [v for p in parts for v in p["vectors"]],
-    }
+    ran = [(p, offset) for p, offset in zip(parts, offsets, strict=True) if "skipped" not in p]
+    if not ran:
+        return {"model": None, "dim": None, "vectors": None}
+    vectors: list[list[float] | None] = [None] * keyframes
+    for part, offset in ran:
+        vectors[offset : offset + len(part["vectors"])] = part["vectors"]
+    return {"model": ran[0][0].get("model"), "dim": ran[0][0].get("dim"), "vectors": vectors}

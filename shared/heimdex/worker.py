@@ -79,8 +79,22 @@ def create_stage_app(stage: str, engine: Engine, dispatcher: Any) -> Flask:
     return app
 
 
+EXIT_CONFIG = 64  # a stage that cannot work at all: the service does not start (a failed revision)
+
+
 def preload(stage: str, engine: Engine) -> None:
-    """Load the stage's model at start-up so the first task does not pay for it."""
+    """Check the stage's model settings, then load its model so the first task does not pay for it.
+
+    A missing model of an optional stage is logged once here, and every task of it is then recorded
+    `skipped` with the reason (the asset is indexed without that signal); a missing text model
+    stops the index service, since nothing could be indexed."""
+    problems = engine.models.check([stage])
+    for problem in problems:
+        log.error(str(problem), extra={"stage": stage, "setting": problem.setting, "fatal": problem.fatal})
+    if any(p.fatal for p in problems):
+        raise SystemExit(EXIT_CONFIG)
+    if problems:
+        return
     if stage == "asr":
         engine.models.whisper()
     elif stage == "index":

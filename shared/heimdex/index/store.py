@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from heimdex.domain import AssetRef
 from heimdex.scenes import Scene
@@ -48,8 +49,10 @@ def replace_scenes(
     sidecar: str,
     text_model: str,
     image_model: str | None,
+    skipped: dict[str, str] | None = None,
 ) -> None:
     """Swap the asset's scenes in one transaction; older versions of the same source go too.
+    `skipped`: the signals these scenes were made without, and why.
     Concurrent swaps of one asset (a task delivered twice at once) queue on a transaction lock, so
     the second replaces the first's rows instead of failing on their keys."""
     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{ref.org_id}/{ref.asset_id}",))
@@ -87,9 +90,18 @@ def replace_scenes(
         )
     conn.execute(
         """UPDATE assets SET status = 'ready', error = NULL, duration = %s, scenes = %s, sidecar = %s,
-                  text_model = %s, image_model = %s, updated_at = now()
+                  text_model = %s, image_model = %s, skipped = %s, updated_at = now()
            WHERE org_id = %s AND asset_id = %s""",
-        (duration, len(rows), sidecar, text_model, image_model, ref.org_id, ref.asset_id),
+        (
+            duration,
+            len(rows),
+            sidecar,
+            text_model,
+            image_model,
+            Jsonb(skipped or {}),
+            ref.org_id,
+            ref.asset_id,
+        ),
     )
 
 
@@ -108,7 +120,8 @@ def find_assets(conn: Conn, source: str) -> list[dict[str, Any]]:
 def list_assets(conn: Conn) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            "SELECT source, asset_id, status, error, duration, scenes, updated_at FROM assets ORDER BY source"
+            "SELECT source, asset_id, status, error, duration, scenes, skipped, updated_at"
+            " FROM assets ORDER BY source"
         ).fetchall()
 
 

@@ -1,62 +1,76 @@
 """index (fan-in): scenes from all signals, the sidecar, text vectors, and one transaction into pgvector;
 then, once, the organisation's own HNSW and keyword indexes when this ingest takes it past the
-exact-search size."""
+exact-search size.
+
+Speech, on-screen text and image vectors are optional: a stage whose model or tool was missing wrote
+`{"skipped": reason}` (in every segment, or some). The asset is indexed with the signals that ran;
+the sidecar's `stages` and the asset's `skipped` say which were skipped and why. Scenes always come
+from shots; the text vector from whatever text there is.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from heimdex import segments, sidecar
 from heimdex.adapters.blobs import write_json
+from heimdex.domain import AssetRef
 from heimdex.index import orgindex, store
-from heimdex.scenes import build_scenes
+from heimdex.pipeline import OPTIONAL
+from heimdex.scenes import Scene, build_scenes
 from heimdex.stages.context import StageContext
 
 
-def run(ctx: StageContext) -> dict[str, Any]:
-    s = ctx.settings
-    assert ctx.db is not None, "the index stage runs where the database is"
-    probe = ctx.read_output("probe")
+@dataclass(frozen=True)
+class Assembled:
+    duration: float
+    scenes: list[Scene]
+    sidecar: dict[str, Any]
+    skipped: dict[str, str]  # signal -> why it is missing (from all its segments, or some)
+    image_model: str | None
+
+
+def assemble(
+    ref: AssetRef,
+    probe: dict[str, Any],
+    parts: dict[str, list[dict[str, Any]]],
+    *,
+    min_s: float,
+    max_s: float,
+    asr_name: str,
+    text_name: str,
+) -> Assembled:
+    """Scenes and the sidecar from the stage outputs (`parts`: stage -> its parts in time order)."""
     # Segmented stages wrote one part per time segment: one timeline again, keyframes renumbered.
-    shots, offsets = segments.merge_shots(ctx.read_parts("shots"), float(probe["duration"]))
-    asr = segments.merge_asr(ctx.read_parts("asr"))
-    # ocr and vision outputs are {"skipped": reason} when those stages had nothing to do.
-    ocr = segments.merge_ocr(ctx.read_parts("ocr"), offsets)
-    vision = segments.merge_vision(ctx.read_parts("vision"))
+    shots, offsets = segments.merge_shots(parts["shots"], float(probe["duration"]))
+    asr = segments.merge_asr(parts["asr"])
+    ocr = segments.merge_ocr(parts["ocr"], offsets)
+    vision = segments.merge_vision(parts["vision"], offsets, len(shots["keyframes"]))
     ocr_by_keyframe = {r["keyframe"]: r["text"] for r in ocr.get("keyframes", [])}
-    vectors = vision.get("vectors")
     scenes = build_scenes(
         shots["shots"],
         asr["words"],
         shots["keyframes"],
         ocr_by_keyframe,
-        vectors,
-        min_s=s.scene_min_s,
-        max_s=s.scene_max_s,
+        vision.get("vectors"),
+        min_s=min_s,
+        max_s=max_s,
     )
-
-    texts = [sc.text for sc in scenes]
-    with_text = [i for i, t in enumerate(texts) if t.strip()]
-    text_vecs: list[np.ndarray | None] = [None] * len(scenes)
-    if with_text:
-        emb = ctx.models.embed_texts([texts[i] for i in with_text])
-        for row, i in enumerate(with_text):
-            text_vecs[i] = emb[row].astype(np.float32)
-
+    states = {name: segments.skip_state(parts[name]) for name in OPTIONAL}
+    stages: dict[str, dict[str, str]] = {"probe": {"status": "done"}, "shots": {"status": "done"}}
+    for name, (status, note) in states.items():
+        stages[name] = {"status": status} | ({"note": note} if note else {})
     models = {
-        "asr": asr.get("model", ctx.models.asr_name),
-        "text": ctx.models.text_name,
+        "asr": asr.get("model") or asr_name,
+        "text": text_name,
         "image": vision.get("model"),
         "ocr": ocr.get("engine"),
     }
-    stages = {
-        name: ({"status": "skipped", "note": doc["skipped"]} if "skipped" in doc else {"status": "done"})
-        for name, doc in (("probe", probe), ("shots", shots), ("asr", asr), ("ocr", ocr), ("vision", vision))
-    }
     doc = sidecar.build(
-        ctx.ref,
+        ref,
         probe=probe,
         shots=shots,
         asr=asr,
@@ -65,7 +79,37 @@ def run(ctx: StageContext) -> dict[str, Any]:
         models=models,
         stages=stages,
     )
-    write_json(ctx.derived, ctx.ref.sidecar_key, doc)
+    return Assembled(
+        duration=float(shots["duration"]),
+        scenes=scenes,
+        sidecar=doc,
+        skipped={name: note for name, (_, note) in states.items() if note},
+        image_model=vision.get("model"),
+    )
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    s = ctx.settings
+    assert ctx.db is not None, "the index stage runs where the database is"
+    probe = ctx.read_output("probe")
+    built = assemble(
+        ctx.ref,
+        probe,
+        {name: ctx.read_parts(name) for name in ("shots", *OPTIONAL)},
+        min_s=s.scene_min_s,
+        max_s=s.scene_max_s,
+        asr_name=ctx.models.asr_name,
+        text_name=ctx.models.text_name,
+    )
+    scenes = built.scenes
+    texts = [sc.text for sc in scenes]
+    with_text = [i for i, t in enumerate(texts) if t.strip()]
+    text_vecs: list[np.ndarray | None] = [None] * len(scenes)
+    if with_text:
+        emb = ctx.models.embed_texts([texts[i] for i in with_text])
+        for row, i in enumerate(with_text):
+            text_vecs[i] = emb[row].astype(np.float32)
+    write_json(ctx.derived, ctx.ref.sidecar_key, built.sidecar)
 
     rows = [store.SceneRow(scene, vec) for scene, vec in zip(scenes, text_vecs, strict=True)]
     with ctx.db.org_tx(ctx.ref.org_id) as conn:
@@ -73,10 +117,11 @@ def run(ctx: StageContext) -> dict[str, Any]:
             conn,
             ctx.ref,
             rows,
-            duration=float(shots["duration"]),
+            duration=built.duration,
             sidecar=ctx.ref.sidecar_key,
             text_model=ctx.models.text_name,
-            image_model=vision.get("model"),
+            image_model=built.image_model,
+            skipped=built.skipped,
         )
     orgindex.after_ingest(ctx.db, ctx.ref.org_id)  # the scenes are committed: it never fails the stage
     return {"scenes": len(scenes), "sidecar": ctx.ref.sidecar_key}

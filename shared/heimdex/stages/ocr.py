@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -22,7 +21,6 @@ from typing import Any
 import cv2
 import numpy as np
 
-from heimdex.domain import StageSkipped
 from heimdex.stages.context import StageContext
 
 MIN_CONFIDENCE = 60.0
@@ -48,7 +46,7 @@ def same_edges(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(union == 0 or np.logical_and(a, b).sum() / union >= SAME_EDGES_IOU)
 
 
-def tesseract_words(jpegs: list[bytes], languages: str) -> list[list[str]]:
+def tesseract_words(jpegs: list[bytes], languages: str, exe: str = "tesseract") -> list[list[str]]:
     """For each image, the words Tesseract reads with at least MIN_CONFIDENCE, in reading order; one
     Tesseract process reads them all (a list of files is its multi-page input)."""
     if not jpegs:
@@ -61,7 +59,7 @@ def tesseract_words(jpegs: list[bytes], languages: str) -> list[list[str]]:
         listing = Path(tmp) / "keyframes.txt"
         listing.write_text("".join(f"{p}\n" for p in paths))
         proc = subprocess.run(
-            ["tesseract", str(listing), "stdout", "-l", languages, "--psm", "11", "tsv"],
+            [exe, str(listing), "stdout", "-l", languages, "--psm", "11", "tsv"],
             capture_output=True,
             timeout=TESSERACT_TIMEOUT_S + TESSERACT_PAGE_S * len(jpegs),
             env=env,
@@ -85,8 +83,7 @@ def tesseract_words(jpegs: list[bytes], languages: str) -> list[list[str]]:
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
-    if shutil.which("tesseract") is None:
-        raise StageSkipped("tesseract is not installed; on-screen text is not indexed")
+    exe = ctx.models.tesseract()  # ModelUnavailable (not installed, no language data): the stage is skipped
     keyframes = ctx.read_output("shots")["keyframes"]
     # Which reading each keyframe takes: None (no text can be there) or an index into `read`.
     read: list[bytes] = []
@@ -102,7 +99,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
             read.append(jpeg)
             last_sig = sig
         reading.append(len(read) - 1)
-    texts = [" ".join(words) for words in tesseract_words(read, ctx.settings.ocr_languages)]
+    texts = [" ".join(words) for words in tesseract_words(read, ctx.settings.ocr_languages, exe)]
     results = [
         {
             "keyframe": kf["index"],
