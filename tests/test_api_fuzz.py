@@ -60,5 +60,8 @@ def test_unknown_query_parameters_are_refused(base_url: str) -> None:
     headers = {"Authorization": f"Bearer {issue_token(JWT_SECRET, 'default')}"}
     typo = requests.get(f"{base_url}/v1/search", params={"query": "lighthouse"}, headers=headers, timeout=30)
     assert typo.status_code == 400 and "query" in typo.json()["error"]
+    assert typo.json()["code"] == "invalid_parameter"
     extra = requests.get(f"{base_url}/v1/assets", params={"limit": "5"}, headers=headers, timeout=30)
-    assert extra.status_code == 400
+    assert extra.status_code == 400 and extra.json()["code"] == "invalid_parameter"
+    twice = requests.get(f"{base_url}/v1/search?q=a&q=b", headers=headers, timeout=30)
+    assert twice.status_code == 400 and "repeated" in twice.json()["error"]

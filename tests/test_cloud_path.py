@@ -222,6 +222,44 @@ def test_redelivered_events_make_one_job_and_one_set_of_scenes(
     assert len(mine) == len(set(mine)) == asset["scenes"]
 
 
+def test_hostile_requests_get_json_4xx_or_an_acknowledgement(stack: dict[str, Any]) -> None:
+    """The review's probes against the real function processes: events that can never be handled
+    are acknowledged (200 `rejected`, so Eventarc stops), bad parameters are JSON 400s, no 5xx."""
+    before = {j["job_id"] for j in jobs(stack)}
+    base = {"bucket": stack["bucket"], "name": "default/x.mp4", "generation": "1", "size": "10"}
+    events = [
+        ("deleted", {**base, "name": "My Videos/clip.mp4"}, "invalid_org"),
+        ("deleted", {**base, "name": "bétä/clip.mp4"}, "invalid_org"),
+        ("finalized", {**base, "bucket": "someone-elses-bucket"}, "unknown_bucket"),
+        ("finalized", {k: v for k, v in base.items() if k != "generation"}, "invalid_event"),
+        ("finalized", {**base, "size": "1.5"}, "invalid_event"),
+        ("finalized", [1, 2], "invalid_event"),
+    ]
+    for i, (kind, data, code) in enumerate(events):
+        headers = {
+            "ce-specversion": "1.0",
+            "ce-type": f"google.cloud.storage.object.v1.{kind}",
+            "ce-source": f"//storage.googleapis.com/projects/_/buckets/{stack['bucket']}",
+            "ce-id": f"hostile-{i}",
+            "Content-Type": "application/json",
+        }
+        resp = requests.post(stack["ingest_url"], data=json.dumps(data), headers=headers, timeout=30)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["status"] == "rejected" and resp.json()["code"] == code, resp.text
+    assert {j["job_id"] for j in jobs(stack)} == before
+
+    token = {"Authorization": f"Bearer {stack['token']}"}
+    for url, method in (
+        (f"{stack['api_url']}/v1/jobs/job-%00", "GET"),
+        (f"{stack['api_url']}/v1/search?q=ok&k=1_0", "GET"),
+        (f"{stack['drive_watch_url']}/v1/watches/bad%20id", "DELETE"),
+        (f"{stack['drive_watch_url']}/v1/watches/{'x' * 300}", "DELETE"),
+    ):
+        resp = requests.request(method, url, headers=token, timeout=30)
+        assert resp.status_code == 400 and resp.json()["code"] == "invalid_parameter", (url, resp.text)
+    assert requests.get(stack["ingest_url"], timeout=30).json()["code"] == "method_not_allowed"
+
+
 def test_overwrite_replaces_and_delete_removes(stack: dict[str, Any], clips: dict[str, Path]) -> None:
     name = "default/reel.mp4"
     source = f"gs://{stack['bucket']}/{name}"

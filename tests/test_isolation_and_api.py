@@ -131,7 +131,7 @@ def test_bad_tokens_get_401(client: FlaskClient, headers: dict[str, str]) -> Non
     for path in ("/v1/search?q=lighthouse", "/v1/assets", "/v1/jobs/job-x"):
         resp = client.get(path, headers=headers)
         assert resp.status_code == 401, (path, resp.get_json())
-        assert "error" in resp.get_json()
+        assert resp.get_json()["code"] == "unauthorized" and resp.get_json()["error"]
         assert resp.headers["WWW-Authenticate"].startswith("Bearer")
 
 
@@ -144,10 +144,17 @@ def test_bad_tokens_get_401(client: FlaskClient, headers: dict[str, str]) -> Non
         {"q": "ok", "k": "abc"},
         {"q": "ok", "k": "101"},
         {"q": "a\x00b"},
+        {"q": "ok", "k": " 5 "},
+        {"q": "ok", "k": "+5"},
+        {"q": "ok", "k": "1_0"},
+        {"q": "ok", "k": "\u0665"},
+        {"q": ["a", "b"]},
+        {"q": "ok", "source": ["a", "b"]},
     ],
 )
-def test_bad_parameters_get_400(client: FlaskClient, query: dict[str, str]) -> None:
-    assert client.get("/v1/search", query_string=query, headers=bearer()).status_code == 400
+def test_bad_parameters_get_400(client: FlaskClient, query: dict[str, Any]) -> None:
+    resp = client.get("/v1/search", query_string=query, headers=bearer())
+    assert resp.status_code == 400 and resp.get_json()["code"] == "invalid_parameter"
 
 
 @pytest.mark.parametrize(
@@ -172,7 +179,8 @@ def test_public_endpoints(client: FlaskClient) -> None:
         "/v1/assets",
         "/v1/jobs/{job_id}",
     }
-    assert client.get("/nope", headers=bearer()).status_code == 404
+    nope = client.get("/nope", headers=bearer())
+    assert nope.status_code == 404 and nope.get_json() == {"error": "not found", "code": "not_found"}
 
 
 def test_audience_is_checked_when_configured(home: Path, engine: Engine) -> None:

@@ -5,8 +5,11 @@ import flask
 import functions_framework
 
 from heimdex import cloud, logs
+from heimdex.api import errors
 
 logs.setup("INFO")
+cloud.settings()  # bad settings (a short secret, an invalid organisation) stop the instance at start-up
+errors.install(functions_framework.errorhandler)  # JSON errors from the framework's own app too
 
 
 @functions_framework.http

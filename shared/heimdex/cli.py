@@ -15,11 +15,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from heimdex import logs
-from heimdex.config import Settings
+from pydantic import ValidationError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 2, 64
+from heimdex import logs
+from heimdex.config import Settings, settings_problem
+from heimdex.domain import validate_org
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFIG = 0, 2, 64, 78  # sysexits: EX_USAGE, EX_CONFIG
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+
+
+class UsageError(Exception):
+    """A bad argument: one line on stderr, exit 64."""
 
 
 def clock(seconds: float) -> str:
@@ -226,7 +233,10 @@ def cmd_token(args: argparse.Namespace) -> int:
     from heimdex.api.auth import issue_token, jwt_secret
 
     settings = Settings()
-    print(issue_token(jwt_secret(settings), args.org or settings.org, ttl_s=args.ttl))
+    if not 1 <= args.ttl <= settings.max_token_ttl_s:
+        # The server refuses tokens that live longer: never mint one.
+        raise UsageError(f"--ttl must be between 1 and {settings.max_token_ttl_s} (HEIMDEX_MAX_TOKEN_TTL_S)")
+    print(issue_token(jwt_secret(settings), args.org, ttl_s=args.ttl))
     return EXIT_OK
 
 
@@ -326,6 +336,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_args(args: argparse.Namespace, settings: Settings) -> None:
+    """Arguments every command shares, checked in one place (UsageError)."""
+    if hasattr(args, "org"):
+        # --org, else HEIMDEX_ORG (checked by Settings): whatever reaches a command is valid.
+        org = settings.org if args.org is None else args.org
+        try:
+            args.org = validate_org(org)
+        except ValueError as exc:
+            raise UsageError(f"--org: {exc}") from None
+    if args.command == "search" and not 1 <= args.k <= 1000:
+        raise UsageError("--k must be between 1 and 1000")
+
+
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -337,12 +360,18 @@ def main(argv: list[str] | None = None) -> int:
         # SIGTERM (a service manager, `kill`) unwinds like Ctrl-C: workers stop, claims are freed and
         # the embedded PostgreSQL is stopped by its last user's exit handler instead of orphaned.
         signal.signal(signal.SIGTERM, _interrupt)
-    if args.command == "search" and not 1 <= args.k <= 1000:
-        print("--k must be between 1 and 1000", file=sys.stderr)
-        return EXIT_USAGE
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"heimdex: invalid configuration: {shown(settings_problem(exc))}", file=sys.stderr)
+        return EXIT_CONFIG
     started = time.perf_counter()
     try:
+        check_args(args, settings)
         code: int = args.func(args)
+    except UsageError as exc:
+        print(f"heimdex: {shown(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

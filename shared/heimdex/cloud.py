@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask
 
 from heimdex.config import Settings
+from heimdex.domain import is_valid_org
 from heimdex.engine import Engine
 from heimdex.ingest import IngestResult, ingest, remove
 
@@ -41,8 +44,15 @@ def _once(key: str, make: Callable[[], Any]) -> Any:
         return _state[key]
 
 
+def settings() -> Settings:
+    """The process's settings, read once; a bad value (a short secret, an invalid organisation)
+    stops the instance at start-up, where the entry points call this."""
+    found: Settings = _once("settings", Settings)
+    return found
+
+
 def engine() -> Engine:
-    eng: Engine = _once("engine", lambda: Engine(Settings()))
+    eng: Engine = _once("engine", lambda: Engine(settings()))
     return eng
 
 
@@ -96,7 +106,10 @@ def warm_search() -> None:
 def serve_http(name: str, request: Any) -> Any:
     """Answer a functions-framework request with the named app (routing, auth, error handlers)."""
     app = http_app(name)
-    with app.request_context(request.environ):
+    # One reader of the body: the app reads through the framework's request stream, so that the
+    # framework, which drains the body after every response, finds it read rather than truncated.
+    environ = {**request.environ, "wsgi.input": request.stream}
+    with app.request_context(environ):
         return app.full_dispatch_request()
 
 
@@ -122,46 +135,142 @@ def remember(event_id: str, settings: Settings) -> None:
     )
 
 
-def handle_storage_event(event_type: str, event_id: str, data: dict[str, Any]) -> dict[str, Any]:
-    eng = engine()
-    bucket, name = str(data.get("bucket", "")), str(data.get("name", ""))
-    if not bucket or not name:
-        return {"status": "rejected", "reason": "event without bucket or object name"}
+MAX_NAME_BYTES = 1024  # GCS object names: 1-1024 bytes of UTF-8, no CR or LF
+DIGITS = re.compile(r"[0-9]{1,20}")  # generations and sizes: int64 as GCS writes them (decimal text)
+
+
+class EventRejected(Exception):
+    """An event that can never be handled: acknowledged (so Eventarc does not redeliver it) with this
+    reason, never retried."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+    def outcome(self) -> dict[str, Any]:
+        return {"status": "rejected", "code": self.code, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class StorageObject:
+    """The fields of a storage event that ingest uses, checked."""
+
+    bucket: str
+    name: str
+    org_id: str
+    generation: str
+    size: int | None
+    content_type: str | None
+
+    @property
+    def source(self) -> str:
+        return f"gs://{self.bucket}/{self.name}"
+
+
+def require_source_buckets(config: Settings) -> list[str]:
+    if not config.source_buckets:
+        raise ValueError("HEIMDEX_SOURCE_BUCKETS is not configured: ingest would accept no bucket")
+    return config.source_buckets
+
+
+def _text(data: dict[str, Any], key: str, *, required: bool = True) -> str | None:
+    value = data.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise EventRejected("invalid_event", f"event field {key!r} must be a non-empty string")
+    if "\x00" in value:
+        raise EventRejected("invalid_event", f"event field {key!r} contains NUL")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise EventRejected("invalid_event", f"event field {key!r} is not valid Unicode") from None
+    return value
+
+
+def _integer(data: dict[str, Any], key: str) -> int:
+    """GCS writes int64 fields as decimal strings; a JSON integer is taken too. Nothing else: no
+    sign, fraction, blanks, other digits or lists."""
+    value = data.get(key)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
+        return value
+    if isinstance(value, str) and DIGITS.fullmatch(value) and int(value) < 2**63:
+        return int(value)
+    shown = repr(value)[:40]
+    raise EventRejected("invalid_event", f"event field {key!r} must be a non-negative integer, not {shown}")
+
+
+def check_storage_event(event_type: str, data: Any, config: Settings) -> StorageObject:
+    """The object a storage event is about, or EventRejected saying why it can never be handled."""
+    if event_type not in (FINALIZED, DELETED):
+        raise EventRejected("unsupported_event", f"unexpected event type {event_type!r}"[:200])
+    if not isinstance(data, dict):
+        raise EventRejected("invalid_event", "event data is not a JSON object")
+    bucket = _text(data, "bucket")
+    assert bucket is not None
+    if bucket not in require_source_buckets(config):
+        raise EventRejected("unknown_bucket", f"bucket {bucket[:80]!r} is not a configured source bucket")
+    name = _text(data, "name")
+    assert name is not None
     org_id = name.split("/", 1)[0] if "/" in name else ""
-    source = f"gs://{bucket}/{name}"
-    generation = str(data.get("generation", ""))
+    if not org_id:
+        raise EventRejected("invalid_org", "object is not under an organisation folder (ORG/...)")
+    if not is_valid_org(org_id):
+        raise EventRejected("invalid_org", f"folder {org_id[:80]!r} is not a valid organisation id")
+    if len(name.encode()) > MAX_NAME_BYTES or "\r" in name or "\n" in name:
+        raise EventRejected("invalid_event", "object name is longer than 1024 bytes or has CR/LF")
+    generation = str(_integer(data, "generation"))
+    size = _integer(data, "size") if event_type == FINALIZED or "size" in data else None
+    content_type = _text(data, "contentType", required=False)
+    return StorageObject(bucket, name, org_id, generation, size, content_type)
+
+
+def handle_storage_event(event_type: str, event_id: str, data: Any) -> dict[str, Any]:
+    """Ingest or remove the object of a storage event. Events that can never be handled are
+    answered `rejected` (and acknowledged by the caller); infrastructure errors raise, to be retried."""
+    config = settings()
+    try:
+        obj = check_storage_event(event_type, data, config)
+    except EventRejected as exc:
+        log.warning("storage event rejected", extra={"event": event_id[:200], **exc.outcome()})
+        return exc.outcome()
+    eng = engine()
     if seen(event_id, eng.settings):
         return {"status": "duplicate", "reason": f"event {event_id} was handled before"}
-    outcome = _handle(eng, event_type, org_id, source, generation, name, data)
+    outcome = _handle(eng, event_type, obj)
     remember(event_id, eng.settings)
-    log.info("storage event", extra={"event": event_id, "source": source, **outcome})
+    log.info("storage event", extra={"event": event_id, "source": obj.source, **outcome})
     return outcome
 
 
-def _handle(
-    eng: Engine, event_type: str, org_id: str, source: str, generation: str, name: str, data: dict[str, Any]
-) -> dict[str, Any]:
+def _handle(eng: Engine, event_type: str, obj: StorageObject) -> dict[str, Any]:
     if event_type == DELETED:
-        if not org_id:
-            return {"status": "rejected", "reason": "object is not under an organisation folder"}
-        removed = remove(eng, org_id=org_id, source=source, version=generation or None)
+        removed = remove(eng, org_id=obj.org_id, source=obj.source, version=obj.generation)
         return {"status": "removed", "assets": removed}
-    if event_type != FINALIZED:
-        return {"status": "rejected", "reason": f"unexpected event type {event_type}"}
-    if not org_id:
-        return {"status": "rejected", "reason": "object is not under an organisation folder (ORG/...)"}
+    assert obj.size is not None
     result: IngestResult = ingest(
         eng,
         dispatcher(),
-        org_id=org_id,
-        source=source,
-        version=generation,
-        size=int(data.get("size") or 0),
-        name=name,
-        content_type=data.get("contentType"),
+        org_id=obj.org_id,
+        source=obj.source,
+        version=obj.generation,
+        size=obj.size,
+        name=obj.name,
+        content_type=obj.content_type,
     )
-    return {
+    outcome: dict[str, Any] = {
         "status": result.status,
         "reason": result.reason,
         "job_id": result.ref.job_id if result.ref else None,
     }
+    if result.status == "rejected":
+        outcome["code"] = "not_accepted"
+    return outcome
+
+
+def malformed_event(exc: Exception) -> Any:
+    """A request to the ingest function that is no CloudEvent at all (Eventarc never sends one)."""
+    from heimdex.api import errors
+
+    return errors.error(400, "invalid_event", f"not a readable CloudEvent: {exc}"[:300])

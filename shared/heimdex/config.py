@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from heimdex.domain import validate_org
 
 
 def default_home() -> Path:
@@ -30,6 +32,8 @@ def cloud(*components: str) -> dict[str, Any]:
 
 
 ALL = ("functions", "stages")
+# HS256 keys shorter than the hash output (32 bytes) are refused (RFC 7518 section 3.2).
+MIN_SECRET_BYTES = 32
 ENQUEUERS = ("ingest", "drive_watch", "stages")
 
 # How long one attempt of a stage may go without progress before the sweep ends its job (heimdex.sweep):
@@ -47,7 +51,8 @@ STAGE_DEADLINES_S: dict[str, float] = {
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HEIMDEX_", extra="ignore")
+    # Errors never quote the value: it may be a secret.
+    model_config = SettingsConfigDict(env_prefix="HEIMDEX_", extra="ignore", hide_input_in_errors=True)
 
     home: Path = Field(
         default_factory=default_home,
@@ -71,8 +76,16 @@ class Settings(BaseSettings):
         default=512, description="Width of scenes.image_vec, fixed when the schema is made."
     )
     org: str = "default"
-    jwt_secret: str | None = Field(default=None, description="HS256 secret for API tokens.")
+    jwt_secret: str | None = Field(
+        default=None, description=f"HS256 secret for API tokens, at least {MIN_SECRET_BYTES} bytes."
+    )
     jwt_audience: str | None = None
+    max_token_ttl_s: int = Field(
+        default=24 * 3600,
+        gt=0,
+        description="HS256 tokens that expire further ahead than this are refused; `heimdex token`"
+        " mints none longer.",
+    )
 
     # Models: local paths only. None means "the default that ships in an installed package".
     asr_model: str | None = None
@@ -120,6 +133,12 @@ class Settings(BaseSettings):
     # The jobs and events collections carry the Firestore TTL policy: Terraform sets both names.
     jobs_collection: str = Field(default="heimdex_jobs", json_schema_extra=cloud(*ALL))
     events_collection: str = Field(default="heimdex_events", json_schema_extra=cloud("ingest"))
+    source_buckets: list[str] = Field(
+        default_factory=list,
+        description="Buckets whose object events ingest accepts (JSON list); events of any other"
+        " bucket are refused.",
+        json_schema_extra=cloud("ingest"),
+    )
     watches_collection: str = Field(default="heimdex_drive_watches", json_schema_extra=cloud("drive_watch"))
     job_ttl_days: int = 30
     dispatch: Literal["local", "cloud_tasks"] = Field(default="local", json_schema_extra=cloud(*ENQUEUERS))
@@ -209,6 +228,27 @@ class Settings(BaseSettings):
         """Every stage's sweep deadline: the defaults, overridden by HEIMDEX_STAGE_DEADLINES_S."""
         return {**STAGE_DEADLINES_S, **self.stage_deadlines_s}
 
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_enough(cls, value: str | None) -> str | None:
+        if value is not None and len(value.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes (got {len(value.encode())})")
+        return value
+
+    @field_validator("org")
+    @classmethod
+    def _valid_org(cls, value: str) -> str:
+        return validate_org(value)
+
     @property
     def pgdata(self) -> Path:
         return self.home / "pg"
+
+
+def settings_problem(exc: ValidationError) -> str:
+    """A ValidationError of Settings on one line, by variable: `HEIMDEX_ORG: invalid ...`."""
+    parts = []
+    for err in exc.errors():
+        name = "HEIMDEX_" + "_".join(str(p) for p in err["loc"][:1]).upper()
+        parts.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)

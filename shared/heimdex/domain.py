@@ -26,7 +26,9 @@ VIDEO_EXTENSIONS = {
     ".ogv",
     ".dv",
 }
-ORG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# Whole-string patterns: always `fullmatch` (`^...$` with `match` lets a trailing newline through).
+ORG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+JOB_ID_RE = re.compile(r"job-[0-9a-f]{24}")
 
 
 class MediaError(Exception):
@@ -37,9 +39,16 @@ class StageSkipped(Exception):
     """A stage has nothing to do for this asset (e.g. its model is not configured)."""
 
 
+def is_valid_org(org: object) -> bool:
+    return isinstance(org, str) and ORG_RE.fullmatch(org) is not None
+
+
 def validate_org(org: str) -> str:
-    if not ORG_RE.match(org):
-        raise ValueError(f"invalid organisation id {org!r}: use letters, digits, '_', '.', '-' (max 63)")
+    if not is_valid_org(org):
+        raise ValueError(
+            f"invalid organisation id {org!r}: use letters, digits, '_', '.', '-' (max 63),"
+            " starting with a letter or digit"
+        )
     return org
 
 

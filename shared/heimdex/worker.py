@@ -18,6 +18,7 @@ from flask import Flask, jsonify, request
 
 from heimdex import logs
 from heimdex.adapters.cloud_tasks import CloudTasksDispatcher, part_from_payload, ref_from_payload
+from heimdex.api import errors
 from heimdex.api.auth import AuthError, bearer_token, verify_google_id_token
 from heimdex.config import Settings
 from heimdex.domain import make_asset_id
@@ -26,6 +27,7 @@ from heimdex.executor import run_stage
 from heimdex.pipeline import STAGES, parse_task_key, task_key
 
 log = logging.getLogger(__name__)
+MAX_TASK_BYTES = 64 * 1024  # a task is {org_id, asset_id, source, version, part}
 
 
 def verify_task_token(header: str | None, audience: str) -> None:
@@ -40,6 +42,8 @@ def create_stage_app(stage: str, engine: Engine, dispatcher: Any) -> Flask:
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}")
     app = Flask(f"heimdex-{stage}")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_TASK_BYTES
+    errors.install(app.errorhandler)
 
     @app.get("/healthz")
     def healthz() -> Any:
@@ -51,14 +55,15 @@ def create_stage_app(stage: str, engine: Engine, dispatcher: Any) -> Flask:
             try:
                 verify_task_token(request.headers.get("Authorization"), dispatcher.stage_url(stage))
             except PermissionError as exc:
-                return jsonify({"error": str(exc)}), 401
+                return errors.error(401, "unauthorized", str(exc))
         payload = request.get_json(silent=True)
         try:
             ref = ref_from_payload(payload or {})
             key = task_key(stage, part_from_payload(payload or {}))
             parse_task_key(key)  # a part of an unsegmented stage is no task
         except (KeyError, TypeError, ValueError) as exc:
-            return jsonify({"error": f"bad task payload: {exc}"}), 400  # a malformed task: drop, don't retry
+            # A malformed task: drop, don't retry (4xx other than 429).
+            return errors.error(400, "invalid_request", f"bad task payload: {exc}")
         if ref.asset_id != make_asset_id(ref.org_id, ref.source, ref.version):
             # The asset id binds organisation, source and version: a payload that names one
             # organisation with another's asset (or source) reaches no job and touches nothing.

@@ -20,7 +20,7 @@ from google.cloud import tasks_v2
 from google.protobuf import duration_pb2
 
 from heimdex.config import Settings
-from heimdex.domain import AssetRef
+from heimdex.domain import AssetRef, validate_org
 from heimdex.pipeline import parse_task_key
 
 log = logging.getLogger(__name__)
@@ -63,9 +63,12 @@ def part_from_payload(payload: dict[str, Any]) -> int | None:
 
 
 def ref_from_payload(payload: dict[str, Any]) -> AssetRef:
-    return AssetRef(
-        str(payload["org_id"]), str(payload["asset_id"]), str(payload["source"]), str(payload["version"])
-    )
+    """The asset of a task; raises KeyError/TypeError/ValueError if malformed (strings without NUL,
+    a valid organisation)."""
+    fields = [payload["org_id"], payload["asset_id"], payload["source"], payload["version"]]
+    if not all(isinstance(f, str) and "\x00" not in f for f in fields):
+        raise ValueError("org_id, asset_id, source and version must be strings without NUL")
+    return AssetRef(validate_org(fields[0]), fields[1], fields[2], fields[3])
 
 
 class CloudTasksDispatcher:

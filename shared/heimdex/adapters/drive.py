@@ -52,7 +52,7 @@ HTTP_TIMEOUT_S = 60
 NUM_RETRIES = 3  # 429, 5xx and rate-limit 403s, with backoff (the client's own retry)
 RENEW_MARGIN_S = 2 * 24 * 3600.0
 MAX_ANCESTORS = 100
-_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,200}")  # fullmatch
 
 FILE_FIELDS = "id,name,size,md5Checksum,version,modifiedTime,mimeType,trashed"
 CHANGE_FIELDS = (
@@ -122,7 +122,7 @@ def drive_uri(file_id: str) -> str:
 
 def file_id_of(uri: str) -> str:
     fid = uri[len(URI_PREFIX) :] if uri.startswith(URI_PREFIX) else ""
-    if not _ID_RE.match(fid):
+    if not _ID_RE.fullmatch(fid):
         raise ValueError(f"not a drive://<fileId> URI: {uri!r}")
     return fid
 
@@ -255,9 +255,15 @@ class WatchStore(Protocol):
 
 def watch_doc_id(org_id: str, folder_id: str) -> str:
     validate_org(org_id)  # no ':' in either part, so the id is unambiguous
-    if not _ID_RE.match(folder_id):
-        raise ValueError(f"invalid Drive folder id {folder_id!r}")
+    validate_folder_id(folder_id)
     return f"{org_id}:{folder_id}"
+
+
+def validate_folder_id(folder_id: object) -> str:
+    """A Drive file id: 1-200 of letters, digits, '_' and '-' (what Drive issues)."""
+    if not isinstance(folder_id, str) or not _ID_RE.fullmatch(folder_id):
+        raise ValueError(f"invalid Drive folder id {folder_id!r}")
+    return folder_id
 
 
 def _channel_to_doc(c: Channel) -> dict[str, Any]:

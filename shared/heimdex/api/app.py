@@ -4,20 +4,22 @@ search Cloud Function. The organisation always comes from the verified token, ne
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
-import psycopg
-from flask import Flask, Response, g, jsonify, request
-from psycopg_pool import PoolTimeout
-from werkzeug.exceptions import MethodNotAllowed
+from flask import Flask, Response, g, request
 
+from heimdex.api import errors
 from heimdex.api.auth import AuthError, jwt_secret, org_from_google_token, org_from_header
 from heimdex.config import Settings
+from heimdex.domain import JOB_ID_RE
 
 MAX_QUERY_CHARS = 1000
+MAX_SOURCE_CHARS = 2048
 MAX_K = 100
+K_RE = re.compile(r"[0-9]{1,9}")  # ASCII digits only: no sign, blanks, '_' or other scripts' digits
 PUBLIC = {"/healthz", "/openapi.json"}
 QUERY_PARAMETERS = {"/v1/search": {"q", "k", "source"}}  # routes not listed take none
 
@@ -27,12 +29,8 @@ def openapi_document() -> dict[str, Any]:
     return doc
 
 
-def _error(status: int, message: str) -> Response:
-    resp = jsonify({"error": message})
-    resp.status_code = status
-    if status == 401:
-        resp.headers["WWW-Authenticate"] = 'Bearer realm="heimdex"'
-    return resp
+def _invalid(message: str) -> Response:
+    return errors.error(400, "invalid_parameter", message)
 
 
 def bearer_org(settings: Settings) -> Callable[[str | None], tuple[str, Response | None]]:
@@ -44,9 +42,12 @@ def bearer_org(settings: Settings) -> Callable[[str | None], tuple[str, Response
         try:
             if settings.auth_mode == "google":
                 return org_from_google_token(header, audience=settings.google_audience), None
-            return org_from_header(header, secret, audience=settings.jwt_audience), None
+            org = org_from_header(
+                header, secret, audience=settings.jwt_audience, max_ttl_s=settings.max_token_ttl_s
+            )
+            return org, None
         except AuthError as exc:
-            return "", _error(401, str(exc))
+            return "", errors.error(401, "unauthorized", str(exc))
 
     return org_of
 
@@ -54,6 +55,7 @@ def bearer_org(settings: Settings) -> Callable[[str | None], tuple[str, Response
 def create_app(engine: Any) -> Flask:
     app = Flask("heimdex")
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    errors.install(app.errorhandler)
     org_of = bearer_org(engine.settings)
     spec = openapi_document()
 
@@ -66,12 +68,20 @@ def create_app(engine: Any) -> Flask:
 
     @app.before_request
     def known_parameters() -> Response | None:
-        """Unknown query parameters are refused, not ignored: a typo (`?query=`) should not
-        silently search for something else."""
+        """Unknown or repeated query parameters are refused, not ignored: a typo (`?query=`) should
+        not silently search for something else, nor `?q=a&q=b` for one of the two. NUL in the path
+        or any parameter is refused here, before it reaches the database (PostgreSQL text cannot
+        hold it)."""
+        texts = [request.path, *(k + v for k, v in request.args.items(multi=True))]
+        if any("\x00" in t for t in texts):
+            return _invalid("parameters must not contain NUL characters")
         rule = request.url_rule.rule if request.url_rule else None
         unknown = set(request.args) - QUERY_PARAMETERS.get(rule or "", set())
         if rule and unknown:
-            return _error(400, f"unknown query parameter(s): {', '.join(sorted(unknown))}")
+            return _invalid(f"unknown query parameter(s): {', '.join(sorted(unknown))}")
+        repeated = sorted(k for k in request.args if len(request.args.getlist(k)) > 1)
+        if repeated:
+            return _invalid(f"repeated query parameter(s): {', '.join(repeated)}")
         return None
 
     @app.get("/healthz")
@@ -87,18 +97,18 @@ def create_app(engine: Any) -> Flask:
         raw_q = request.args.get("q", "")
         q = raw_q.strip()
         source = request.args.get("source") or None
-        if "\x00" in raw_q or (source and "\x00" in source):
-            return _error(400, "parameters must not contain NUL characters")
         if not q:
-            return _error(400, "q is required")
+            return _invalid("q is required")
         if len(raw_q) > MAX_QUERY_CHARS:  # the documented limit is on the parameter as sent
-            return _error(400, f"q is longer than {MAX_QUERY_CHARS} characters")
-        try:
-            k = int(request.args.get("k", "10"))
-        except ValueError:
-            return _error(400, "k must be an integer")
+            return _invalid(f"q is longer than {MAX_QUERY_CHARS} characters")
+        if source and len(source) > MAX_SOURCE_CHARS:
+            return _invalid(f"source is longer than {MAX_SOURCE_CHARS} characters")
+        raw_k = request.args.get("k", "10")
+        if not K_RE.fullmatch(raw_k):
+            return _invalid("k must be an integer written with the digits 0-9")
+        k = int(raw_k)
         if not 1 <= k <= MAX_K:
-            return _error(400, f"k must be between 1 and {MAX_K}")
+            return _invalid(f"k must be between 1 and {MAX_K}")
         results = engine.search(q, org=g.org_id, k=k, source=source)
         return {"results": results}
 
@@ -108,28 +118,11 @@ def create_app(engine: Any) -> Flask:
 
     @app.get("/v1/jobs/<job_id>")
     def job(job_id: str) -> Any:
+        if not JOB_ID_RE.fullmatch(job_id):
+            return _invalid("job_id is not a job id (job-<24 hex digits>)")
         found = engine.jobs.get_by_id(job_id, org_id=g.org_id)
         if found is None:
-            return _error(404, "no such job")
+            return errors.error(404, "not_found", "no such job")
         return {k: found.get(k) for k in ("job_id", "asset_id", "source", "status", "error", "stages")}
-
-    @app.errorhandler(404)
-    def not_found(_: Exception) -> Response:
-        return _error(404, "not found")
-
-    @app.errorhandler(psycopg.OperationalError)
-    @app.errorhandler(PoolTimeout)
-    def database_unavailable(_: Exception) -> Response:
-        # The database is restarting or failing over; the pool reconnects with backoff. A client
-        # should retry, not treat it as a server bug.
-        resp = _error(503, "the database is unavailable; retry shortly")
-        resp.headers["Retry-After"] = "2"
-        return resp
-
-    @app.errorhandler(405)
-    def not_allowed(exc: MethodNotAllowed) -> Response:
-        resp = _error(405, "method not allowed")
-        resp.headers["Allow"] = ", ".join(exc.valid_methods or [])  # RFC 9110
-        return resp
 
     return app

@@ -16,10 +16,11 @@ from typing import Any
 
 import jwt
 
-from heimdex.config import Settings
-from heimdex.domain import ORG_RE
+from heimdex.config import MIN_SECRET_BYTES, Settings
+from heimdex.domain import is_valid_org
 
 ALGORITHM = "HS256"
+CLOCK_SKEW_S = 60  # a token minted for the longest lifetime on a clock this far ahead still passes
 
 
 class AuthError(Exception):
@@ -35,7 +36,10 @@ def jwt_secret(settings: Settings) -> str:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
+    secret = path.read_text().strip()
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise ValueError(f"{path}: the JWT secret must be at least {MIN_SECRET_BYTES} bytes")
+    return secret
 
 
 def issue_token(secret: str, org_id: str, *, ttl_s: int = 3600) -> str:
@@ -54,9 +58,25 @@ def bearer_token(header: str | None) -> str:
 
 def _org(claims: Mapping[str, Any]) -> str:
     org = claims.get("org_id")
-    if not isinstance(org, str) or not ORG_RE.match(org):
+    if not is_valid_org(org):
         raise AuthError("token has no valid org_id claim")
+    assert isinstance(org, str)
     return org
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_lifetime(claims: Mapping[str, Any], max_ttl_s: int, now: float | None = None) -> None:
+    """`exp` (and `iat`, `nbf` when present) must be JSON numbers, not numeric strings; a token
+    may not expire further ahead than `max_ttl_s` (a stolen long-lived token stays useful)."""
+    for claim in ("exp", "iat", "nbf"):
+        if claim in claims and not _is_number(claims[claim]):
+            raise AuthError(f"invalid token: the {claim} claim must be a number")
+    now = time.time() if now is None else now
+    if claims["exp"] > now + max_ttl_s + CLOCK_SKEW_S:
+        raise AuthError(f"invalid token: it expires more than {max_ttl_s} s ahead")
 
 
 def verify_google_id_token(token: str, audience: str) -> Mapping[str, Any]:
@@ -90,7 +110,9 @@ def org_from_google_token(header: str | None, *, audience: str | None) -> str:
     return _org(verify_google_id_token(token, audience))
 
 
-def org_from_header(header: str | None, secret: str, *, audience: str | None = None) -> str:
+def org_from_header(
+    header: str | None, secret: str, *, audience: str | None = None, max_ttl_s: int | None = None
+) -> str:
     """The organisation of a valid `Authorization: Bearer <jwt>` header (HS256), or AuthError."""
     token = bearer_token(header)
     try:
@@ -103,4 +125,6 @@ def org_from_header(header: str | None, secret: str, *, audience: str | None = N
         )
     except jwt.PyJWTError as exc:
         raise AuthError(f"invalid token: {exc}") from exc
+    default_ttl_s: int = Settings.model_fields["max_token_ttl_s"].default
+    check_lifetime(claims, default_ttl_s if max_ttl_s is None else max_ttl_s)
     return _org(claims)

@@ -18,13 +18,15 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, jsonify, request
+from flask import Flask, request
 
-from heimdex.adapters.drive import DriveWatcher, NotificationRefused, Removal, Upsert
+from heimdex.adapters.drive import DriveWatcher, NotificationRefused, Removal, Upsert, validate_folder_id
+from heimdex.api import errors
 from heimdex.api.app import bearer_org
 from heimdex.ingest import Dispatcher, ingest, remove
 
 log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 64 * 1024  # a registration is one small JSON object; notifications have no body
 
 
 def scheduler_audience(settings: Any, path: str) -> str:
@@ -46,7 +48,7 @@ def scheduler_refusal(settings: Any, path: str) -> Any:
     try:
         verify_task_token(request.headers.get("Authorization"), scheduler_audience(settings, path))
     except PermissionError as exc:
-        return jsonify({"error": str(exc)}), 401
+        return errors.error(401, "unauthorized", str(exc))
     return None
 
 
@@ -54,6 +56,8 @@ def create_drive_app(engine: Any, dispatcher: Dispatcher, watcher: Callable[[], 
     """`watcher` makes (or returns) the Drive watcher on first use, so that /sweep never depends on
     the Drive client."""
     app = Flask("heimdex-drive-watch")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    errors.install(app.errorhandler)
     org_of = bearer_org(engine.settings)
 
     @app.post("/notifications")
@@ -62,7 +66,7 @@ def create_drive_app(engine: Any, dispatcher: Dispatcher, watcher: Callable[[], 
             changes = watcher().handle_notification(request.headers)
         except NotificationRefused as exc:
             log.warning("drive notification refused", extra={"reason": str(exc)})
-            return jsonify({"error": str(exc)}), 403
+            return errors.error(403, "forbidden", str(exc))
         done: list[dict[str, Any]] = []
         for change in changes:
             if isinstance(change, Upsert):
@@ -102,13 +106,18 @@ def create_drive_app(engine: Any, dispatcher: Dispatcher, watcher: Callable[[], 
         org, error = org_of(request.headers.get("Authorization"))
         if error:
             return error
-        folder_id = (request.get_json(silent=True) or {}).get("folder_id")
+        body = request.get_json(silent=True)
+        folder_id = body.get("folder_id") if isinstance(body, dict) else None
         if not isinstance(folder_id, str) or not folder_id:
-            return jsonify({"error": "folder_id is required"}), 400
+            return errors.error(400, "invalid_request", 'expected a JSON object {"folder_id": "<id>"}')
+        try:
+            validate_folder_id(folder_id)
+        except ValueError as exc:
+            return errors.error(400, "invalid_parameter", str(exc))
         try:
             watch = watcher().register(org, folder_id)
         except ValueError as exc:
-            return jsonify({"error": str(exc)}), 400
+            return errors.error(400, "invalid_parameter", str(exc))
         return {
             "org_id": watch.org_id,
             "folder_id": watch.folder_id,
@@ -121,8 +130,12 @@ def create_drive_app(engine: Any, dispatcher: Dispatcher, watcher: Callable[[], 
         org, error = org_of(request.headers.get("Authorization"))
         if error:
             return error
+        try:
+            validate_folder_id(folder_id)
+        except ValueError as exc:
+            return errors.error(400, "invalid_parameter", str(exc))
         if not watcher().unregister(org, folder_id):
-            return jsonify({"error": "not watched"}), 404
+            return errors.error(404, "not_found", "not watched")
         return "", 204
 
     return app

@@ -106,6 +106,7 @@ class Stack:
             "HEIMDEX_TASKS_EMULATOR_HOST": tasks.address,
             "HEIMDEX_STAGE_URLS": json.dumps(stage_urls),
             "HEIMDEX_DERIVED_BUCKET": self.derived_bucket,
+            "HEIMDEX_SOURCE_BUCKETS": json.dumps([self.bucket]),
             "HEIMDEX_JWT_SECRET": os.environ.get("HEIMDEX_JWT_SECRET", DEV_SECRET),
             "HEIMDEX_MAX_ATTEMPTS": str(self.max_attempts),
             "HEIMDEX_LOG_LEVEL": "INFO",
@@ -168,7 +169,8 @@ class Stack:
             "storage_emulator_host": gcs.env["STORAGE_EMULATOR_HOST"],
             "bucket": self.bucket,
             "search_url": f"http://127.0.0.1:{search_port}/v1/search",
-            "token": issue_token(env["HEIMDEX_JWT_SECRET"], "default", ttl_s=7 * 24 * 3600),
+            # As long as the server accepts (HEIMDEX_MAX_TOKEN_TTL_S); `heimdex token` mints more.
+            "token": issue_token(env["HEIMDEX_JWT_SECRET"], "default", ttl_s=Settings().max_token_ttl_s),
             "project": self.project,
             "derived_bucket": self.derived_bucket,
             "api_url": f"http://127.0.0.1:{search_port}",

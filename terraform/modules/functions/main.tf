@@ -61,6 +61,7 @@ locals {
   component_env = {
     ingest = {
       HEIMDEX_EVENTS_COLLECTION   = var.events_collection
+      HEIMDEX_SOURCE_BUCKETS      = jsonencode(var.source_bucket == null ? [] : [var.source_bucket])
       HEIMDEX_DISPATCH            = "cloud_tasks"
       HEIMDEX_TASKS_LOCATION      = var.region
       HEIMDEX_TASKS_QUEUE_PREFIX  = var.queue_prefix
