@@ -11,6 +11,7 @@ import numpy as np
 from heimdex import segments, sidecar
 from heimdex.adapters.blobs import write_json
 from heimdex.index import orgindex, store
+from heimdex.index.db import backup_fence
 from heimdex.scenes import build_scenes
 from heimdex.stages.context import StageContext
 
@@ -65,10 +66,12 @@ def run(ctx: StageContext) -> dict[str, Any]:
         models=models,
         stages=stages,
     )
-    write_json(ctx.derived, ctx.ref.sidecar_key, doc)
-
     rows = [store.SceneRow(scene, vec) for scene, vec in zip(scenes, text_vecs, strict=True)]
     with ctx.db.org_tx(ctx.ref.org_id) as conn:
+        # The sidecar is written inside the transaction that points the asset at it, fenced against
+        # `heimdex backup`: a backup holds both or neither (heimdex.backup, "Consistency").
+        backup_fence(conn)
+        write_json(ctx.derived, ctx.ref.sidecar_key, doc)
         store.replace_scenes(
             conn,
             ctx.ref,
