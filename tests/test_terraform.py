@@ -219,6 +219,69 @@ def test_database_url_comes_from_secret_manager() -> None:
     assert ip["ssl_mode"] == "ENCRYPTED_ONLY"
 
 
+# -- nothing lost: database backups and derived-object versions ---------------------------------------
+
+
+def test_cloudsql_automated_backups_with_point_in_time_recovery() -> None:
+    """The cloud counterpart of `heimdex backup`: daily backups kept `retained_backups`, and
+    write-ahead logs for `transaction_log_retention_days` so the index can be restored to any second."""
+    sql = resources(MODULES / "cloudsql", "google_sql_database_instance")["this"]
+    settings = sql["settings"][0]
+    assert settings["edition"] == "ENTERPRISE"  # the 1-7 day log limit below is this edition's
+    [backups] = settings["backup_configuration"]
+    assert backups["enabled"] is True
+    assert backups["point_in_time_recovery_enabled"] is True
+    assert backups["transaction_log_retention_days"] == "${var.transaction_log_retention_days}"
+    assert backups["start_time"] == "${var.backup_start_time}"
+    [retention] = backups["backup_retention_settings"]
+    assert retention == {"retained_backups": "${var.retained_backups}", "retention_unit": "COUNT"}
+    assert sql["deletion_protection"] == "${var.deletion_protection}"
+    variables = variables_of(MODULES / "cloudsql")
+    for name, low, high in (("retained_backups", 1, 365), ("transaction_log_retention_days", 1, 7)):
+        assert low <= variables[name]["default"] <= high, name
+        [check] = variables[name]["validation"]
+        assert f"var.{name} >= {low}" in check["condition"] and f"var.{name} <= {high}" in check["condition"]
+    for env in ENVS:
+        call = module_calls(env)["cloudsql"]
+        assert call["retained_backups"] == "${var.sql_retained_backups}", env
+        assert call["transaction_log_retention_days"] == "${var.sql_transaction_log_days}", env
+        tfvars = parse(TF / "envs" / env / "terraform.tfvars")
+        assert 1 <= tfvars["sql_retained_backups"] <= 365, env
+        assert 1 <= tfvars["sql_transaction_log_days"] <= 7, env
+    prod = parse(TF / "envs" / "prod" / "terraform.tfvars")
+    assert prod["sql_retained_backups"] >= 7 and prod["sql_transaction_log_days"] == 7
+    assert prod["deletion_protection"] is True
+
+
+def test_derived_bucket_is_versioned_and_old_versions_expire() -> None:
+    """Sidecars, thumbnails and stage outputs overwritten or deleted (a bad deploy, a re-index) can be
+    brought back for `derived_noncurrent_days`; after that the noncurrent versions are deleted."""
+    derived = resources(MODULES / "storage", "google_storage_bucket")["derived"]
+    assert derived["versioning"] == [{"enabled": True}]
+    expiry = [
+        rule
+        for rule in derived["lifecycle_rule"]
+        if rule["action"] == [{"type": "Delete"}]
+        and rule["condition"][0].get("days_since_noncurrent_time") == "${var.derived_noncurrent_days}"
+    ]
+    assert len(expiry) == 1, derived["lifecycle_rule"]
+    # Only noncurrent versions: a Delete rule on age or on the live version would lose the index's files.
+    assert expiry[0]["condition"] == [
+        {"days_since_noncurrent_time": "${var.derived_noncurrent_days}", "with_state": "ARCHIVED"}
+    ]
+    for rule in derived["lifecycle_rule"]:
+        if rule["action"] == [{"type": "Delete"}]:
+            assert rule["condition"][0].get("with_state") == "ARCHIVED", rule
+    assert derived["force_destroy"] == "${var.force_destroy}"
+    variable = variables_of(MODULES / "storage")["derived_noncurrent_days"]
+    assert variable["default"] >= 1
+    assert "var.derived_noncurrent_days >= 1" in variable["validation"][0]["condition"]
+    for env in ENVS:
+        assert module_calls(env)["storage"]["derived_noncurrent_days"] == "${var.derived_noncurrent_days}"
+        assert parse(TF / "envs" / env / "terraform.tfvars")["derived_noncurrent_days"] >= 1, env
+    assert parse(TF / "envs" / "prod" / "terraform.tfvars")["derived_noncurrent_days"] >= 7
+
+
 def test_env_defaults_match_the_code() -> None:
     """Names Terraform gives resources and the code also derives itself must agree."""
     for env in ENVS:

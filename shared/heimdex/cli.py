@@ -1,4 +1,4 @@
-"""`heimdex` command line: index, search, assets, sidecar, serve, token, samples.
+"""`heimdex` command line: index, search, assets, sidecar, serve, token, backup, restore, samples.
 
 Other tools drive the project through these commands and their JSON; keep them stable.
 """
@@ -240,6 +240,47 @@ def cmd_token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _megabytes(n: int) -> str:
+    return f"{n / 1024**2:.1f} MB"
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from heimdex import backup
+
+    try:
+        made = backup.backup(Settings(), Path(args.file), say=lambda line: print(line, file=sys.stderr))
+    except backup.BackupError as exc:
+        print(f"backup: {exc}", file=sys.stderr)
+        return exc.exit_code
+    counts = made["counts"]
+    print(
+        f"backed up {counts['assets']} assets ({counts['ready']} ready), {counts['scenes']} scenes,"
+        f" {counts['derived_files']} derived files to {shown(str(Path(args.file).absolute()))}"
+        f" ({_megabytes(made['file_bytes'])}, {made['seconds']:.1f}s)"
+    )
+    return EXIT_FAILED if made["missing_files"] else EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from heimdex import backup
+
+    settings = Settings()
+    try:
+        got = backup.restore(
+            settings, Path(args.file), force=args.force, say=lambda line: print(line, file=sys.stderr)
+        )
+    except backup.BackupError as exc:
+        print(f"restore: {exc}", file=sys.stderr)
+        return exc.exit_code
+    counts = got["counts"]
+    print(
+        f"restored {counts['assets']} assets ({counts['ready']} ready), {counts['scenes']} scenes,"
+        f" {counts['derived_files']} derived files into {shown(str(settings.home.absolute()))}"
+        f" (backup of {got['created_at']}, Heimdex {got['heimdex_version']}, {got['seconds']:.1f}s)"
+    )
+    return EXIT_OK
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     import signal
     import tempfile
@@ -324,6 +365,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
     org(sp)
     sp.set_defaults(func=cmd_token)
+
+    sp = sub.add_parser("backup", help="write the database and derived files to one file")
+    sp.add_argument("file", metavar="FILE", help="the backup to write (gzip-compressed if it ends in .gz)")
+    sp.set_defaults(func=cmd_backup)
+
+    sp = sub.add_parser("restore", help="restore a backup into an empty HEIMDEX_HOME")
+    sp.add_argument("file", metavar="FILE")
+    sp.add_argument(
+        "--force", action="store_true", help="replace the database and derived files of a home in use"
+    )
+    sp.set_defaults(func=cmd_restore)
 
     sp = sub.add_parser("dev", help="run the cloud path locally on emulators (see README)")
     sp.add_argument("--ready-file", default=None, help="write connection details here as JSON when ready")

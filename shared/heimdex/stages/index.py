@@ -19,6 +19,7 @@ from heimdex import segments, sidecar
 from heimdex.adapters.blobs import write_json
 from heimdex.domain import AssetRef
 from heimdex.index import orgindex, store
+from heimdex.index.db import backup_fence
 from heimdex.pipeline import OPTIONAL
 from heimdex.scenes import Scene, build_scenes
 from heimdex.stages.context import StageContext
@@ -109,10 +110,12 @@ def run(ctx: StageContext) -> dict[str, Any]:
         emb = ctx.models.embed_texts([texts[i] for i in with_text])
         for row, i in enumerate(with_text):
             text_vecs[i] = emb[row].astype(np.float32)
-    write_json(ctx.derived, ctx.ref.sidecar_key, built.sidecar)
-
     rows = [store.SceneRow(scene, vec) for scene, vec in zip(scenes, text_vecs, strict=True)]
     with ctx.db.org_tx(ctx.ref.org_id) as conn:
+        # The sidecar is written inside the transaction that points the asset at it, fenced against
+        # `heimdex backup`: a backup holds both or neither (heimdex.backup, "Consistency").
+        backup_fence(conn)
+        write_json(ctx.derived, ctx.ref.sidecar_key, built.sidecar)
         store.replace_scenes(
             conn,
             ctx.ref,

@@ -11,6 +11,11 @@ deletion_protection   = false
 sql_tier              = "db-custom-1-3840"
 sql_high_availability = false
 
+# Dev: a few days of backups and history.
+sql_retained_backups     = 3
+sql_transaction_log_days = 1
+derived_noncurrent_days  = 3
+
 stage_settings = {
   asr    = { max_instances = 1 }
   vision = { max_instances = 1 }

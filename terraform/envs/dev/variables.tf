@@ -124,6 +124,24 @@ variable "sql_high_availability" {
   default     = false
 }
 
+variable "sql_retained_backups" {
+  description = "Cloud SQL automated daily backups kept."
+  type        = number
+  default     = 7
+}
+
+variable "sql_transaction_log_days" {
+  description = "Days of point-in-time recovery (write-ahead logs kept), 1-7."
+  type        = number
+  default     = 7
+}
+
+variable "derived_noncurrent_days" {
+  description = "Days replaced or deleted derived objects (sidecars, thumbnails, stage outputs) are kept as noncurrent versions."
+  type        = number
+  default     = 7
+}
+
 variable "sql_database_flags" {
   description = "Extra Cloud SQL flags (e.g. max_connections)."
   type        = map(string)

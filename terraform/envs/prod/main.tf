@@ -49,6 +49,9 @@ module "storage" {
   soft_delete_seconds  = var.soft_delete_seconds
   audit_data_access    = var.audit_data_access
 
+  # The derived bucket is versioned; replaced or deleted objects are kept this long.
+  derived_noncurrent_days = var.derived_noncurrent_days
+
   # Stages that read the video itself; ocr and vision read keyframes from the derived bucket.
   source_readers = {
     for s in ["probe", "asr", "shots"] : "stage-${s}" => module.service_accounts.members["stage-${s}"]
@@ -87,6 +90,10 @@ module "cloudsql" {
   high_availability   = var.sql_high_availability
   deletion_protection = var.deletion_protection
   database_flags      = var.sql_database_flags
+
+  # Automated backups with point-in-time recovery.
+  retained_backups               = var.sql_retained_backups
+  transaction_log_retention_days = var.sql_transaction_log_days
 
   # Every function and stage opens the index (and runs the migrations on start).
   secret_accessors = merge(

@@ -10,6 +10,12 @@ force_destroy         = false
 audit_data_access     = true
 sql_tier              = "db-custom-4-15360"
 sql_high_availability = true
+
+# Prod: a month of daily backups, a week of point-in-time recovery, a month of derived history.
+sql_retained_backups     = 30
+sql_transaction_log_days = 7
+derived_noncurrent_days  = 30
+
 sql_database_flags = {
   max_connections = "400"
 }

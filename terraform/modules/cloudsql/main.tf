@@ -32,11 +32,13 @@ resource "google_sql_database_instance" "this" {
       enable_private_path_for_google_cloud_services = false
     }
 
+    # Automated daily backups plus write-ahead logs for point-in-time recovery (restore to any second
+    # within transaction_log_retention_days): the cloud counterpart of `heimdex backup`.
     backup_configuration {
       enabled                        = true
       point_in_time_recovery_enabled = true
-      start_time                     = "03:00"
-      transaction_log_retention_days = 7
+      start_time                     = var.backup_start_time
+      transaction_log_retention_days = var.transaction_log_retention_days
 
       backup_retention_settings {
         retained_backups = var.retained_backups

@@ -44,9 +44,31 @@ variable "high_availability" {
 }
 
 variable "retained_backups" {
-  description = "Automated backups kept."
+  description = "Automated daily backups kept (1-365)."
   type        = number
   default     = 7
+
+  validation {
+    condition     = var.retained_backups >= 1 && var.retained_backups <= 365
+    error_message = "retained_backups must be between 1 and 365."
+  }
+}
+
+variable "transaction_log_retention_days" {
+  description = "Days of write-ahead logs kept for point-in-time recovery (1-7 on the ENTERPRISE edition)."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.transaction_log_retention_days >= 1 && var.transaction_log_retention_days <= 7
+    error_message = "transaction_log_retention_days must be between 1 and 7 (ENTERPRISE edition)."
+  }
+}
+
+variable "backup_start_time" {
+  description = "UTC start (HH:MM) of the daily automated backup window."
+  type        = string
+  default     = "03:00"
 }
 
 variable "deletion_protection" {

@@ -45,9 +45,14 @@ variable "soft_delete_seconds" {
 }
 
 variable "derived_noncurrent_days" {
-  description = "Days a replaced or deleted derived object is kept as a noncurrent version."
+  description = "Days a replaced or deleted derived object is kept as a noncurrent version before it is deleted."
   type        = number
   default     = 3
+
+  validation {
+    condition     = var.derived_noncurrent_days >= 1
+    error_message = "derived_noncurrent_days must be at least 1 (versions are the derived bucket's backup)."
+  }
 }
 
 variable "source_nearline_after_days" {
