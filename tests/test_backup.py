@@ -66,7 +66,7 @@ def no_server_left(home: Path) -> None:
     """Each CLI process stops the embedded server when it is the last to use it (pgserver's
     cleanup_mode "stop"); nothing may be left running once they have exited."""
     pid = home / "pg" / "postmaster.pid"
-    wait_for(lambda: not pid.exists(), f"the PostgreSQL of {home} to stop", timeout=60)
+    wait_for(lambda: not pid.exists(), f"the PostgreSQL of {home} to stop", timeout=180)
 
 
 @dataclass

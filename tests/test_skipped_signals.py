@@ -102,8 +102,9 @@ def cli_assets(env: dict[str, str], org: str) -> list[dict[str, Any]]:
         capture_output=True,
         text=True,
         timeout=300,
-        check=True,
+        check=False,
     )
+    assert out.returncode == 0, out.stderr[-3000:]
     assets: list[dict[str, Any]] = json.loads(out.stdout)
     return assets
 

@@ -43,7 +43,7 @@ from heimdex.samples import Segment
 from heimdex.sweep import Stall, find_stall
 from tests.conftest import JWT_SECRET, make_clips
 
-TIMEOUT_S = float(os.environ.get("HEIMDEX_FAULT_TIMEOUT_S", "150"))
+TIMEOUT_S = float(os.environ.get("HEIMDEX_FAULT_TIMEOUT_S", "600"))
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 DEADLINES = {"probe": 60.0, "asr": 600.0, "shots": 300.0, "ocr": 300.0, "vision": 300.0, "index": 120.0}
 DAY = 86400.0

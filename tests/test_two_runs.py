@@ -105,7 +105,7 @@ def gone(procs: list[psutil.Process]) -> bool:
 
 def assets(heimdex_cmd: list[str], env: dict[str, str]) -> list[dict[str, Any]]:
     out = subprocess.run(
-        [*heimdex_cmd, "assets", "--json"], env=env, capture_output=True, text=True, timeout=120, check=True
+        [*heimdex_cmd, "assets", "--json"], env=env, capture_output=True, text=True, timeout=300, check=True
     )
     result: list[dict[str, Any]] = json.loads(out.stdout)
     return result
@@ -185,7 +185,7 @@ def test_interrupted_run_leaves_no_process_and_the_next_run_finishes(
     run.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
     assert run.finish() == 130, run.err[-2000:]
     assert "run the same command again to finish" in run.err
-    wait_for(lambda: gone([*workers, *descendants, database]), "workers and PostgreSQL to exit", timeout=60)
+    wait_for(lambda: gone([*workers, *descendants, database]), "workers and PostgreSQL to exit", timeout=180)
 
     again = Run([*heimdex_cmd, "index", *map(str, clips.values())], env)
     assert again.finish() == 0, again.err[-2000:]
@@ -216,5 +216,5 @@ def test_serve_stopped_with_sigterm_leaves_no_postgres(
     assert database is not None
     serve.proc.send_signal(signal.SIGTERM)
     assert serve.finish(timeout=120) == 0, serve.err[-2000:]
-    wait_for(lambda: gone([database]), "the embedded PostgreSQL to stop", timeout=60)
+    wait_for(lambda: gone([database]), "the embedded PostgreSQL to stop", timeout=180)
     assert os.path.exists(home / "pg")  # stopped, not deleted
