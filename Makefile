@@ -56,7 +56,7 @@ clean:
 # --- Cloud deployment (terraform/README.md) ------------------------------------------------------
 # make images ENV=dev [TAG=...]; make plan ENV=dev [TAG=...]; make apply ENV=dev. PROJECT and REGION
 # default to the environment's terraform.tfvars.
-.PHONY: functions-src images bootstrap plan apply iac-check
+.PHONY: functions-src images bootstrap plan apply migrate iac-check
 ENV       ?= dev
 TFDIR      = terraform/envs/$(ENV)
 tfvar      = $(shell sed -n 's/^$(1) *= *"\(.*\)"/\1/p' $(TFDIR)/terraform.tfvars)
@@ -101,6 +101,15 @@ apply: functions-src
 	terraform -chdir=$(TFDIR) init -input=false
 	@if [ -f $(TFDIR)/tfplan ]; then terraform -chdir=$(TFDIR) apply -input=false tfplan && rm -f $(TFDIR)/tfplan; \
 	else terraform -chdir=$(TFDIR) apply -input=false $(TF_VARS); fi
+
+# The schema, as the database owner (the only identity that may change it): its IAM database user
+# gets cloudsqlsuperuser (idempotent), then the maintenance job runs once and is waited for.
+migrate:
+	gcloud sql users assign-roles "$$(terraform -chdir=$(TFDIR) output -raw db_owner_user)" \
+	  --instance="$$(terraform -chdir=$(TFDIR) output -raw sql_instance)" --project=$(PROJECT) \
+	  --type=CLOUD_IAM_SERVICE_ACCOUNT --database-roles=cloudsqlsuperuser
+	gcloud run jobs execute "$$(terraform -chdir=$(TFDIR) output -raw db_maintenance_job)" \
+	  --region=$(REGION) --project=$(PROJECT) --wait
 
 # What CI checks offline: python-hcl2 contract tests and checkov (needs .venv-iac, see scripts/setup.sh).
 iac-check: $(STAMP)
