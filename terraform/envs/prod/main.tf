@@ -15,6 +15,8 @@ locals {
   # Every folder in functions/ and containers/ gets its resources (tests/test_terraform.py checks it).
   functions = sort([for f in fileset("${local.repo_root}/functions", "*/main.py") : dirname(f)])
   stages    = sort([for f in fileset("${local.repo_root}/containers", "*/Dockerfile") : dirname(f)])
+  # Stages that read the video itself (from the bucket, or Drive with the organisation's grant).
+  source_stages = ["probe", "asr", "shots"]
 }
 
 module "project_services" {
@@ -51,7 +53,7 @@ module "storage" {
 
   # Stages that read the video itself; ocr and vision read keyframes from the derived bucket.
   source_readers = {
-    for s in ["probe", "asr", "shots"] : "stage-${s}" => module.service_accounts.members["stage-${s}"]
+    for s in local.source_stages : "stage-${s}" => module.service_accounts.members["stage-${s}"]
   }
   # Every stage writes its output; ingest and drive_watch delete a removed source's derived files.
   derived_writers = merge(
@@ -93,6 +95,19 @@ module "cloudsql" {
     { for f in local.functions : "fn-${f}" => module.service_accounts.members["fn-${f}"] },
     { for s in local.stages : "stage-${s}" => module.service_accounts.members["stage-${s}"] },
   )
+}
+
+# Organisations' own Drive access: the key sealing their refresh tokens, the OAuth client secret.
+module "drive_auth" {
+  source     = "../../modules/drive_auth"
+  project_id = var.project_id
+
+  accessors = merge(
+    { "fn-drive_watch" = module.service_accounts.members["fn-drive_watch"] },
+    { for s in local.source_stages : "stage-${s}" => module.service_accounts.members["stage-${s}"] },
+  )
+
+  depends_on = [module.project_services]
 }
 
 module "artifact_registry" {
@@ -143,6 +158,14 @@ module "stage_services" {
   stage_settings              = var.stage_settings
   deletion_protection         = var.deletion_protection
 
+  source_stages                  = local.source_stages
+  drive_sa_folders               = var.drive_sa_folders
+  drive_oauth_client_id          = var.drive_oauth_client_id
+  drive_grants_collection        = var.drive_grants_collection
+  drive_token_key_secret_id      = module.drive_auth.token_key_secret_id
+  drive_token_key_secret_version = module.drive_auth.token_key_secret_version
+  drive_oauth_client_secret_id   = module.drive_auth.oauth_client_secret_id
+
   depends_on = [module.project_services]
 }
 
@@ -174,6 +197,13 @@ module "functions" {
   database_url_secret_id      = module.cloudsql.database_url_secret_id
   database_url_secret_version = module.cloudsql.database_url_secret_version
   function_settings           = var.function_settings
+
+  drive_sa_folders               = var.drive_sa_folders
+  drive_oauth_client_id          = var.drive_oauth_client_id
+  drive_grants_collection        = var.drive_grants_collection
+  drive_token_key_secret_id      = module.drive_auth.token_key_secret_id
+  drive_token_key_secret_version = module.drive_auth.token_key_secret_version
+  drive_oauth_client_secret_id   = module.drive_auth.oauth_client_secret_id
 
   depends_on = [module.project_services, module.task_queues]
 }
