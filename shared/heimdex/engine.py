@@ -129,7 +129,7 @@ class Engine:
             ref=ref,
             settings=self.settings,
             derived=self.derived,
-            sources=self.sources,
+            sources=self.sources.for_org(ref.org_id),  # Drive: the organisation's own credentials
             models=self.models,
             db=self.db,
         )
