@@ -52,12 +52,24 @@ def wait_for(predicate: Callable[[], Any], what: str, timeout: float = TIMEOUT_S
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Run:
     """A CLI process whose output lines are collected as they come."""
 
     def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
-            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace"
+            cmd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            # As a terminal's foreground command has it: a suite started in the background of a
+            # non-interactive shell (CI, nohup) inherits SIGINT ignored, and Ctrl-C would not arrive.
+            preexec_fn=_default_sigint,
         )
         self.lines: list[str] = []
         self.err_lines: list[str] = []
