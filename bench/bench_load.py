@@ -32,7 +32,7 @@ from heimdex import logs
 from heimdex.api.app import create_app
 from heimdex.api.auth import issue_token
 from heimdex.config import Settings
-from heimdex.engine import Engine
+from heimdex.embedded.engine import Engine
 from heimdex.models import Models
 
 ROOT = Path(__file__).resolve().parent.parent

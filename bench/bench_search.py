@@ -4,7 +4,7 @@
     SCENES=200000 make bench-search
 
 N scenes (SCENES, default 1,000,000; SEED, default 7) are loaded with binary COPY into the Heimdex
-schema (migrations run through heimdex.index.db.Database) under .bench/search-{N}-s{SEED}/, which is
+schema (migrations run through heimdex.vectorstore.db.Database) under .bench/search-{N}-s{SEED}/, which is
 kept: a re-run with the same N and seed skips the load and every index already built, and an
 interrupted load resumes at the last committed chunk. The data has structure, as real embeddings do:
 2,000 topics with 8 subtopics each; a scene's text vector (384-d) and image vector (512-d) are its
@@ -14,11 +14,11 @@ topic centroid + subtopic + a per-video offset + noise, normalised; transcripts 
 organisations are interleaved in the table, as they would be after months of ingest.
 
 The product's indexes are rebuilt after the load: the GIN index on the tsvector (the definition
-the migrations made), then the dedicated indexes that heimdex.index.orgindex.ensure() gives every
+the migrations made), then the dedicated indexes that heimdex.vectorstore.orgindex.ensure() gives every
 organisation above HEIMDEX_SEARCH_EXACT_MAX_ROWS scenes (partial HNSW and GIN indexes over its own
 rows; migration 003 has no shared graph, 004 searches keywords through the organisation's own GIN);
 build time and size are reported. Queries (QUERIES, default 200, near the same topics, with 2-3
-keywords) run through the product's own code: heimdex.index.search.search inside db.org_tx, with
+keywords) run through the product's own code: heimdex.vectorstore.search.search inside db.org_tx, with
 the product's settings (HEIMDEX_SEARCH_EF_SEARCH, HEIMDEX_SEARCH_EXACT_MAX_ROWS), as Engine.search
 does, for the largest organisation ("overall", graph path), the 1% organisation ("filtered") and
 the smallest organisation above the exact limit ("mid", graph path). Recall@10 compares each top 10
@@ -48,9 +48,9 @@ import psycopg
 
 from heimdex import logs
 from heimdex.config import Settings
-from heimdex.index import orgindex
-from heimdex.index import search as search_mod
-from heimdex.index.db import Database
+from heimdex.vectorstore import orgindex
+from heimdex.vectorstore import search as search_mod
+from heimdex.vectorstore.db import Database
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".bench"
@@ -72,7 +72,7 @@ SCENE_COLUMNS = (
 )
 # The product's own index on scenes besides its keys (migrations 001-003), dropped for the load and
 # rebuilt after it from the definition the migrations made (kept in bench_meta), then the dedicated
-# per-organisation HNSW indexes that heimdex.index.orgindex.ensure() makes.
+# per-organisation HNSW indexes that heimdex.vectorstore.orgindex.ensure() makes.
 INDEXES = ("scenes_tsv",)
 
 
@@ -407,7 +407,7 @@ def exact_sql(sql: str) -> str:
 
 @contextmanager
 def product_sql(sql: str) -> Iterator[None]:
-    """Run heimdex.index.search.search() unchanged except for its graph SQL text."""
+    """Run heimdex.vectorstore.search.search() unchanged except for its graph SQL text."""
     saved = search_mod.SQL
     search_mod.SQL = sql
     try:
@@ -419,7 +419,7 @@ def product_sql(sql: str) -> Iterator[None]:
 def run_queries(
     db: Database, org: str, queries: Queries, settings: Settings, *, force_graph: bool = False
 ) -> tuple[list[float], Results, list[str]]:
-    """The engine's call (Engine.search): heimdex.index.search.search in db.org_tx, settings passed."""
+    """The engine's call (Engine.search): heimdex.vectorstore.search.search in db.org_tx, settings passed."""
     times, results, paths = [], [], []
     for text, qt, qi in queries:
         t0 = time.perf_counter()

@@ -1,6 +1,7 @@
 /**
- * One Heimdex environment. This file is identical in every envs/<env>/ (a test checks it): an
- * environment differs only in terraform.tfvars and in the state location (backend.tf).
+ * The root module: one Heimdex environment. Every environment runs this same module; envs/<env>/
+ * holds only its values (terraform.tfvars) and its state location (backend.hcl), passed by
+ * `make plan ENV=<env>` (-var-file, -backend-config).
  */
 
 provider "google" {
@@ -11,19 +12,30 @@ provider "google" {
 }
 
 locals {
-  repo_root = abspath("${path.root}/../../..")
-  # Every folder in functions/ and containers/ gets its resources (tests/test_terraform.py checks it).
+  repo_root = abspath("${path.module}/..")
+  # Every folder in functions/ gets its resources (tests/test_terraform.py checks it).
   functions = sort([for f in fileset("${local.repo_root}/functions", "*/main.py") : dirname(f)])
-  stages    = sort([for f in fileset("${local.repo_root}/containers", "*/Dockerfile") : dirname(f)])
+  # stage => stages it needs: the graph of heimdex.core.graph.PIPELINE (tests/test_terraform.py keeps
+  # them equal). Every stage gets a service, a queue and an account; its image is built from
+  # containers/Dockerfile with the arguments its declaration gives.
+  pipeline = {
+    probe  = []
+    asr    = ["probe"]
+    shots  = ["probe"]
+    ocr    = ["shots"]
+    vision = ["shots"]
+    index  = ["asr", "ocr", "vision"]
+  }
+  stages = sort(keys(local.pipeline))
 }
 
 module "project_services" {
-  source     = "../../modules/project_services"
+  source     = "./modules/project_services"
   project_id = var.project_id
 }
 
 module "network" {
-  source     = "../../modules/network"
+  source     = "./modules/network"
   project_id = var.project_id
   region     = var.region
 
@@ -31,7 +43,7 @@ module "network" {
 }
 
 module "service_accounts" {
-  source             = "../../modules/service_accounts"
+  source             = "./modules/service_accounts"
   project_id         = var.project_id
   functions          = local.functions
   stages             = local.stages
@@ -41,7 +53,7 @@ module "service_accounts" {
 }
 
 module "storage" {
-  source               = "../../modules/storage"
+  source               = "./modules/storage"
   project_id           = var.project_id
   location             = var.region
   create_source_bucket = var.create_source_bucket
@@ -70,7 +82,7 @@ module "storage" {
 }
 
 module "firestore" {
-  source            = "../../modules/firestore"
+  source            = "./modules/firestore"
   project_id        = var.project_id
   location          = var.firestore_location
   database_name     = var.firestore_database
@@ -81,7 +93,7 @@ module "firestore" {
 }
 
 module "cloudsql" {
-  source              = "../../modules/cloudsql"
+  source              = "./modules/cloudsql"
   project_id          = var.project_id
   region              = var.region
   private_network_id  = module.network.private_network_id
@@ -103,7 +115,7 @@ module "cloudsql" {
 }
 
 module "artifact_registry" {
-  source     = "../../modules/artifact_registry"
+  source     = "./modules/artifact_registry"
   project_id = var.project_id
   region     = var.region
   writers    = var.image_pushers
@@ -112,11 +124,12 @@ module "artifact_registry" {
 }
 
 module "task_queues" {
-  source         = "../../modules/task_queues"
+  source         = "./modules/task_queues"
   project_id     = var.project_id
   region         = var.region
   queue_prefix   = var.queue_prefix
   queue_settings = var.queue_settings
+  pipeline       = local.pipeline
 
   entry_enqueuers = {
     "fn-ingest"      = module.service_accounts.members["fn-ingest"]
@@ -129,7 +142,7 @@ module "task_queues" {
 }
 
 module "stage_services" {
-  source                      = "../../modules/stage_services"
+  source                      = "./modules/stage_services"
   project_id                  = var.project_id
   region                      = var.region
   stages                      = local.stages
@@ -154,11 +167,11 @@ module "stage_services" {
 }
 
 module "functions" {
-  source                      = "../../modules/functions"
+  source                      = "./modules/functions"
   project_id                  = var.project_id
   region                      = var.region
   source_root                 = "${local.repo_root}/functions"
-  build_dir                   = "${path.root}/.build"
+  build_dir                   = "${path.module}/.build"
   functions_bucket            = module.storage.functions_bucket
   source_bucket               = module.storage.source_bucket
   service_accounts            = module.service_accounts.function_emails

@@ -1,6 +1,9 @@
 terraform {
   required_version = ">= 1.6"
 
+  # The state location is per environment: envs/<env>/backend.hcl (terraform init -backend-config=...).
+  backend "gcs" {}
+
   required_providers {
     google = {
       source  = "hashicorp/google"

@@ -16,10 +16,10 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 
 from heimdex.config import Settings
-from heimdex.index import db as db_mod
-from heimdex.index import orgindex
-from heimdex.index import search as search_sql
-from heimdex.index.db import Database, start_embedded
+from heimdex.vectorstore import db as db_mod
+from heimdex.vectorstore import orgindex
+from heimdex.vectorstore import search as search_sql
+from heimdex.vectorstore.db import Database, start_embedded
 
 TEXT_MODEL, IMAGE_MODEL = "t-model", "i-model"
 ORGS = {"alpha": 120, "beta": 60}  # scenes per organisation

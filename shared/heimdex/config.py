@@ -36,7 +36,7 @@ ALL = ("functions", "stages")
 MIN_SECRET_BYTES = 32
 ENQUEUERS = ("ingest", "drive_watch", "stages")
 
-# How long one attempt of a stage may go without progress before the sweep ends its job (heimdex.sweep):
+# How long one attempt of a stage may go without progress before the sweep ends its job (heimdex.core.sweep):
 # the stage's Cloud Run request timeout (terraform modules/stage_services) plus 600 s, the longest
 # retry backoff of its queue (modules/task_queues), so a task Cloud Tasks will still retry is never
 # swept. Terraform sets HEIMDEX_STAGE_DEADLINES_S from the deployed timeouts (tests/test_terraform.py).
@@ -207,7 +207,7 @@ class Settings(BaseSettings):
         description="Fault injection (tests, drills): stage -> how many first attempts per job fail.",
     )
 
-    # Search at scale (BENCHMARKS.md "Search at scale"; heimdex.index.search and .orgindex).
+    # Search at scale (BENCHMARKS.md "Search at scale"; heimdex.vectorstore.search and .orgindex).
     search_ef_search: int = Field(
         default=100, description="HNSW candidates kept per vector search (recall against latency)."
     )
@@ -215,7 +215,7 @@ class Settings(BaseSettings):
         default=10_000,
         description="Organisations with at most this many scenes are searched exactly; larger ones"
         " through their own HNSW and keyword indexes, which the index stage builds when an ingest first"
-        " takes an organisation past this (python -m heimdex.index.orgindex: all at once, and drops"
+        " takes an organisation past this (python -m heimdex.vectorstore.orgindex: all at once, and drops"
         " unneeded ones).",
     )
     db_index_build_mem: str = Field(

@@ -37,8 +37,8 @@ from googleapiclient.discovery import build, build_from_document
 from googleapiclient.errors import HttpError
 from googleapiclient.http import HttpRequest, MediaIoBaseDownload
 
-from heimdex.adapters.blobs import SourceInfo
 from heimdex.config import Settings
+from heimdex.core.storage import SourceInfo
 from heimdex.domain import VIDEO_EXTENSIONS, MediaError, validate_org
 
 log = logging.getLogger(__name__)

@@ -5,8 +5,8 @@ and the sweep of stuck jobs.
   them); the changes since the stored page token are ingested or removed.
 - `POST /renew`: Cloud Scheduler, a few times a day. Drive channels last at most a week and have no
   renew call: new channels are opened before the old expire, then the old are stopped.
-- `POST /sweep`: Cloud Scheduler, every few minutes: jobs stalled by the rule of `heimdex.sweep`
-  end `failed` (`Engine.sweep`). It lives here because this is the function Cloud Scheduler already
+- `POST /sweep`: Cloud Scheduler, every few minutes: jobs stalled by the rule of `heimdex.core.sweep`
+  end `failed` (`Services.sweep`). It lives here because this is the function Cloud Scheduler already
   calls with a verified OIDC token, with the job store and the index at hand.
 - `POST /v1/watches {"folder_id"}` / `DELETE /v1/watches/<folder_id>`: an organisation (from its
   Bearer token, as for the search API) starts or stops watching a folder, shared drives included.
@@ -23,7 +23,9 @@ from flask import Flask, request
 from heimdex.adapters.drive import DriveWatcher, NotificationRefused, Removal, Upsert, validate_folder_id
 from heimdex.api import errors
 from heimdex.api.app import bearer_org
-from heimdex.ingest import Dispatcher, ingest, remove
+from heimdex.cloud.ingest import ingest, remove
+from heimdex.cloud.service import verify_task_token
+from heimdex.core.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024  # a registration is one small JSON object; notifications have no body
@@ -43,8 +45,6 @@ def scheduler_refusal(settings: Any, path: str) -> Any:
     """None for a call Cloud Scheduler signed for this path (or when verification is off); else a 401."""
     if not settings.verify_task_tokens:
         return None
-    from heimdex.worker import verify_task_token
-
     try:
         verify_task_token(request.headers.get("Authorization"), scheduler_audience(settings, path))
     except PermissionError as exc:

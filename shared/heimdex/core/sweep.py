@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from heimdex.pipeline import PIPELINE, parse_task_key
+from heimdex.core.graph import PIPELINE, parse_task_key
 
 ORDER = {stage.name: i for i, stage in enumerate(PIPELINE)}
 

@@ -75,7 +75,7 @@ from tqdm import tqdm
 
 from heimdex import __version__
 from heimdex.config import Settings
-from heimdex.index.db import (
+from heimdex.vectorstore.db import (
     BACKUP_LOCK,
     Database,
     ensure_app_role,

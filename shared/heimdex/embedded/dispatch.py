@@ -16,11 +16,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from heimdex.core.context import StageContext
+from heimdex.core.executor import StageCall, call_here, run_stage
+from heimdex.core.graph import FIRST, LAST, parse_task_key
+from heimdex.core.jobs import JobStore
 from heimdex.domain import AssetRef
-from heimdex.executor import StageCall, call_here, run_stage
-from heimdex.pipeline import FIRST, LAST, JobStore, parse_task_key
-from heimdex.segment_pool import SegmentPool
-from heimdex.stages.context import StageContext
+from heimdex.embedded.segment_pool import SegmentPool
 
 log = logging.getLogger(__name__)
 

@@ -1,43 +1,30 @@
-"""The embedded engine: one object that wires settings, database, models, stores and dispatch.
+"""The embedded runtime: indexing files on this machine, with in-process dispatch.
 
-The CLI and the local HTTP API are thin layers over this.
+`Engine` is `heimdex.services.Services` (adapters, search, assets) plus `index()`: claims on the
+files (`claims`), the in-process dispatcher (`dispatch`) and the segment process pool
+(`segment_pool`). The CLI and `heimdex serve` are thin layers over it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from heimdex.adapters.blobs import DerivedStore, LocalDerivedStore, read_json
 from heimdex.adapters.pg_jobs import PgJobStore
-from heimdex.adapters.sources import RoutingSourceStore
-from heimdex.claims import SourceClaims
 from heimdex.config import Settings
+from heimdex.core.sweep import Stall
 from heimdex.domain import VIDEO_EXTENSIONS, AssetRef, make_asset_id, validate_org
-from heimdex.index import search as search_sql
-from heimdex.index import store
-from heimdex.index.db import Database
-from heimdex.models import Models, ModelUnavailable
-from heimdex.pipeline import JobStore
-from heimdex.runner import JobResult, LocalDispatcher
-from heimdex.segment_pool import SegmentPool
-from heimdex.stages.context import StageContext
-from heimdex.sweep import Stall
-
-
-def absolute_path(raw: str) -> Path:
-    """The source name of a local path: absolute and without `.`/`..` parts, so that `dir/sub/../a.mp4`
-    and `dir/a.mp4` are one source (Path.absolute() keeps the `..`)."""
-    return Path(os.path.normpath(Path(raw).expanduser().absolute()))
+from heimdex.embedded.claims import SourceClaims
+from heimdex.embedded.dispatch import JobResult, LocalDispatcher
+from heimdex.embedded.segment_pool import SegmentPool
+from heimdex.models import ModelUnavailable
+from heimdex.services import Services, absolute_path
+from heimdex.vectorstore import store
 
 
 def expand_paths(paths: Iterable[str]) -> list[Path]:
@@ -69,12 +56,6 @@ def is_utf8(name: str) -> bool:
     return True
 
 
-def deep_link(source: str, start: float) -> str:
-    """A link that opens the source at the scene (media fragment `#t=`)."""
-    base = Path(source).as_uri() if "://" not in source else source
-    return f"{base}#t={start:.1f}"
-
-
 @dataclass(frozen=True)
 class Skipped:
     """A file that needs no work (already indexed, same version and models) or cannot be read at all."""
@@ -90,49 +71,13 @@ class Skipped:
 CLAIM_POLL_S = 0.5
 
 
-def build_derived(settings: Settings) -> DerivedStore:
-    if settings.derived_bucket:
-        from heimdex.adapters.gcs import GcsDerivedStore, storage_client
-
-        return GcsDerivedStore(storage_client(settings.project), settings.derived_bucket)
-    return LocalDerivedStore(settings.home)
-
-
-def build_jobs(settings: Settings, db: Database) -> JobStore:
-    if settings.job_store == "firestore":
-        from heimdex.adapters.firestore_jobs import FirestoreJobStore, firestore_client
-
-        client = firestore_client(settings.project, settings.firestore_database)
-        return FirestoreJobStore(client, settings.jobs_collection, db, ttl_days=settings.job_ttl_days)
-    return PgJobStore(db)
-
-
-class Engine:
-    """Everything a process of Heimdex needs, with adapters chosen by settings: local files, the
-    embedded PostgreSQL and in-process dispatch by default; GCS, Firestore and Cloud Tasks in the cloud."""
+class Engine(Services):
+    """Services plus indexing in this process: the embedded PostgreSQL as job store, a thread pool
+    for the stages and a process pool for the segments of long media."""
 
     def __init__(self, settings: Settings | None = None) -> None:
-        self.settings = settings or Settings()
-        self.settings.home.mkdir(parents=True, exist_ok=True)
-        os.environ.setdefault("OMP_NUM_THREADS", str(self.settings.torch_threads))
-        self.db = Database(self.settings)
-        self.models = Models(self.settings)
-        self.derived = build_derived(self.settings)
-        self.sources = RoutingSourceStore(self.settings)
-        self.jobs = build_jobs(self.settings, self.db)
+        super().__init__(settings)
         self.segments = SegmentPool(self.settings)
-
-    # -- indexing ---------------------------------------------------------------------------------
-
-    def context(self, ref: AssetRef) -> StageContext:
-        return StageContext(
-            ref=ref,
-            settings=self.settings,
-            derived=self.derived,
-            sources=self.sources,
-            models=self.models,
-            db=self.db,
-        )
 
     def asset_ref(self, path: Path, org: str) -> AssetRef:
         source = str(path)
@@ -231,12 +176,12 @@ class Engine:
         return done + list(results)
 
     def sweep(self, now: datetime | None = None) -> list[Stall]:
-        """Fail the jobs, of every organisation, that stalled by the time rule of `heimdex.sweep`
+        """Fail the jobs, of every organisation, that stalled by the time rule of `heimdex.core.sweep`
         (per-stage deadlines from settings); returns them. The scheduled `/sweep` of the cloud and
         the start of `heimdex index` and `heimdex serve` call this."""
         now, deadlines = now or datetime.now(UTC), self.settings.stage_deadlines()
         if not isinstance(self.jobs, PgJobStore):
-            return self.jobs.sweep(now, deadlines)
+            return super().sweep(now)
         # Embedded: a job whose file a live `heimdex index` run has claimed is that run's to finish;
         # a claim taken here also keeps a new run off the job while it is judged.
         claims = SourceClaims(self.db.url)
@@ -264,84 +209,6 @@ class Engine:
             return False  # e.g. the Whisper model was missing then and is there now
         return "vision" in unavailable or row["image_model"] is not None
 
-    # -- queries ----------------------------------------------------------------------------------
-
-    def search(
-        self, query: str, *, org: str | None = None, k: int = 10, source: str | None = None
-    ) -> list[dict[str, Any]]:
-        org = validate_org(org or self.settings.org)
-        text_vec = self.models.embed_texts([query])[0].astype(np.float32)
-        image_vec, image_model = self._clip_query(query)
-        with self.db.org_tx(org) as conn:
-            rows = search_sql.search(
-                conn,
-                query,
-                text_vec=text_vec,
-                text_model=self.models.text_name,
-                image_vec=image_vec,
-                image_model=image_model,
-                k=k,
-                source=source,
-                ef_search=self.settings.search_ef_search,
-                exact_max_rows=self.settings.search_exact_max_rows,
-            )
-        return [self._hit(r) for r in rows]
-
-    def _clip_query(self, query: str) -> tuple[np.ndarray | None, str | None]:
-        try:
-            clip = self.models.clip()
-        except ModelUnavailable:
-            return None, None  # the image model is missing: text and keyword ranks still answer
-        if clip is None:
-            return None, None
-        import torch
-
-        with torch.inference_mode():
-            vec = clip.model.encode_text(clip.tokenizer([query]))
-            vec = torch.nn.functional.normalize(vec.float(), dim=-1)[0].numpy()
-        return vec.astype(np.float32), clip.name
-
-    def _hit(self, row: dict[str, Any]) -> dict[str, Any]:
-        text = " ".join(t for t in (row["transcript"], row["ocr_text"]) if t)
-        return {
-            "source": row["source"],
-            "asset_id": row["asset_id"],
-            "start": round(row["start_s"], 2),
-            "end": round(row["end_s"], 2),
-            "score": round(float(row["score"]), 6),
-            "text": text,
-            "thumbnail": self.derived.url(row["thumbnail"]) if row["thumbnail"] else None,
-            "link": deep_link(row["source"], row["start_s"]),
-        }
-
-    def assets(self, *, org: str | None = None) -> list[dict[str, Any]]:
-        with self.db.org_tx(validate_org(org or self.settings.org)) as conn:
-            rows = store.list_assets(conn)
-        return [
-            {
-                "source": r["source"],
-                "asset_id": r["asset_id"],
-                "status": r["status"],
-                "error": r["error"],
-                "duration": r["duration"],
-                "scenes": r["scenes"],
-                "skipped": r["skipped"] or {},  # signal -> why it was not indexed
-            }
-            for r in rows
-        ]
-
-    def sidecar(self, source_or_id: str, *, org: str | None = None) -> dict[str, Any] | None:
-        org = validate_org(org or self.settings.org)
-        with self.db.org_tx(org) as conn:
-            row = store.get_asset(conn, source_or_id)
-            if row is None:
-                matches = store.find_assets(conn, str(absolute_path(source_or_id)))
-                row = matches[0] if matches else None
-        if row is None or not row["sidecar"]:
-            return None
-        doc: dict[str, Any] = read_json(self.derived, row["sidecar"])
-        return doc
-
     def close(self) -> None:
         self.segments.close()
-        self.db.close()
+        super().close()

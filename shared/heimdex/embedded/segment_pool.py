@@ -17,10 +17,13 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from heimdex.adapters import build_derived
+from heimdex.adapters.sources import RoutingSourceStore
 from heimdex.config import Settings
+from heimdex.core.context import StageContext
+from heimdex.core.executor import call_here
 from heimdex.domain import AssetRef
-from heimdex.executor import call_here
-from heimdex.stages.context import StageContext
+from heimdex.models import Models
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +38,6 @@ def _init_worker(settings: Settings) -> None:
 
     # Ctrl-C reaches the whole process group: the parent decides what happens to the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    from heimdex.adapters.sources import RoutingSourceStore
-    from heimdex.engine import build_derived
-    from heimdex.models import Models
 
     cv2.setNumThreads(1)
     derived, sources, models = build_derived(settings), RoutingSourceStore(settings), Models(settings)

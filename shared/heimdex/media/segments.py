@@ -146,12 +146,16 @@ def merge_asr(parts: list[dict[str, Any]]) -> dict[str, Any]:
     return doc
 
 
+def shots_from_cuts(cuts: list[float], end: float, start: float = 0.0) -> list[tuple[float, float]]:
+    """The shots between `start` and `end` that the cuts delimit (none shorter than a millisecond)."""
+    bounds = [start] + [c for c in cuts if start < c < end] + [end]
+    return [(a, b) for a, b in itertools.pairwise(bounds) if b - a > 1e-3]
+
+
 def merge_shots(parts: list[dict[str, Any]], duration: float) -> tuple[dict[str, Any], list[int]]:
     """One shots document for the whole media, and the offset of each part's keyframe numbers."""
     if len(parts) == 1:
         return parts[0], [0]
-    from heimdex.stages.shots import shots_from_cuts
-
     duration = max([duration] + [float(p["duration"]) for p in parts])
     cuts: list[float] = []
     for cut in sorted(c for p in parts for c in p["cuts"]):

@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 
 from heimdex.domain import AssetRef
-from heimdex.scenes import Scene
+from heimdex.media.scenes import Scene
 
 SCHEMA_VERSION = 1
 

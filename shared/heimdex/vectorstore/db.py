@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 APP_ROLE = "heimdex_app"
 MIGRATION_LOCK = 724_311
 # Held shared by each index commit and exclusively by `heimdex backup` while it takes its snapshot
-# and freezes the derived files (heimdex.backup explains why).
+# and freezes the derived files (heimdex.embedded.backup explains why).
 BACKUP_LOCK = 724_312
 
 

@@ -15,7 +15,7 @@ and maintenance pass: it gives indexes to every organisation above the size and 
 organisations that fell below half of it; run it as the schema owner after a bulk load or an
 upgrade, or to reclaim the indexes of organisations that shrank:
 
-    python -m heimdex.index.orgindex
+    python -m heimdex.vectorstore.orgindex
 
 ef_construction 200 (not pgvector's 64): a video's scenes sit close together, so the vectors form
 many tight clusters, and with 64 the graph linked them poorly: at 80,000 rows the true top 40 were
@@ -40,7 +40,7 @@ from psycopg import sql
 
 from heimdex.config import Settings
 from heimdex.domain import validate_org
-from heimdex.index.db import Database
+from heimdex.vectorstore.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def after_ingest(db: Database, org: str) -> None:
     up to the limit and finds the indexes there. A failed build costs only speed: the organisation is
     searched exactly (and correctly) until the next ingest builds them. An organisation already far
     past the limit (a database upgraded by migration 003) is better served by
-    `python -m heimdex.index.orgindex` than by an index stage."""
+    `python -m heimdex.vectorstore.orgindex` than by an index stage."""
     try:
         with connect(db) as conn:
             ensure_org(conn, org, db.settings.search_exact_max_rows)

@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 from psycopg.rows import dict_row
 
-from heimdex.index import orgindex
-from heimdex.index.store import Conn
+from heimdex.vectorstore import orgindex
+from heimdex.vectorstore.store import Conn
 
 RRF_K = 60
 EF_SEARCH = 100  # defaults of Settings.search_ef_search / search_exact_max_rows

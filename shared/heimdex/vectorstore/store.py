@@ -11,7 +11,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from heimdex.domain import AssetRef
-from heimdex.scenes import Scene
+from heimdex.media.scenes import Scene
 
 Conn = psycopg.Connection[Any]
 

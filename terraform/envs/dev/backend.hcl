@@ -1,8 +1,5 @@
-# State lives in a GCS bucket made once, by hand, before the first `terraform init` (see
-# terraform/README.md). Only this file and terraform.tfvars differ between environments.
-terraform {
-  backend "gcs" {
-    bucket = "heimdex-tfstate-dev"
-    prefix = "heimdex/dev"
-  }
-}
+# Where this environment's state lives: a GCS bucket made once, by hand, before the first
+# `make plan ENV=dev` (see terraform/README.md). This file and terraform.tfvars are all that differ
+# between environments.
+bucket = "heimdex-tfstate-dev"
+prefix = "heimdex/dev"

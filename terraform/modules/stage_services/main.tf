@@ -61,12 +61,7 @@ locals {
   }
   # Per-stage additions: the GPU stages run Whisper in float16 on the L4.
   component_env = {
-    probe  = {}
-    asr    = { HEIMDEX_ASR_COMPUTE_TYPE = "float16" }
-    shots  = {}
-    ocr    = {}
-    vision = {}
-    index  = {}
+    asr = { HEIMDEX_ASR_COMPUTE_TYPE = "float16" }
   }
   secret_env = {
     HEIMDEX_DATABASE_URL = { secret = var.database_url_secret_id, version = var.database_url_secret_version }
@@ -128,7 +123,7 @@ resource "google_cloud_run_v2_service" "stage" {
       }
 
       dynamic "env" {
-        for_each = merge(local.common_env, local.component_env[each.key], { HEIMDEX_TORCH_THREADS = local.settings[each.key].cpu })
+        for_each = merge(local.common_env, lookup(local.component_env, each.key, {}), { HEIMDEX_TORCH_THREADS = local.settings[each.key].cpu })
         content {
           name  = env.key
           value = env.value
