@@ -33,18 +33,18 @@ lint: $(STAMP)
 # Search under load and the search function's cold start first, indexing speed last: the last
 # line printed is indexing's JSON.
 bench: $(STAMP)
-	$(BIN)/python bench/bench_load.py
-	$(BIN)/python bench/bench_cold_start.py
-	$(BIN)/python bench/bench_index.py
+	$(BIN)/python -m bench.bench_load
+	$(BIN)/python -m bench.bench_cold_start
+	$(BIN)/python -m bench.bench_index
 
 bench-load: $(STAMP)
-	$(BIN)/python bench/bench_load.py
+	$(BIN)/python -m bench.bench_load
 
 bench-cold: $(STAMP)
-	$(BIN)/python bench/bench_cold_start.py
+	$(BIN)/python -m bench.bench_cold_start
 
 bench-search: $(STAMP)
-	$(BIN)/python bench/bench_search.py
+	$(BIN)/python -m bench.bench_search
 
 # The cloud path on local emulators; writes .heimdex-dev.json when ready, Ctrl-C stops everything.
 dev: $(STAMP)

@@ -39,9 +39,8 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import psycopg
@@ -394,32 +393,16 @@ Queries = list[tuple[str, np.ndarray, np.ndarray]]
 Results = list[list[tuple[str, int]]]
 
 
-def exact_sql(sql: str) -> str:
-    """The product's fusion with exact vector distances: `ORDER BY d + 0` cannot use a vector index."""
-    out = sql
-    for col, q in (("text_vec", "qt"), ("image_vec", "qi")):
-        approx = f"ORDER BY {col} <=> %({q})s::halfvec LIMIT"
-        if out.count(approx) != 1:
-            raise SystemExit(f"the product SQL changed: no unique {approx!r}; update exact_sql()")
-        out = out.replace(approx, f"ORDER BY ({col} <=> %({q})s::halfvec) + 0 LIMIT")
-    return out
-
-
-@contextmanager
-def product_sql(sql: str) -> Iterator[None]:
-    """Run heimdex.vectorstore.search.search() unchanged except for its graph SQL text."""
-    saved = search_mod.SQL
-    search_mod.SQL = sql
-    try:
-        yield
-    finally:
-        search_mod.SQL = saved
-
-
 def run_queries(
-    db: Database, org: str, queries: Queries, settings: Settings, *, force_graph: bool = False
+    db: Database,
+    org: str,
+    queries: Queries,
+    settings: Settings,
+    *,
+    path: Literal["auto", "exact", "hnsw"] = "auto",
 ) -> tuple[list[float], Results, list[str]]:
-    """The engine's call (Engine.search): heimdex.vectorstore.search.search in db.org_tx, settings passed."""
+    """The engine's call (Services.search): heimdex.vectorstore.search.search in db.org_tx, settings
+    passed; `path` forces the exact or the graph query (the product's own option)."""
     times, results, paths = [], [], []
     for text, qt, qi in queries:
         t0 = time.perf_counter()
@@ -433,11 +416,12 @@ def run_queries(
                 image_model=IMAGE_MODEL,
                 k=K,
                 ef_search=settings.search_ef_search,
-                exact_max_rows=-1 if force_graph else settings.search_exact_max_rows,
+                exact_max_rows=settings.search_exact_max_rows,
+                path=path,
             )
         times.append((time.perf_counter() - t0) * 1000)
         results.append([(r["asset_id"], r["idx"]) for r in rows])
-    if not force_graph:
+    if path == "auto":
         with db.org_tx(org) as conn:
             paths.append(search_mod.plan(conn, settings.search_exact_max_rows)[1])
     return times, results, paths
@@ -457,18 +441,17 @@ def query_key(queries: Queries) -> str:
 
 
 def ground_truth(db: Database, home: Path, org: str, queries: Queries, settings: Settings) -> Results:
-    path = home / f"exact-{org}-{len(queries)}-{query_key(queries)}.json"
-    sql = exact_sql(search_mod.SQL)
-    if path.exists():
-        cached = json.loads(path.read_text())
+    cache = home / f"exact-{org}-{len(queries)}-{query_key(queries)}.json"
+    sql = search_mod.EXACT_SQL  # the cache is valid while the exact query is the same
+    if cache.exists():
+        cached = json.loads(cache.read_text())
         if cached["sql"] == sql:
             return [[(a, i) for a, i in rows] for rows in cached["results"]]
     say(f"exact search for {org} ({len(queries)} queries) ...")
     t0 = time.perf_counter()
-    with product_sql(sql):
-        _, results, _ = run_queries(db, org, queries, settings, force_graph=True)
+    _, results, _ = run_queries(db, org, queries, settings, path="exact")
     say(f"exact search for {org}: {time.perf_counter() - t0:.0f}s")
-    path.write_text(json.dumps({"sql": sql, "results": results}))
+    cache.write_text(json.dumps({"sql": sql, "results": results}))
     return results
 
 
@@ -489,15 +472,12 @@ def measure(
     exact: Results,
     settings: Settings,
     *,
-    sql: str | None = None,
-    force_graph: bool = False,
     float_exact: Results | None = None,
 ) -> dict[str, Any]:
     """Latency in steady state: other queries first bring the pages they touch into shared_buffers
     (on these VMs the page cache is reclaimed quickly, so a cold read costs milliseconds)."""
-    with product_sql(sql or search_mod.SQL):
-        run_queries(db, org, warmup, settings, force_graph=force_graph)
-        times, results, paths = run_queries(db, org, queries, settings, force_graph=force_graph)
+    run_queries(db, org, warmup, settings)
+    times, results, paths = run_queries(db, org, queries, settings)
     out: dict[str, Any] = {
         "p50_ms": round(pct(times, 50), 2),
         "p95_ms": round(pct(times, 95), 2),

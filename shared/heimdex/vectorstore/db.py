@@ -115,7 +115,7 @@ def backup_fence(conn: psycopg.Connection[Any]) -> None:
 
 def migrations(settings: Settings) -> list[str]:
     """Ordered migration scripts; vector widths are fixed when the schema is first made."""
-    pkg = resources.files("heimdex.index") / "sql"
+    pkg = resources.files("heimdex.vectorstore") / "sql"
     names = sorted(p.name for p in pkg.iterdir() if p.name.endswith(".sql"))
     return [
         (pkg / name)
