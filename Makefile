@@ -56,7 +56,7 @@ clean:
 # --- Cloud deployment (terraform/README.md) ------------------------------------------------------
 # make images ENV=dev [TAG=...]; make plan ENV=dev [TAG=...]; make apply ENV=dev. PROJECT and REGION
 # default to the environment's terraform.tfvars.
-.PHONY: functions-src images bootstrap plan apply iac-check
+.PHONY: functions-src images bootstrap plan apply migrate iac-check
 ENV       ?= dev
 # One root module (terraform/*.tf) for every environment; envs/$(ENV)/ gives its values and its
 # state location. Each environment keeps its own working directory (.terraform-$(ENV)).
@@ -107,6 +107,15 @@ apply: functions-src
 	$(TF_INIT)
 	@if [ -f terraform/$(TF_PLAN) ]; then $(TF) apply -input=false $(TF_PLAN) && rm -f terraform/$(TF_PLAN); \
 	else $(TF) apply -input=false $(TF_VARS); fi
+
+# The schema, as the database owner (the only identity that may change it): its IAM database user
+# gets cloudsqlsuperuser (idempotent), then the maintenance job runs once and is waited for.
+migrate:
+	gcloud sql users assign-roles "$$($(TF) output -raw db_owner_user)" \
+	  --instance="$$($(TF) output -raw sql_instance)" --project=$(PROJECT) \
+	  --type=CLOUD_IAM_SERVICE_ACCOUNT --database-roles=cloudsqlsuperuser
+	gcloud run jobs execute "$$($(TF) output -raw db_maintenance_job)" \
+	  --region=$(REGION) --project=$(PROJECT) --wait
 
 # What CI checks offline: python-hcl2 contract tests and checkov (needs .venv-iac, see scripts/setup.sh).
 iac-check: $(STAMP)

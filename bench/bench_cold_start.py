@@ -85,7 +85,7 @@ def main() -> None:
     settings = Settings(home=home, database_url=None, jwt_secret=SECRET)
     db = Database(settings)  # the embedded server, started (and migrated) before the instance
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEIMDEX_")}
-    env.update(HEIMDEX_HOME=str(home), HEIMDEX_DATABASE_URL=db.url, HEIMDEX_JWT_SECRET=SECRET)
+    env.update(HEIMDEX_HOME=str(home), HEIMDEX_DATABASE_APP_URL=db.app_url, HEIMDEX_JWT_SECRET=SECRET)
     try:
         results = [one_start(env, issue_token(SECRET, "default")) for _ in range(runs)]
     finally:

@@ -107,11 +107,38 @@ module "cloudsql" {
   retained_backups               = var.sql_retained_backups
   transaction_log_retention_days = var.sql_transaction_log_days
 
-  # Every function and stage opens the index (and runs the migrations on start).
-  secret_accessors = merge(
-    { for f in local.functions : "fn-${f}" => module.service_accounts.members["fn-${f}"] },
-    { for s in local.stages : "stage-${s}" => module.service_accounts.members["stage-${s}"] },
+  # Every function and stage opens the index as an application user (IAM database authentication);
+  # only the maintenance job's account owns the schema.
+  app_service_accounts = merge(
+    { for f in local.functions : "fn-${f}" => module.service_accounts.emails["fn-${f}"] },
+    { for s in local.stages : "stage-${s}" => module.service_accounts.emails["stage-${s}"] },
   )
+  owner_service_account = module.service_accounts.emails["db-owner"]
+}
+
+module "identity_platform" {
+  source     = "./modules/identity_platform"
+  project_id = var.project_id
+
+  depends_on = [module.project_services]
+}
+
+module "db_maintenance" {
+  source                    = "./modules/db_maintenance"
+  project_id                = var.project_id
+  region                    = var.region
+  service_account           = module.service_accounts.emails["db-owner"]
+  scheduler_service_account = module.service_accounts.emails["scheduler"]
+  image_repository          = module.artifact_registry.repository_url
+  image_tag                 = var.image_tag
+  network_name              = module.network.network_name
+  subnet_name               = module.network.serverless_subnet_name
+  cloudsql_instance         = module.cloudsql.connection_name
+  cloudsql_database         = module.cloudsql.database_name
+  app_database_users        = module.cloudsql.app_users
+  deletion_protection       = var.deletion_protection
+
+  depends_on = [module.project_services]
 }
 
 module "artifact_registry" {
@@ -158,8 +185,8 @@ module "stage_services" {
   queue_prefix                = var.queue_prefix
   tasks_invoker_email         = module.service_accounts.emails["tasks-invoker"]
   max_attempts                = var.max_attempts
-  database_url_secret_id      = module.cloudsql.database_url_secret_id
-  database_url_secret_version = module.cloudsql.database_url_secret_version
+  cloudsql_instance           = module.cloudsql.connection_name
+  cloudsql_database           = module.cloudsql.database_name
   stage_settings              = var.stage_settings
   deletion_protection         = var.deletion_protection
 
@@ -191,8 +218,8 @@ module "functions" {
   stage_timeouts_s            = module.stage_services.timeouts_s
   queue_max_backoff_s         = module.task_queues.max_backoff_s
   google_audience             = var.google_audience
-  database_url_secret_id      = module.cloudsql.database_url_secret_id
-  database_url_secret_version = module.cloudsql.database_url_secret_version
+  cloudsql_instance           = module.cloudsql.connection_name
+  cloudsql_database           = module.cloudsql.database_name
   function_settings           = var.function_settings
 
   depends_on = [module.project_services, module.task_queues]

@@ -1,5 +1,5 @@
 output "search_url" {
-  description = "The search API: GET <search_url>/v1/search?q=... with a Google ID token."
+  description = "The search API: GET <search_url>/v1/search?q=... with an Identity Platform ID token."
   value       = module.functions.search_url
 }
 
@@ -31,4 +31,19 @@ output "stage_urls" {
 output "service_accounts" {
   description = "Runtime identities (share Drive folders with drive_watch, probe, asr and shots)."
   value       = module.service_accounts.emails
+}
+
+output "db_maintenance_job" {
+  description = "The Cloud Run job that migrates the schema and maintains indexes as the owner (`make migrate`)."
+  value       = module.db_maintenance.job_name
+}
+
+output "db_owner_user" {
+  description = "The schema owner's IAM database user (`make migrate` assigns it cloudsqlsuperuser)."
+  value       = module.cloudsql.owner_user
+}
+
+output "sql_instance" {
+  description = "Cloud SQL instance name."
+  value       = module.cloudsql.instance_name
 }

@@ -72,7 +72,7 @@ variable "image_pushers" {
 }
 
 variable "google_audience" {
-  description = "Audience of the Google ID tokens the search API and watch registration accept."
+  description = "The Identity Platform project whose ID tokens the search API and watch registration accept (their audience; normally project_id)."
   type        = string
 }
 

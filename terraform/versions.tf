@@ -9,10 +9,6 @@ terraform {
       source  = "hashicorp/google"
       version = ">= 6.40, < 7.0"
     }
-    random = {
-      source  = "hashicorp/random"
-      version = ">= 3.6, < 4.0"
-    }
     archive = {
       source  = "hashicorp/archive"
       version = ">= 2.4, < 3.0"

@@ -203,23 +203,102 @@ def test_literal_values_are_valid_settings() -> None:
     for env in components:
         values = {by_env[k]: v for k, v in env.items() if literal(v)}
         Settings(**values)  # raises on a bad value
-    assert function_env("search")["HEIMDEX_AUTH_MODE"] == "google"
+    assert function_env("search")["HEIMDEX_AUTH_MODE"] == "identity_platform"
+    assert function_env("drive_watch")["HEIMDEX_AUTH_MODE"] == "identity_platform"
     assert stage_env("probe")["HEIMDEX_JOB_STORE"] == "firestore"
     assert stage_env("probe")["HEIMDEX_VERIFY_TASK_TOKENS"] == "true"
     assert stage_env("asr")["HEIMDEX_ASR_COMPUTE_TYPE"] == "float16"
 
 
-def test_database_url_comes_from_secret_manager() -> None:
+def test_database_uses_iam_authentication_and_no_password() -> None:
+    """Cloud SQL IAM database authentication for every user; no password, no database URL secret.
+    The services connect with the Cloud SQL Python Connector (HEIMDEX_CLOUDSQL_INSTANCE) as their own
+    service accounts; heimdex.vectorstore.connect picks that path from the setting."""
+    sql_instance = resources(MODULES / "cloudsql", "google_sql_database_instance")["this"]
+    settings = sql_instance["settings"][0]
+    flags = {f["name"]: f["value"] for f in settings["database_flags"]}
+    assert flags["cloudsql.iam_authentication"] == "on"
+    ip = settings["ip_configuration"][0]
+    assert ip["ipv4_enabled"] is False, "Cloud SQL must have no public IP"
+    assert ip["ssl_mode"] == "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"  # the connector's client certificates
+    users = resources(MODULES / "cloudsql", "google_sql_user")
+    assert set(users) == {"app", "owner"}
+    for name, user in users.items():
+        assert user["type"] == "CLOUD_IAM_SERVICE_ACCOUNT", name
+        assert not {"password", "password_wo", "password_wo_version"} & set(user), name
+    # Cloud SQL names a service account's user by its email without ".gserviceaccount.com".
+    loc = locals_of(MODULES / "cloudsql")
+    assert users["app"]["name"] == "${each.value}" and users["owner"]["name"] == "${local.owner_user}"
+    for names in (loc["app_users"], loc["owner_user"]):
+        assert "trimsuffix(" in names and '".gserviceaccount.com"' in names, names
+    for path in sorted(TF.rglob("*.tf")):
+        text = path.read_text()
+        assert "random_password" not in text, f"{path.relative_to(ROOT)}: a generated password"
+        assert "HEIMDEX_DATABASE_URL" not in text and "HEIMDEX_DATABASE_APP_URL" not in text, path
+        assert "BUILT_IN" not in text, path
+    assert not resources(MODULES / "cloudsql", "google_secret_manager_secret")
     for module in ("functions", "stage_services"):
         loc = locals_of(MODULES / module)
-        assert "HEIMDEX_DATABASE_URL" in loc["secret_env"]
-        assert "HEIMDEX_DATABASE_URL" not in loc["common_env"]
+        assert loc["secret_env"] == {}
+        assert loc["common_env"]["HEIMDEX_CLOUDSQL_INSTANCE"] == "${var.cloudsql_instance}"
+        assert "HEIMDEX_CLOUDSQL_OWNER" not in loc["common_env"]
         for comp in loc["component_env"].values():
-            assert "HEIMDEX_DATABASE_URL" not in comp
-    sql = resources(MODULES / "cloudsql", "google_sql_database_instance")["this"]
-    ip = sql["settings"][0]["ip_configuration"][0]
-    assert ip["ipv4_enabled"] is False, "Cloud SQL must have no public IP"
-    assert ip["ssl_mode"] == "ENCRYPTED_ONLY"
+            assert "HEIMDEX_CLOUDSQL_OWNER" not in comp and "HEIMDEX_CLOUDSQL_USER" not in comp
+    # Connect and log in, on this instance only.
+    grants = resources(MODULES / "cloudsql", "google_project_iam_member")
+    assert {g["role"] for g in grants.values()} == {"roles/cloudsql.client", "roles/cloudsql.instanceUser"}
+    for grant in grants.values():
+        assert grant["for_each"] == "${local.connecting}"
+        assert grant["condition"][0]["expression"] == "${local.instance_condition.expression}"
+    condition = locals_of(MODULES / "cloudsql")["instance_condition"]["expression"]
+    assert "sqladmin.googleapis.com/Instance" in condition and "instances/${var.instance_name}" in condition
+    # Every function and stage is an application user; the owner is the maintenance job's account.
+    call = module_calls()["cloudsql"]
+    assert (
+        "local.functions" in call["app_service_accounts"] and "local.stages" in call["app_service_accounts"]
+    )
+    assert "db-owner" not in call["app_service_accounts"]
+    assert call["owner_service_account"] == '${module.service_accounts.emails["db-owner"]}'
+
+
+def test_only_the_maintenance_job_is_the_database_owner() -> None:
+    job = resources(MODULES / "db_maintenance", "google_cloud_run_v2_job")["maintenance"]
+    task = job["template"][0]["template"][0]
+    assert task["service_account"] == "${var.service_account}"
+    [container] = task["containers"]
+    assert container["command"] == ["python", "-m", "heimdex.vectorstore.orgindex"]
+    assert container["image"] == "${var.image_repository}/index:${var.image_tag}"
+    [env] = dynamic(container, "env")
+    assert env["for_each"] == "${local.env}"
+    job_env = locals_of(MODULES / "db_maintenance")["env"]
+    assert job_env["HEIMDEX_CLOUDSQL_OWNER"] == "true"
+    assert job_env["HEIMDEX_CLOUDSQL_INSTANCE"] == "${var.cloudsql_instance}"
+    assert job_env["HEIMDEX_DATABASE_APP_USERS"] == "${jsonencode(var.app_database_users)}"
+    by_env = {env_name(name): name for name in Settings.model_fields}
+    Settings(**{by_env[k]: v for k, v in job_env.items() if literal(v)})
+    call = module_calls()["db_maintenance"]
+    assert call["service_account"] == '${module.service_accounts.emails["db-owner"]}'
+    assert call["app_database_users"] == "${module.cloudsql.app_users}"
+    # No function or stage runs as the owner.
+    assert module_calls()["functions"]["service_accounts"] == "${module.service_accounts.function_emails}"
+    assert module_calls()["stage_services"]["service_accounts"] == "${module.service_accounts.stage_emails}"
+    scheduler = resources(MODULES / "db_maintenance", "google_cloud_scheduler_job")["maintenance"]
+    assert scheduler["http_target"][0]["uri"].rstrip('"').endswith(":run")
+    invoker = resources(MODULES / "db_maintenance", "google_cloud_run_v2_job_iam_member")["scheduler"]
+    assert invoker["role"] == "roles/run.invoker"
+
+
+def test_users_sign_in_with_identity_platform() -> None:
+    services = variables_of(MODULES / "project_services")["services"]["default"]
+    assert "identitytoolkit.googleapis.com" in services
+    config = resources(MODULES / "identity_platform", "google_identity_platform_config")["this"]
+    email = config["sign_in"][0]["email"][0]
+    assert email["enabled"] is True and email["password_required"] is True
+    assert module_calls()["identity_platform"]["project_id"] == "${var.project_id}"
+    for env in ENVS:
+        # The tokens' audience is the project (dev and prod tfvars).
+        tfvars = parse(TF / "envs" / env / "terraform.tfvars")
+        assert tfvars["google_audience"] == tfvars["project_id"]
 
 
 # -- nothing lost: database backups and derived-object versions ---------------------------------------
@@ -494,14 +573,18 @@ def test_no_broad_roles_no_public_buckets_no_default_compute_account() -> None:
         assert bucket["public_access_prevention"] == "enforced", name
         assert "lifecycle_rule" in bucket or "dynamic" in bucket, name
     project_roles = {
-        body["role"] for body in resources(MODULES / "service_accounts", "google_project_iam_member").values()
-    } | {body["role"] for body in resources(MODULES / "functions", "google_project_iam_member").values()}
+        body["role"]
+        for module in ("service_accounts", "functions", "cloudsql")
+        for body in resources(MODULES / module, "google_project_iam_member").values()
+    }
     allowed = {
         "roles/datastore.user",
         "roles/datastore.viewer",
         "roles/eventarc.eventReceiver",
         "${each.value}",  # the build account's two roles, listed below
         "roles/pubsub.publisher",
+        "roles/cloudsql.client",  # both limited to the instance by a condition
+        "roles/cloudsql.instanceUser",
     }
     assert project_roles <= allowed, project_roles - allowed
     build = resources(MODULES / "service_accounts", "google_project_iam_member")["build"]

@@ -61,9 +61,39 @@ class Settings(BaseSettings):
     )
     database_url: str | None = Field(
         default=None,
-        description="PostgreSQL + pgvector URL; unset starts an embedded server under home.",
+        description="PostgreSQL + pgvector URL of the schema owner (migrations, index maintenance); unset"
+        " (and no database_app_url or cloudsql_instance) starts an embedded server under home.",
+    )
+    database_app_url: str | None = Field(
+        default=None,
+        description="URL every request path connects with: a LOGIN role that is not the owner, not a"
+        " superuser, without BYPASSRLS (heimdex_app, or a member of it). Default: database_url's server"
+        " and database as heimdex_app, without a password. Given alone, the process neither migrates"
+        " nor builds indexes.",
+    )
+    database_app_users: list[str] = Field(
+        default_factory=list,
+        description="Login roles the owner grants heimdex_app when it migrates (Cloud SQL: the services'"
+        " IAM database users).",
+    )
+    cloudsql_instance: str | None = Field(
+        default=None,
+        description="Cloud SQL instance connection name (project:region:instance): connect through the"
+        " Cloud SQL Python Connector with IAM database authentication, as this process's service account.",
         json_schema_extra=cloud(*ALL),
     )
+    cloudsql_database: str = Field(default="heimdex", json_schema_extra=cloud(*ALL))
+    cloudsql_user: str | None = Field(
+        default=None,
+        description="IAM database user; default: this process's service account email without"
+        " .gserviceaccount.com.",
+    )
+    cloudsql_owner: bool = Field(
+        default=False,
+        description="This process's IAM user is the schema owner: the maintenance job (migrations, index"
+        " maintenance), never a service.",
+    )
+    cloudsql_ip_type: Literal["PRIVATE", "PUBLIC", "PSC"] = "PRIVATE"
     db_shared_buffers: str = "256MB"
     db_pool_size: int = 8
     db_pool_timeout_s: float = Field(
@@ -164,13 +194,26 @@ class Settings(BaseSettings):
         description="Stage endpoints require Cloud Tasks OIDC tokens.",
         json_schema_extra=cloud("stages", "drive_watch"),
     )
-    auth_mode: Literal["hs256", "google"] = Field(
-        default="hs256", json_schema_extra=cloud("search", "drive_watch")
+    auth_mode: Literal["hs256", "identity_platform", "google"] = Field(
+        default="hs256",
+        description="hs256: tokens signed with jwt_secret (embedded). identity_platform: Identity Platform"
+        " ID tokens with an org_id custom claim (cloud). google: the former name of identity_platform.",
+        json_schema_extra=cloud("search", "drive_watch"),
     )
     google_audience: str | None = Field(
         default=None,
-        description="Expected audience of Google ID tokens.",
+        description="identity_platform: the Google Cloud project of Identity Platform, which its ID tokens"
+        " name as their audience.",
         json_schema_extra=cloud("search", "drive_watch"),
+    )
+    auth_issuer: str | None = Field(
+        default=None,
+        description="identity_platform: expected token issuer; default"
+        " https://securetoken.google.com/<google_audience>.",
+    )
+    auth_certs_url: str = Field(
+        default="https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com",
+        description="identity_platform: where the token signing certificates are served ({kid: PEM}).",
     )
     drive_api_root: str | None = Field(
         default=None, description="Drive API root URL (a local fake in tests)."

@@ -132,7 +132,8 @@ class PgJobStore:
         superuser is not bound by row-level security); each one that looks stalled, and that `busy`
         does not report still worked on, is locked in its organisation's transaction and judged
         again there before it is failed."""
-        with self.db.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+        # As the owner: the application role sees no organisation's rows without one set.
+        with psycopg.connect(self.db.url, autocommit=True) as conn, conn.cursor(row_factory=dict_row) as cur:
             running = cur.execute(
                 "SELECT job_id, org_id, source, status, stages, updated_at FROM jobs WHERE status = 'running'"
             ).fetchall()

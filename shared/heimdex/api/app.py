@@ -4,6 +4,7 @@ search Cloud Function. The organisation always comes from the verified token, ne
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable
 from importlib import resources
@@ -12,9 +13,17 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 from heimdex.api import errors
-from heimdex.api.auth import AuthError, jwt_secret, org_from_google_token, org_from_header
+from heimdex.api.auth import (
+    AuthError,
+    CertificatesUnavailable,
+    jwt_secret,
+    org_from_header,
+    org_from_identity_platform_token,
+)
 from heimdex.config import Settings
 from heimdex.domain import JOB_ID_RE
+
+log = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 1000
 MAX_SOURCE_CHARS = 2048
@@ -34,20 +43,35 @@ def _invalid(message: str) -> Response:
 
 
 def bearer_org(settings: Settings) -> Callable[[str | None], tuple[str, Response | None]]:
-    """A verifier for `Authorization` headers: (org_id, None), or ("", a 401 response).
-    HS256 with the configured secret locally; Google-signed ID tokens in the cloud."""
+    """A verifier for `Authorization` headers: (org_id, None), or ("", a 401 response; 503 when the
+    signing certificates cannot be fetched). HS256 with the configured secret locally; Identity
+    Platform ID tokens in the cloud (auth.py)."""
     secret = jwt_secret(settings) if settings.auth_mode == "hs256" else ""
+    if settings.auth_mode == "google":
+        log.warning(
+            "HEIMDEX_AUTH_MODE=google is now called identity_platform; the old name goes in a release"
+        )
 
     def org_of(header: str | None) -> tuple[str, Response | None]:
         try:
-            if settings.auth_mode == "google":
-                return org_from_google_token(header, audience=settings.google_audience), None
+            if settings.auth_mode in ("identity_platform", "google"):
+                org = org_from_identity_platform_token(
+                    header,
+                    project=settings.google_audience,
+                    issuer=settings.auth_issuer,
+                    certs_url=settings.auth_certs_url,
+                )
+                return org, None
             org = org_from_header(
                 header, secret, audience=settings.jwt_audience, max_ttl_s=settings.max_token_ttl_s
             )
             return org, None
         except AuthError as exc:
             return "", errors.error(401, "unauthorized", str(exc))
+        except CertificatesUnavailable as exc:
+            resp = errors.error(503, "unavailable", f"cannot verify tokens now: {exc}")
+            resp.headers["Retry-After"] = "5"
+            return "", resp
 
     return org_of
 

@@ -99,7 +99,9 @@ class Stack:
             **gcs.env,
             "GOOGLE_CLOUD_PROJECT": self.project,
             "HEIMDEX_HOME": str(home),
-            "HEIMDEX_DATABASE_URL": self.db.url,
+            # As in the cloud, functions and stages connect as the application role only: they
+            # neither migrate (done above, as the owner) nor build indexes.
+            "HEIMDEX_DATABASE_APP_URL": self.db.app_url,
             "HEIMDEX_PROJECT": self.project,
             "HEIMDEX_JOB_STORE": "firestore",
             "HEIMDEX_DISPATCH": "cloud_tasks",
@@ -180,6 +182,7 @@ class Stack:
             "tasks_emulator_host": tasks.address,
             "stage_urls": stage_urls,
             "database_url": self.db.url,
+            "database_app_url": self.db.app_url,
             "logs": str(self.logs),
             "org_layout": f"gs://{self.bucket}/<org_id>/<path>.mp4",
             "started_in_s": round(time.perf_counter() - started, 1),

@@ -1,14 +1,19 @@
 """PostgreSQL + pgvector: the embedded server, the connection pool, migrations, org-scoped transactions.
 
-Application reads and writes run as the non-owner role `heimdex_app` with `heimdex.org_id` set for
-the transaction, so row-level security confines every statement to one organisation even where a
-query forgets its filter. Only migrations run as the owner.
+Two roles (heimdex.vectorstore.connect): the schema owner runs migrations (and index maintenance,
+orgindex.py) on connections of its own; every request path uses the pool, which logs in as the
+application role. Row-level security confines each statement to the organisation of its transaction,
+and that organisation cannot be forged by SQL: db.org_tx sets it together with an HMAC under a key
+that the pool registered for the session before handing it out (migration 005).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
+import secrets
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -19,18 +24,31 @@ from typing import Any
 
 import psycopg
 from pgvector.psycopg import register_vector
+from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from heimdex.config import Settings
 from heimdex.domain import validate_org
+from heimdex.vectorstore.connect import APP_ROLE, Endpoint, endpoints
 
 log = logging.getLogger(__name__)
 
-APP_ROLE = "heimdex_app"
 MIGRATION_LOCK = 724_311
 # Held shared by each index commit and exclusively by `heimdex backup` while it takes its snapshot
 # and freezes the derived files (heimdex.embedded.backup explains why).
 BACKUP_LOCK = 724_312
+BLOCK = 64  # SHA-256 block size: HMAC pads
+
+# The start of every org_tx, in one round trip (simple query protocol, so the values are literals:
+# a validated organisation id and a hex MAC). Whatever an earlier request left in the pooled session
+# (settings such as search_path, session advisory locks) is undone before this organisation's
+# statements; then its context is set for the transaction. A MAC seen by another session (the same
+# role can read pg_stat_activity.query) is useless there: it verifies only with this session's key.
+ENTER_ORG = sql.SQL(
+    "RESET ALL;"
+    " SELECT set_config('heimdex.org_id', {}, true), set_config('heimdex.org_mac', {}, true),"
+    " pg_advisory_unlock_all()"
+)
 
 
 def start_embedded(settings: Settings) -> str:
@@ -127,13 +145,160 @@ def migrations(settings: Settings) -> list[str]:
     ]
 
 
+def migrate(owner: Endpoint, settings: Settings, *, app_login: bool = False) -> int:
+    """Apply the packaged migrations as the owner; return the schema version. With app_login, the
+    application role itself logs in (the embedded default); database_app_users get its privileges."""
+    with owner.connect(autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations"
+                " (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+            done = row[0] if row else 0
+            version = done
+            for version, text in enumerate(migrations(settings), start=1):
+                if version <= done:
+                    continue
+                with conn.transaction():
+                    conn.execute(text)  # trusted, packaged SQL
+                    conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+                log.info("applied migration %d", version)
+            _grant_app(conn, settings, app_login=app_login)
+            _check_dims(conn, settings)
+            return max(version, done)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+
+def _grant_app(conn: psycopg.Connection[Any], settings: Settings, *, app_login: bool) -> None:
+    if app_login:
+        row = conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", (APP_ROLE,)).fetchone()
+        if row and not row[0]:
+            conn.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(APP_ROLE)))
+    for user in settings.database_app_users:
+        if conn.execute("SELECT FROM pg_roles WHERE rolname = %s", (user,)).fetchone() is None:
+            log.warning("database user %s does not exist (yet): not granted %s", user, APP_ROLE)
+            continue
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(APP_ROLE), sql.Identifier(user)))
+
+
+def _check_dims(conn: psycopg.Connection[Any], settings: Settings) -> None:
+    rows = conn.execute(
+        "SELECT attname, atttypmod FROM pg_attribute WHERE attrelid = 'scenes'::regclass"
+        " AND attname IN ('text_vec', 'image_vec')"
+    ).fetchall()
+    dims = dict(rows)
+    for col, want in (("text_vec", settings.text_dim), ("image_vec", settings.image_dim)):
+        if dims.get(col) != want:
+            raise RuntimeError(
+                f"index column {col} holds {dims.get(col)}-d vectors but the configured model"
+                f" gives {want}-d;"
+                " use a new HEIMDEX_HOME (or database) for a model of another width"
+            )
+
+
+def check_app_role(conn: psycopg.Connection[Any]) -> None:
+    """Refuse to serve with an application connection that row-level security would not hold: a
+    superuser, BYPASSRLS, CREATEROLE, or a role that is (or may become) the owner of the tables."""
+    row = conn.execute(
+        "SELECT r.rolname, r.rolsuper, r.rolbypassrls, r.rolcreaterole,"
+        " pg_has_role(current_user, c.relowner, 'MEMBER')"
+        " FROM pg_roles r, pg_class c"
+        " WHERE r.rolname = current_user AND c.oid = 'public.scenes'::regclass"
+    ).fetchone()
+    if row is None:
+        raise RuntimeError("cannot inspect the application role")
+    name, superuser, bypass, createrole, owner = row
+    problems = [
+        what
+        for what, bad in (
+            ("a superuser", superuser),
+            ("BYPASSRLS", bypass),
+            ("CREATEROLE", createrole),
+            ("the owner of the tables, or a member of it", owner),
+        )
+        if bad
+    ]
+    if problems:
+        raise RuntimeError(
+            f"the application connects as {name!r}, which is {', '.join(problems)}: row-level security"
+            " would not hold. Connect the application as heimdex_app or a member of it"
+            " (HEIMDEX_DATABASE_APP_URL)"
+        )
+
+
+def check_schema(app: Endpoint, settings: Settings, *, want: int) -> None:
+    """For a process without the owner: the schema must be migrated already, and the application
+    role must be one that row-level security holds."""
+    with app.connect(autocommit=True) as conn:
+        try:
+            row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+        except psycopg.errors.UndefinedTable:
+            row = (0,)
+        have = row[0] if row else 0
+        if have < want:
+            raise RuntimeError(
+                f"the database schema is at version {have}, this code needs {want}: run the migrations"
+                " as the owner first (python -m heimdex.vectorstore.orgindex; in the cloud the"
+                " heimdex-db-maintenance job)"
+            )
+        check_app_role(conn)
+        _check_dims(conn, settings)
+
+
+def hmac_pads(key: bytes) -> tuple[bytes, bytes]:
+    """RFC 2104's inner and outer pads of a key (at most one block)."""
+    padded = key.ljust(BLOCK, b"\0")
+    return bytes(b ^ 0x36 for b in padded), bytes(b ^ 0x5C for b in padded)
+
+
+def org_mac(key: bytes, org_id: str) -> str:
+    return hmac.new(key, org_id.encode(), hashlib.sha256).hexdigest()
+
+
 class Database:
+    """The application's pool (every request path) and, where this process has it, the owner's
+    endpoint (migrations at start, index maintenance).
+
+    `url`, if given, is the owner's URL (tests, benchmarks); otherwise settings decide
+    (heimdex.vectorstore.connect.endpoints), with the embedded server when nothing is configured."""
+
     def __init__(self, settings: Settings, url: str | None = None) -> None:
         self.settings = settings
-        self.url = url or settings.database_url or start_embedded(settings)
-        self.migrate()
+        if url is None and not (
+            settings.database_url or settings.database_app_url or settings.cloudsql_instance
+        ):
+            url = start_embedded(settings)
+        owner, app = endpoints(settings, url or settings.database_url)
+        if app is None:
+            raise RuntimeError(
+                "this process connects as the schema owner only (HEIMDEX_CLOUDSQL_OWNER): it runs"
+                " migrations and index maintenance (python -m heimdex.vectorstore.orgindex), not requests"
+            )
+        self.owner: Endpoint | None = owner
+        self.app: Endpoint = app
+        if owner is not None:
+            migrate(owner, settings, app_login=app.cloudsql is None and app.user == APP_ROLE)
+            try:
+                conn = app.connect(autocommit=True)
+            except psycopg.OperationalError as exc:
+                if settings.database_app_url:
+                    raise
+                raise RuntimeError(
+                    f"cannot connect as {APP_ROLE} on the owner's server ({exc}); give the application"
+                    " its own login: HEIMDEX_DATABASE_APP_URL"
+                ) from exc
+            with conn:
+                check_app_role(conn)
+        else:
+            check_schema(app, settings, want=len(migrations(settings)))
+        # The HMAC key of each pooled session, by backend pid (unique among live sessions; a new
+        # session on a reused pid registers, and replaces, its own key).
+        self._keys: dict[int, bytes] = {}
         self.pool = ConnectionPool(
-            self.url,
+            **app.pool_args(),
             min_size=1,
             max_size=settings.db_pool_size,
             timeout=settings.db_pool_timeout_s,
@@ -142,53 +307,41 @@ class Database:
             check=ConnectionPool.check_connection,
             # Plans here depend on session settings (iterative scans, ef_search): never cache them.
             kwargs={"prepare_threshold": None},
-            configure=register_vector,
+            configure=self._open_session,
             open=True,
         )
         self._closed = threading.Event()
 
-    def migrate(self) -> None:
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
-            try:
-                conn.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations"
-                    " (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-                )
-                row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
-                done = row[0] if row else 0
-                for version, sql in enumerate(migrations(self.settings), start=1):
-                    if version <= done:
-                        continue
-                    with conn.transaction():
-                        conn.execute(sql)  # trusted, packaged SQL
-                        conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
-                    log.info("applied migration %d", version)
-                self._check_dims(conn)
-            finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+    @property
+    def url(self) -> str:
+        """The owner's URL (migrations, index maintenance, administration in tests)."""
+        if self.owner is None or not self.owner.conninfo:
+            raise RuntimeError("this process has no owner URL")
+        return self.owner.conninfo
 
-    def _check_dims(self, conn: psycopg.Connection[Any]) -> None:
-        rows = conn.execute(
-            "SELECT attname, atttypmod FROM pg_attribute WHERE attrelid = 'scenes'::regclass"
-            " AND attname IN ('text_vec', 'image_vec')"
-        ).fetchall()
-        dims = dict(rows)
-        for col, want in (("text_vec", self.settings.text_dim), ("image_vec", self.settings.image_dim)):
-            if dims.get(col) != want:
-                raise RuntimeError(
-                    f"index column {col} holds {dims.get(col)}-d vectors but the configured model"
-                    f" gives {want}-d;"
-                    " use a new HEIMDEX_HOME (or database) for a model of another width"
-                )
+    @property
+    def app_url(self) -> str:
+        """The application role's URL (what a request path connects with)."""
+        if not self.app.conninfo:
+            raise RuntimeError("the application connects through the Cloud SQL connector, not a URL")
+        return self.app.conninfo
+
+    def _open_session(self, conn: psycopg.Connection[Any]) -> None:
+        """A new pooled session: pgvector's types, and its organisation key, registered before the
+        session serves anything (a second registration is refused by the database)."""
+        register_vector(conn)
+        key = secrets.token_bytes(32)
+        conn.execute("SELECT heimdex_open_session(%s, %s)", hmac_pads(key))
+        conn.commit()
+        self._keys[conn.info.backend_pid] = key
 
     @contextmanager
     def org_tx(self, org_id: str) -> Iterator[psycopg.Connection[Any]]:
         """A transaction as the application role, confined to one organisation by RLS."""
         validate_org(org_id)
         with self.pool.connection() as conn, conn.transaction():
-            conn.execute(f"SET LOCAL ROLE {APP_ROLE}")
-            conn.execute("SELECT set_config('heimdex.org_id', %s, true)", (org_id,))
+            mac = org_mac(self._keys[conn.info.backend_pid], org_id)
+            conn.execute(ENTER_ORG.format(sql.Literal(org_id), sql.Literal(mac)))
             yield conn
 
     def close(self) -> None:

@@ -17,6 +17,11 @@ upgrade, or to reclaim the indexes of organisations that shrank:
 
     python -m heimdex.vectorstore.orgindex
 
+(it applies any pending migration first). Only a process with the owner's connection builds:
+embedded, the index stage does it inline; in the cloud the services connect as application users
+(heimdex.vectorstore.connect), so the maintenance job (this module as the owner's IAM user, after each
+deploy and on a schedule) does it.
+
 ef_construction 200 (not pgvector's 64): a video's scenes sit close together, so the vectors form
 many tight clusters, and with 64 the graph linked them poorly: at 80,000 rows the true top 40 were
 found at 0.94 whatever ef_search was; with 200, 0.99 at ef_search 200 (2.5x the build time).
@@ -40,7 +45,8 @@ from psycopg import sql
 
 from heimdex.config import Settings
 from heimdex.domain import validate_org
-from heimdex.vectorstore.db import Database
+from heimdex.vectorstore.connect import Endpoint, endpoints
+from heimdex.vectorstore.db import Database, migrate, start_embedded
 
 log = logging.getLogger(__name__)
 
@@ -173,13 +179,20 @@ def ensure(conn: Conn, min_rows: int, *, concurrently: bool = True) -> list[str]
 
 
 @contextmanager
-def connect(db: Database) -> Iterator[Conn]:
+def connect_owner(owner: Endpoint, settings: Settings) -> Iterator[Conn]:
     """An owner connection in autocommit mode (CREATE INDEX CONCURRENTLY cannot run in a transaction)
     with Settings.db_index_build_mem for the graph."""
-    with psycopg.connect(db.url, autocommit=True) as conn:
-        conn.execute(
-            "SELECT set_config('maintenance_work_mem', %s, false)", (db.settings.db_index_build_mem,)
-        )
+    with owner.connect(autocommit=True) as conn:
+        conn.execute("SELECT set_config('maintenance_work_mem', %s, false)", (settings.db_index_build_mem,))
+        yield conn
+
+
+@contextmanager
+def connect(db: Database) -> Iterator[Conn]:
+    """connect_owner() for a Database that has the owner's endpoint."""
+    if db.owner is None:
+        raise RuntimeError("this process has no owner connection: index maintenance is not its job")
+    with connect_owner(db.owner, db.settings) as conn:
         yield conn
 
 
@@ -194,6 +207,11 @@ def after_ingest(db: Database, org: str) -> None:
     searched exactly (and correctly) until the next ingest builds them. An organisation already far
     past the limit (a database upgraded by migration 003) is better served by
     `python -m heimdex.vectorstore.orgindex` than by an index stage."""
+    if db.owner is None:
+        # A service of the cloud path connects as an application user only: the maintenance job
+        # (python -m heimdex.vectorstore.orgindex, scheduled) builds the indexes.
+        log.info("no owner connection: organisation indexes are left to the maintenance job")
+        return
     try:
         with connect(db) as conn:
             ensure_org(conn, org, db.settings.search_exact_max_rows)
@@ -210,14 +228,20 @@ def main() -> None:
     parser.add_argument("--min-rows", type=int, default=None, help="default: search_exact_max_rows")
     args = parser.parse_args()
     settings = Settings()
-    db = Database(settings)
-    try:
-        with connect(db) as conn:
-            min_rows = settings.search_exact_max_rows if args.min_rows is None else args.min_rows
-            for line in ensure(conn, min_rows):
-                print(line)
-    finally:
-        db.close()
+    url = settings.database_url
+    if url is None and not (settings.cloudsql_instance or settings.database_app_url):
+        url = start_embedded(settings)
+    owner, _app = endpoints(settings, url)
+    if owner is None:
+        raise SystemExit(
+            "no owner connection: set HEIMDEX_DATABASE_URL, or HEIMDEX_CLOUDSQL_OWNER for the owner's"
+            " IAM user"
+        )
+    print(f"schema version {migrate(owner, settings)}")  # the owner's pass: migrations first
+    with connect_owner(owner, settings) as conn:
+        min_rows = settings.search_exact_max_rows if args.min_rows is None else args.min_rows
+        for line in ensure(conn, min_rows):
+            print(line)
 
 
 if __name__ == "__main__":

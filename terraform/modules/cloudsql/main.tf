@@ -1,14 +1,17 @@
 /**
- * Cloud SQL for PostgreSQL with pgvector: private IP only (private service access), TLS required,
- * backups with point-in-time recovery, query logging flags. The application connects as a built-in
- * user whose URL lives in Secret Manager (HEIMDEX_DATABASE_URL, mounted as a secret environment
- * variable); only the accounts in `secret_accessors` may read it. The schema migration of the first
- * process to start runs `CREATE EXTENSION IF NOT EXISTS vector` (Cloud SQL ships pgvector; users made
- * here belong to cloudsqlsuperuser, which may create it).
+ * Cloud SQL for PostgreSQL with pgvector: private IP only, TLS with Cloud SQL client certificates
+ * (the Cloud SQL Python Connector), backups with point-in-time recovery, query logging flags.
+ *
+ * No database password exists: IAM database authentication (`cloudsql.iam_authentication`) for
+ * every user. Each service's runtime service account is an IAM database user that the schema owner
+ * grants the application role `heimdex_app` (not the owner, no BYPASSRLS); the owner is the
+ * maintenance job's service account (migrations, index maintenance), given `cloudsqlsuperuser` once
+ * by `make migrate` (`gcloud sql users assign-roles`). Each account may connect to this instance only
+ * (IAM conditions on roles/cloudsql.client and roles/cloudsql.instanceUser). The owner's first
+ * migration runs `CREATE EXTENSION IF NOT EXISTS vector` (Cloud SQL ships pgvector).
  */
 
 resource "google_sql_database_instance" "this" {
-  #checkov:skip=CKV_GCP_6:TLS is required (ssl_mode ENCRYPTED_ONLY) on a private IP only; client certificates would need the Cloud SQL connector, which psycopg with a plain DATABASE_URL does not use.
   project             = var.project_id
   name                = var.instance_name
   region              = var.region
@@ -28,7 +31,7 @@ resource "google_sql_database_instance" "this" {
     ip_configuration {
       ipv4_enabled                                  = false
       private_network                               = var.private_network_id
-      ssl_mode                                      = "ENCRYPTED_ONLY"
+      ssl_mode                                      = "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"
       enable_private_path_for_google_cloud_services = false
     }
 
@@ -56,6 +59,12 @@ resource "google_sql_database_instance" "this" {
       query_insights_enabled  = true
       record_application_tags = false
       record_client_address   = false
+    }
+
+    # IAM database authentication: the services sign in as their service accounts, no passwords.
+    database_flags {
+      name  = "cloudsql.iam_authentication"
+      value = "on"
     }
 
     # Logging and audit flags (static blocks so that scanners can read them).
@@ -140,44 +149,63 @@ resource "google_sql_database" "heimdex" {
   instance = google_sql_database_instance.this.name
 }
 
-resource "random_password" "app" {
-  length  = 40
-  special = false
-}
-
-resource "google_sql_user" "app" {
-  project  = var.project_id
-  name     = var.user_name
-  instance = google_sql_database_instance.this.name
-  password = random_password.app.result
-}
-
-resource "google_secret_manager_secret" "database_url" {
-  project   = var.project_id
-  secret_id = var.secret_id
-  labels    = var.labels
-
-  replication {
-    auto {}
+locals {
+  # Cloud SQL's database user of a service account: its email without ".gserviceaccount.com".
+  app_users  = { for k, email in var.app_service_accounts : k => trimsuffix(email, ".gserviceaccount.com") }
+  owner_user = trimsuffix(var.owner_service_account, ".gserviceaccount.com")
+  # Every account that connects, limited to this instance.
+  connecting = merge(
+    { for k, email in var.app_service_accounts : k => "serviceAccount:${email}" },
+    { "db-owner" = "serviceAccount:${var.owner_service_account}" },
+  )
+  instance_condition = {
+    title      = "heimdex-cloudsql-instance"
+    expression = "resource.type == \"sqladmin.googleapis.com/Instance\" && resource.name == \"projects/${var.project_id}/instances/${var.instance_name}\""
   }
 }
 
-resource "google_secret_manager_secret_version" "database_url" {
-  secret = google_secret_manager_secret.database_url.id
-  secret_data = format(
-    "postgresql://%s:%s@%s:5432/%s?sslmode=require",
-    google_sql_user.app.name,
-    random_password.app.result,
-    google_sql_database_instance.this.private_ip_address,
-    google_sql_database.heimdex.name,
-  )
+# The services: application users (the owner's migration grants them heimdex_app).
+resource "google_sql_user" "app" {
+  for_each = local.app_users
+
+  project  = var.project_id
+  name     = each.value
+  instance = google_sql_database_instance.this.name
+  type     = "CLOUD_IAM_SERVICE_ACCOUNT"
 }
 
-resource "google_secret_manager_secret_iam_member" "accessors" {
-  for_each = var.secret_accessors
+# The maintenance job: the schema owner.
+resource "google_sql_user" "owner" {
+  project  = var.project_id
+  name     = local.owner_user
+  instance = google_sql_database_instance.this.name
+  type     = "CLOUD_IAM_SERVICE_ACCOUNT"
+}
 
-  project   = var.project_id
-  secret_id = google_secret_manager_secret.database_url.secret_id
-  role      = "roles/secretmanager.secretAccessor"
-  member    = each.value
+# Connect through the connector (cloudsql.instances.connect/get) and log in with IAM
+# (cloudsql.instances.login): project-level roles by nature, conditioned on this instance.
+resource "google_project_iam_member" "client" {
+  for_each = local.connecting
+
+  project = var.project_id
+  role    = "roles/cloudsql.client"
+  member  = each.value
+
+  condition {
+    title      = local.instance_condition.title
+    expression = local.instance_condition.expression
+  }
+}
+
+resource "google_project_iam_member" "instance_user" {
+  for_each = local.connecting
+
+  project = var.project_id
+  role    = "roles/cloudsql.instanceUser"
+  member  = each.value
+
+  condition {
+    title      = local.instance_condition.title
+    expression = local.instance_condition.expression
+  }
 }

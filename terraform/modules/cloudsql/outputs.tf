@@ -13,12 +13,17 @@ output "private_ip" {
   value       = google_sql_database_instance.this.private_ip_address
 }
 
-output "database_url_secret_id" {
-  description = "Secret id of HEIMDEX_DATABASE_URL (mounted as a secret environment variable)."
-  value       = google_secret_manager_secret.database_url.secret_id
+output "database_name" {
+  description = "Database of the index (HEIMDEX_CLOUDSQL_DATABASE)."
+  value       = google_sql_database.heimdex.name
 }
 
-output "database_url_secret_version" {
-  description = "The secret version that holds the current URL."
-  value       = google_secret_manager_secret_version.database_url.version
+output "app_users" {
+  description = "IAM database users of the services (HEIMDEX_DATABASE_APP_USERS of the maintenance job)."
+  value       = sort([for u in google_sql_user.app : u.name])
+}
+
+output "owner_user" {
+  description = "IAM database user of the schema owner (the maintenance job)."
+  value       = google_sql_user.owner.name
 }

@@ -89,22 +89,15 @@ variable "database_name" {
   default     = "heimdex"
 }
 
-variable "user_name" {
-  description = "Application user."
-  type        = string
-  default     = "heimdex"
-}
-
-variable "secret_id" {
-  description = "Secret Manager secret holding the DATABASE_URL."
-  type        = string
-  default     = "heimdex-database-url"
-}
-
-variable "secret_accessors" {
-  description = "name => IAM member granted secretAccessor on the DATABASE_URL secret only."
+variable "app_service_accounts" {
+  description = "name => email of each service's runtime service account: an IAM database user with the application role (heimdex_app)."
   type        = map(string)
   default     = {}
+}
+
+variable "owner_service_account" {
+  description = "Email of the maintenance job's service account: the IAM database user that owns the schema (migrations, index maintenance)."
+  type        = string
 }
 
 variable "labels" {

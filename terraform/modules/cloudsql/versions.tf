@@ -6,9 +6,5 @@ terraform {
       source  = "hashicorp/google"
       version = ">= 6.40, < 7.0"
     }
-    random = {
-      source  = "hashicorp/random"
-      version = ">= 3.6, < 4.0"
-    }
   }
 }

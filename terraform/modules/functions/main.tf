@@ -9,8 +9,10 @@
  *   Internal ingress; only the Eventarc trigger account may invoke it.
  * - drive-watch: Drive push notifications are unauthenticated HTTP POSTs (the channel token is
  *   checked in code), so it is public; /renew and /sweep are called by Cloud Scheduler with an OIDC
- *   token that the code verifies (HEIMDEX_VERIFY_TASK_TOKENS); /v1/watches needs a Google ID token.
- * - search: the public HTTPS API; it verifies Google ID tokens itself (HEIMDEX_AUTH_MODE=google).
+ *   token that the code verifies (HEIMDEX_VERIFY_TASK_TOKENS); /v1/watches needs an Identity Platform ID token.
+ * - search: the public HTTPS API; it verifies Identity Platform ID tokens itself
+ *   (HEIMDEX_AUTH_MODE=identity_platform: issuer https://securetoken.google.com/<project>, audience
+ *   <project>, the organisation in the admin-set custom claim org_id).
  */
 
 locals {
@@ -56,6 +58,8 @@ locals {
     HEIMDEX_JOBS_COLLECTION    = var.jobs_collection
     HEIMDEX_JOB_TTL_DAYS       = tostring(var.job_ttl_days)
     HEIMDEX_DB_POOL_SIZE       = tostring(var.db_pool_size)
+    HEIMDEX_CLOUDSQL_INSTANCE  = var.cloudsql_instance
+    HEIMDEX_CLOUDSQL_DATABASE  = var.cloudsql_database
   }
   # Literal maps (no merge), so that the contract reads at a glance and the test can parse it.
   component_env = {
@@ -72,7 +76,7 @@ locals {
       HEIMDEX_WATCHES_COLLECTION  = var.watches_collection
       HEIMDEX_DRIVE_WEBHOOK_URL   = "${local.drive_watch_url}/notifications"
       HEIMDEX_VERIFY_TASK_TOKENS  = "true"
-      HEIMDEX_AUTH_MODE           = "google"
+      HEIMDEX_AUTH_MODE           = "identity_platform"
       HEIMDEX_GOOGLE_AUDIENCE     = var.google_audience
       HEIMDEX_DISPATCH            = "cloud_tasks"
       HEIMDEX_TASKS_LOCATION      = var.region
@@ -84,13 +88,12 @@ locals {
       HEIMDEX_STAGE_DEADLINES_S = jsonencode({ for s, t in var.stage_timeouts_s : s => t + var.queue_max_backoff_s[s] })
     }
     search = {
-      HEIMDEX_AUTH_MODE       = "google"
+      HEIMDEX_AUTH_MODE       = "identity_platform"
       HEIMDEX_GOOGLE_AUDIENCE = var.google_audience
     }
   }
-  secret_env = {
-    HEIMDEX_DATABASE_URL = { secret = var.database_url_secret_id, version = var.database_url_secret_version }
-  }
+  # Secret environment variables (none: the database takes IAM authentication, no password).
+  secret_env = {}
 }
 
 data "archive_file" "source" {
@@ -112,7 +115,7 @@ resource "google_storage_bucket_object" "source" {
 }
 
 resource "google_cloudfunctions2_function" "this" {
-  #checkov:skip=CKV_GCP_124:Ingest is internal-only; search (the public API, Google ID tokens checked in code) and drive-watch (Drive push comes from the internet) must accept all ingress.
+  #checkov:skip=CKV_GCP_124:Ingest is internal-only; search (the public API, Identity Platform ID tokens checked in code) and drive-watch (Drive push comes from the internet) must accept all ingress.
   for_each = local.deployments
 
   project     = var.project_id
@@ -201,7 +204,7 @@ resource "google_cloud_run_v2_service_iam_member" "eventarc" {
 }
 
 resource "google_cloud_run_v2_service_iam_member" "public" {
-  #checkov:skip=CKV_GCP_102:Only search (verifies Google ID tokens) and drive-watch (Drive push carries no credentials; the channel token is checked in code) are public, by design.
+  #checkov:skip=CKV_GCP_102:Only search (verifies Identity Platform ID tokens) and drive-watch (Drive push carries no credentials; the channel token is checked in code) are public, by design.
   for_each = { for k, d in local.deployments : k => d if d.public }
 
   project  = var.project_id

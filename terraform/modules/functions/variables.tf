@@ -122,7 +122,7 @@ variable "queue_max_backoff_s" {
 }
 
 variable "google_audience" {
-  description = "HEIMDEX_GOOGLE_AUDIENCE: audience of the Google ID tokens the API accepts."
+  description = "HEIMDEX_GOOGLE_AUDIENCE: the Identity Platform project, which its ID tokens name as their audience (normally project_id)."
   type        = string
 }
 
@@ -132,13 +132,13 @@ variable "db_pool_size" {
   default     = 4
 }
 
-variable "database_url_secret_id" {
-  description = "Secret holding HEIMDEX_DATABASE_URL."
+variable "cloudsql_instance" {
+  description = "HEIMDEX_CLOUDSQL_INSTANCE: connection name of the Cloud SQL instance (project:region:instance); the services connect as their own service accounts (IAM database authentication)."
   type        = string
 }
 
-variable "database_url_secret_version" {
-  description = "Version of that secret."
+variable "cloudsql_database" {
+  description = "HEIMDEX_CLOUDSQL_DATABASE."
   type        = string
 }
 

@@ -1,11 +1,12 @@
 /**
  * One service account per function and per stage service, plus the identities the platform acts
- * as: the Cloud Tasks OIDC invoker, the Cloud Scheduler caller, the Eventarc trigger and the Cloud
- * Build account of the functions (so nothing runs as the default compute service account).
+ * as: the Cloud Tasks OIDC invoker, the Cloud Scheduler caller, the Eventarc trigger, the Cloud
+ * Build account of the functions (so nothing runs as the default compute service account), and the
+ * database owner (the maintenance job: migrations and index maintenance; no service runs as it).
  *
  * Only the roles that exist at project level are granted here, and Firestore's is restricted to the
  * one database by an IAM condition. Everything else is granted on the resource, by the module that
- * owns it: bucket roles (storage), the DATABASE_URL secret (cloudsql), enqueue rights per queue
+ * owns it: bucket roles (storage), Cloud SQL connect/login on the instance (cloudsql), enqueue rights per queue
  * and actAs on the invoker (task_queues), run.invoker per service (stage_services, functions).
  */
 
@@ -18,6 +19,7 @@ locals {
       "scheduler"     = "Heimdex Cloud Scheduler caller of drive_watch /renew and /sweep"
       "eventarc"      = "Heimdex Eventarc trigger of the ingest function"
       "fn-build"      = "Heimdex Cloud Build account for the functions"
+      "db-owner"      = "Heimdex database owner: migrations and index maintenance (Cloud Run job)"
     },
   )
   # Account ids: 6-30 characters, lowercase, digits and hyphens.

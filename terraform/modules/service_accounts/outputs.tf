@@ -1,5 +1,5 @@
 output "emails" {
-  description = "key => email; keys: fn-<function>, stage-<stage>, tasks-invoker, scheduler, eventarc, fn-build."
+  description = "key => email; keys: fn-<function>, stage-<stage>, tasks-invoker, scheduler, eventarc, fn-build, db-owner."
   value       = { for k, sa in google_service_account.this : k => sa.email }
 }
 

@@ -58,14 +58,15 @@ locals {
     HEIMDEX_VERIFY_TASK_TOKENS  = "true"
     HEIMDEX_MAX_ATTEMPTS        = tostring(var.max_attempts)
     HEIMDEX_DB_POOL_SIZE        = tostring(var.db_pool_size)
+    HEIMDEX_CLOUDSQL_INSTANCE   = var.cloudsql_instance
+    HEIMDEX_CLOUDSQL_DATABASE   = var.cloudsql_database
   }
   # Per-stage additions: the GPU stages run Whisper in float16 on the L4.
   component_env = {
     asr = { HEIMDEX_ASR_COMPUTE_TYPE = "float16" }
   }
-  secret_env = {
-    HEIMDEX_DATABASE_URL = { secret = var.database_url_secret_id, version = var.database_url_secret_version }
-  }
+  # Secret environment variables (none: the database takes IAM authentication, no password).
+  secret_env = {}
 }
 
 resource "google_cloud_run_v2_service" "stage" {

@@ -79,13 +79,13 @@ variable "db_pool_size" {
   default     = 2
 }
 
-variable "database_url_secret_id" {
-  description = "Secret holding HEIMDEX_DATABASE_URL."
+variable "cloudsql_instance" {
+  description = "HEIMDEX_CLOUDSQL_INSTANCE: connection name of the Cloud SQL instance (project:region:instance); the services connect as their own service accounts (IAM database authentication)."
   type        = string
 }
 
-variable "database_url_secret_version" {
-  description = "Version of that secret (pinned, so a rotation rolls out a new revision)."
+variable "cloudsql_database" {
+  description = "HEIMDEX_CLOUDSQL_DATABASE."
   type        = string
 }
 
