@@ -38,19 +38,17 @@ import hashlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
-import psycopg
 from psycopg import sql
 
 from heimdex.config import Settings
 from heimdex.domain import validate_org
 from heimdex.vectorstore.connect import Endpoint, endpoints
 from heimdex.vectorstore.db import Database, migrate, start_embedded
+from heimdex.vectorstore.store import Conn
 
 log = logging.getLogger(__name__)
 
-Conn = psycopg.Connection[Any]
 PREFIX = "scenes_org_"
 # signal -> (access method, column, operator class); HNSW takes M and EF_CONSTRUCTION.
 SIGNALS = {
