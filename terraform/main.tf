@@ -27,6 +27,8 @@ locals {
     index  = ["asr", "ocr", "vision"]
   }
   stages = sort(keys(local.pipeline))
+  # Stages that read the video itself (from the bucket, or Drive with the organisation's grant).
+  source_stages = ["probe", "asr", "shots"]
 }
 
 module "project_services" {
@@ -66,7 +68,7 @@ module "storage" {
 
   # Stages that read the video itself; ocr and vision read keyframes from the derived bucket.
   source_readers = {
-    for s in ["probe", "asr", "shots"] : "stage-${s}" => module.service_accounts.members["stage-${s}"]
+    for s in local.source_stages : "stage-${s}" => module.service_accounts.members["stage-${s}"]
   }
   # Every stage writes its output; ingest and drive_watch delete a removed source's derived files.
   derived_writers = merge(
@@ -141,6 +143,19 @@ module "db_maintenance" {
   depends_on = [module.project_services]
 }
 
+# Organisations' own Drive access: the key sealing their refresh tokens, the OAuth client secret.
+module "drive_auth" {
+  source     = "./modules/drive_auth"
+  project_id = var.project_id
+
+  accessors = merge(
+    { "fn-drive_watch" = module.service_accounts.members["fn-drive_watch"] },
+    { for s in local.source_stages : "stage-${s}" => module.service_accounts.members["stage-${s}"] },
+  )
+
+  depends_on = [module.project_services]
+}
+
 module "artifact_registry" {
   source     = "./modules/artifact_registry"
   project_id = var.project_id
@@ -169,58 +184,73 @@ module "task_queues" {
 }
 
 module "stage_services" {
-  source                      = "./modules/stage_services"
-  project_id                  = var.project_id
-  region                      = var.region
-  stages                      = local.stages
-  service_accounts            = module.service_accounts.stage_emails
-  image_repository            = module.artifact_registry.repository_url
-  image_tag                   = var.image_tag
-  network_name                = module.network.network_name
-  subnet_name                 = module.network.serverless_subnet_name
-  derived_bucket              = module.storage.derived_bucket
-  firestore_database          = module.firestore.database_name
-  jobs_collection             = var.jobs_collection
-  job_ttl_days                = var.job_ttl_days
-  queue_prefix                = var.queue_prefix
-  tasks_invoker_email         = module.service_accounts.emails["tasks-invoker"]
-  max_attempts                = var.max_attempts
-  cloudsql_instance           = module.cloudsql.connection_name
-  cloudsql_database           = module.cloudsql.database_name
-  stage_settings              = var.stage_settings
-  deletion_protection         = var.deletion_protection
+  source              = "./modules/stage_services"
+  project_id          = var.project_id
+  region              = var.region
+  stages              = local.stages
+  service_accounts    = module.service_accounts.stage_emails
+  image_repository    = module.artifact_registry.repository_url
+  image_tag           = var.image_tag
+  network_name        = module.network.network_name
+  subnet_name         = module.network.serverless_subnet_name
+  derived_bucket      = module.storage.derived_bucket
+  firestore_database  = module.firestore.database_name
+  jobs_collection     = var.jobs_collection
+  job_ttl_days        = var.job_ttl_days
+  queue_prefix        = var.queue_prefix
+  tasks_invoker_email = module.service_accounts.emails["tasks-invoker"]
+  max_attempts        = var.max_attempts
+  cloudsql_instance   = module.cloudsql.connection_name
+  cloudsql_database   = module.cloudsql.database_name
+  stage_settings      = var.stage_settings
+  deletion_protection = var.deletion_protection
+
+  source_stages                  = local.source_stages
+  drive_sa_folders               = var.drive_sa_folders
+  drive_oauth_client_id          = var.drive_oauth_client_id
+  drive_grants_collection        = var.drive_grants_collection
+  drive_token_key_secret_id      = module.drive_auth.token_key_secret_id
+  drive_token_key_secret_version = module.drive_auth.token_key_secret_version
+  drive_oauth_client_secret_id   = module.drive_auth.oauth_client_secret_id
 
   depends_on = [module.project_services]
 }
 
 module "functions" {
-  source                      = "./modules/functions"
-  project_id                  = var.project_id
-  region                      = var.region
-  source_root                 = "${local.repo_root}/functions"
-  build_dir                   = "${path.module}/.build"
-  functions_bucket            = module.storage.functions_bucket
-  source_bucket               = module.storage.source_bucket
-  service_accounts            = module.service_accounts.function_emails
-  build_service_account_id    = module.service_accounts.ids["fn-build"]
-  eventarc_service_account    = module.service_accounts.emails["eventarc"]
-  scheduler_service_account   = module.service_accounts.emails["scheduler"]
-  vpc_connector               = module.network.connector_id
-  derived_bucket              = module.storage.derived_bucket
-  firestore_database          = module.firestore.database_name
-  jobs_collection             = var.jobs_collection
-  events_collection           = var.events_collection
-  watches_collection          = var.watches_collection
-  job_ttl_days                = var.job_ttl_days
-  queue_prefix                = var.queue_prefix
-  tasks_invoker_email         = module.service_accounts.emails["tasks-invoker"]
-  stage_urls                  = module.stage_services.urls
-  stage_timeouts_s            = module.stage_services.timeouts_s
-  queue_max_backoff_s         = module.task_queues.max_backoff_s
-  google_audience             = var.google_audience
-  cloudsql_instance           = module.cloudsql.connection_name
-  cloudsql_database           = module.cloudsql.database_name
-  function_settings           = var.function_settings
+  source                    = "./modules/functions"
+  project_id                = var.project_id
+  region                    = var.region
+  source_root               = "${local.repo_root}/functions"
+  build_dir                 = "${path.module}/.build"
+  functions_bucket          = module.storage.functions_bucket
+  source_bucket             = module.storage.source_bucket
+  service_accounts          = module.service_accounts.function_emails
+  build_service_account_id  = module.service_accounts.ids["fn-build"]
+  eventarc_service_account  = module.service_accounts.emails["eventarc"]
+  scheduler_service_account = module.service_accounts.emails["scheduler"]
+  vpc_connector             = module.network.connector_id
+  derived_bucket            = module.storage.derived_bucket
+  firestore_database        = module.firestore.database_name
+  jobs_collection           = var.jobs_collection
+  events_collection         = var.events_collection
+  watches_collection        = var.watches_collection
+  job_ttl_days              = var.job_ttl_days
+  queue_prefix              = var.queue_prefix
+  tasks_invoker_email       = module.service_accounts.emails["tasks-invoker"]
+  stage_urls                = module.stage_services.urls
+  stage_timeouts_s          = module.stage_services.timeouts_s
+  queue_max_backoff_s       = module.task_queues.max_backoff_s
+  google_audience           = var.google_audience
+  cloudsql_instance         = module.cloudsql.connection_name
+  cloudsql_database         = module.cloudsql.database_name
+  function_settings         = var.function_settings
+
+  drive_sa_folders               = var.drive_sa_folders
+  drive_oauth_client_id          = var.drive_oauth_client_id
+  drive_grants_collection        = var.drive_grants_collection
+  drive_token_key_secret_id      = module.drive_auth.token_key_secret_id
+  drive_token_key_secret_version = module.drive_auth.token_key_secret_version
+  drive_oauth_client_secret_id   = module.drive_auth.oauth_client_secret_id
 
   depends_on = [module.project_services, module.task_queues]
 }

@@ -8,6 +8,11 @@ output "drive_watch_url" {
   value       = module.functions.drive_watch_url
 }
 
+output "drive_oauth_redirect_uri" {
+  description = "Authorized redirect URI of the Drive OAuth web client (drive_oauth_client_id)."
+  value       = module.functions.drive_oauth_redirect_uri
+}
+
 output "source_bucket" {
   description = "Drop videos at gs://<source_bucket>/<org_id>/..."
   value       = module.storage.source_bucket
@@ -29,7 +34,7 @@ output "stage_urls" {
 }
 
 output "service_accounts" {
-  description = "Runtime identities (share Drive folders with drive_watch, probe, asr and shots)."
+  description = "Runtime identities (share the folders of drive_sa_folders with fn-drive_watch, stage-probe, stage-asr and stage-shots)."
   value       = module.service_accounts.emails
 }
 

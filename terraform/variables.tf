@@ -42,6 +42,24 @@ variable "watches_collection" {
   default     = "heimdex_drive_watches"
 }
 
+variable "drive_grants_collection" {
+  description = "Firestore collection of organisations' Drive grants (refresh tokens sealed with the drive_auth key)."
+  type        = string
+  default     = "heimdex_drive_grants"
+}
+
+variable "drive_oauth_client_id" {
+  description = "OAuth 2.0 web client through which organisations connect their own Drive (see modules/drive_auth); empty: none yet, only drive_sa_folders."
+  type        = string
+  default     = ""
+}
+
+variable "drive_sa_folders" {
+  description = "Drive folder id => organisation: the folders the deployment's own accounts (fn-drive_watch, stage-probe/asr/shots) may watch, each for that one organisation only."
+  type        = map(string)
+  default     = {}
+}
+
 variable "job_ttl_days" {
   description = "Days finished jobs and handled events are kept."
   type        = number

@@ -18,10 +18,12 @@ import psutil
 import pytest
 import requests
 
+from heimdex.adapters.drive_auth import new_key
+from heimdex.api.auth import issue_token
 from heimdex.dev.samples import Segment
-from heimdex.dev.stack import Stack
+from heimdex.dev.stack import DEV_SECRET, Stack
 from tests.conftest import make_clips
-from tests.fakes.drive_server import FakeDrive
+from tests.fakes.drive_server import FakeClient, FakeDrive
 
 pytestmark = pytest.mark.slow
 
@@ -78,15 +80,24 @@ def drive() -> Iterator[FakeDrive]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, moto: str, drive: FakeDrive) -> Iterator[dict[str, Any]]:
+def drive_client(drive: FakeDrive) -> FakeClient:
+    return drive.register_client()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, moto: str, drive: FakeDrive, drive_client: FakeClient
+) -> Iterator[dict[str, Any]]:
     aws = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
     os.environ.update(aws)
+    drive_env = {f"HEIMDEX_{k.upper()}": str(v) for k, v in drive.settings(drive_client).items()}
     s = Stack(
         tmp_path_factory.mktemp("stack"),
         extra_env={
             **aws,
             "HEIMDEX_S3_ENDPOINT_URL": moto,
-            "HEIMDEX_DRIVE_API_ROOT": drive.root_url,
+            **drive_env,  # the fake's Drive API and OAuth endpoints, and a client registered there
+            "HEIMDEX_DRIVE_TOKEN_KEY": new_key(),
             "HEIMDEX_FAIL_FIRST_ATTEMPTS": json.dumps({"shots": 1}),
             # 11-s clips run in two segments: every segmented stage is two tasks through the queues.
             "HEIMDEX_SEGMENT_S": "5",
@@ -94,6 +105,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, moto: str, drive: FakeDrive)
     )
     info = s.start()
     info["_stack"] = s
+    drive.allow_redirect(drive_client.id, f"{info['drive_watch_url']}/v1/drive/callback")
     yield info
     s.stop()
 
@@ -346,13 +358,30 @@ def test_s3_source_through_moto(stack: dict[str, Any], clips: dict[str, Path], m
 def test_drive_folder_watch_end_to_end(
     stack: dict[str, Any], clips: dict[str, Path], drive: FakeDrive
 ) -> None:
-    shared_drive = drive.add_shared_drive("Newsroom")
+    editor = "editor@default.example"  # a user of organisation `default`, member of the shared drive
+    shared_drive = drive.add_shared_drive("Newsroom", members=[editor])
     folder = drive.add_folder("Rushes", shared_drive)
     headers = {"Authorization": f"Bearer {stack['token']}"}
-    resp = requests.post(
-        f"{stack['drive_watch_url']}/v1/watches", json={"folder_id": folder}, headers=headers, timeout=30
+    watches = f"{stack['drive_watch_url']}/v1/watches"
+    resp = requests.post(watches, json={"folder_id": folder}, headers=headers, timeout=30)
+    assert resp.status_code == 403 and resp.json()["code"] == "forbidden", resp.text  # no Drive connected
+
+    # The organisation connects its Drive: consent URL -> Google (the fake) -> the callback.
+    consent = requests.get(f"{stack['drive_watch_url']}/v1/drive/consent", headers=headers, timeout=30)
+    at_google = requests.get(
+        consent.json()["authorization_url"],
+        headers={"X-Fake-User": editor},
+        allow_redirects=False,
+        timeout=30,
     )
-    assert resp.status_code == 201, resp.text
+    assert requests.get(at_google.headers["Location"], timeout=30).json()["status"] == "connected"
+    resp = requests.post(watches, json={"folder_id": folder}, headers=headers, timeout=30)
+    assert resp.status_code == 201 and resp.json()["auth"] == "delegated", resp.text
+    beta = {
+        "Authorization": f"Bearer {issue_token(os.environ.get('HEIMDEX_JWT_SECRET', DEV_SECRET), 'beta')}"
+    }
+    resp = requests.post(watches, json={"folder_id": folder}, headers=beta, timeout=30)
+    assert resp.status_code == 403, resp.text  # knowing the folder id is not enough
     assert (
         requests.post(
             f"{stack['drive_watch_url']}/v1/watches", json={"folder_id": folder}, timeout=30
@@ -364,6 +393,9 @@ def test_drive_folder_watch_end_to_end(
     source = f"drive://{file_id}"
     wait_for(lambda: top_hit(stack, "grape harvesters on the vineyard slopes", source), "the Drive file")
     assert any(d.state == "change" and d.status == 200 for d in drive.deliveries)
+    media = [r for r in drive.requests if r.args.get("alt") == "media"]
+    assert media and {r.principal for r in media} == {editor}  # the stages read with the org's grant
+    assert [j["org_id"] for j in jobs(stack) if j["source"] == source] == ["default"]  # beta: none
 
     drive.trash(file_id)
     wait_for(lambda: not assets_for(stack, source), "the trashed Drive file to leave the index")

@@ -1,5 +1,7 @@
 """Drive adapter against a fake Drive v3 server (official client, real HTTP, real push notifications
-to a local webhook) and Google's Firestore emulator for the watch state."""
+to a local webhook) and Google's Firestore emulator for the watch state. The organisation reads Drive
+with its own grant (a refresh token of the user whose My Drive it is); who may watch what, consent,
+refresh and revocation are in test_drive_ownership.py."""
 
 from __future__ import annotations
 
@@ -19,23 +21,28 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 
 from heimdex.adapters.drive import (
+    SCOPE,
     Change,
+    DriveAccess,
     DriveSourceStore,
     DriveWatcher,
     FirestoreWatchStore,
     NotificationRefused,
     Removal,
     Upsert,
+    WatchStopped,
     content_version,
     drive_service,
 )
+from heimdex.adapters.drive_auth import FirestoreGrantStore, Grant, TokenCipher, new_key
 from heimdex.config import Settings
 from heimdex.dev import emulators
 from heimdex.domain import MediaError
 from tests.fakes import WsgiServer
-from tests.fakes.drive_server import MY_DRIVE_ROOT, Delivery, FakeDrive
+from tests.fakes.drive_server import MY_DRIVE_ROOT, Delivery, FakeClient, FakeDrive
 
 ORG = "acme"
+USER = "archivist@acme.example"  # the user of ORG who connected Drive; My Drive is theirs
 VIDEO = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40
 
 
@@ -53,8 +60,14 @@ def firestore_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[fires
 @pytest.fixture
 def drive() -> Iterator[FakeDrive]:
     fake = FakeDrive().start()
+    fake.share(MY_DRIVE_ROOT, USER)
     yield fake
     fake.stop()
+
+
+@pytest.fixture
+def client(drive: FakeDrive) -> FakeClient:
+    return drive.register_client()
 
 
 class Webhook:
@@ -75,6 +88,8 @@ class Webhook:
                 changes = self.watcher.handle_notification(request.headers)
             except NotificationRefused:
                 return Response(status=403)
+            except WatchStopped:
+                return Response(status=200)
             with self._lock:
                 self.changes.extend(changes)
             return Response(status=200)
@@ -105,12 +120,14 @@ def webhook() -> Iterator[Webhook]:
 
 
 @pytest.fixture
-def settings(drive: FakeDrive, webhook: Webhook) -> Settings:
+def settings(drive: FakeDrive, webhook: Webhook, client: FakeClient) -> Settings:
     return Settings(
         project="heimdex-test",
-        drive_api_root=drive.root_url,
         drive_webhook_url=webhook.url,
         watches_collection=f"watches-{uuid.uuid4().hex[:12]}",
+        drive_grants_collection=f"grants-{uuid.uuid4().hex[:12]}",
+        drive_token_key=new_key(),
+        **drive.settings(client),
     )
 
 
@@ -119,15 +136,34 @@ def store(firestore_client: firestore.Client, settings: Settings) -> FirestoreWa
     return FirestoreWatchStore(firestore_client, settings.watches_collection)
 
 
-def make_watcher(settings: Settings, store: FirestoreWatchStore, webhook: Webhook, **kw: Any) -> DriveWatcher:
-    watcher = DriveWatcher(drive_service(settings), store, settings, **kw)
+@pytest.fixture
+def access(
+    firestore_client: firestore.Client, settings: Settings, drive: FakeDrive, client: FakeClient
+) -> DriveAccess:
+    grants = FirestoreGrantStore(
+        firestore_client, settings.drive_grants_collection, TokenCipher.from_settings(settings)
+    )
+    grants.put(Grant.new(ORG, drive.offline_grant(USER, client), SCOPE))
+    return DriveAccess(settings, grants)
+
+
+def make_watcher(
+    access: DriveAccess, store: FirestoreWatchStore, webhook: Webhook, settings: Settings, **kw: Any
+) -> DriveWatcher:
+    watcher = DriveWatcher(access, store, settings, **kw)
     webhook.watcher = watcher
     return watcher
 
 
 @pytest.fixture
-def watcher(settings: Settings, store: FirestoreWatchStore, webhook: Webhook) -> DriveWatcher:
-    return make_watcher(settings, store, webhook)
+def watcher(
+    access: DriveAccess, settings: Settings, store: FirestoreWatchStore, webhook: Webhook
+) -> DriveWatcher:
+    return make_watcher(access, store, webhook, settings)
+
+
+def org_service(access: DriveAccess) -> Any:
+    return access.open(ORG, "delegated").service
 
 
 def upsert(drive: FakeDrive, file_id: str) -> Upsert:
@@ -148,7 +184,8 @@ def test_register_opens_a_channel_and_sync_yields_nothing(
     drive.drain()
 
     [channel] = drive.active_channels()
-    assert channel.address == webhook.url
+    assert channel.address == webhook.url and channel.principal == USER
+    assert watch.auth == "delegated" and watch.status == "active"
     assert watch.drive_id is None and watch.channel.id == channel.id
     assert watch.channel.resource_id == channel.resource_id
     assert watch.channel.expiration_ms == channel.expiration_ms > time.time() * 1000 + 5 * 86400 * 1000
@@ -193,8 +230,10 @@ def test_videos_under_the_folder_become_upserts(
     assert all(d.status == 200 for d in drive.deliveries)
 
 
-def test_shared_drive_folder(drive: FakeDrive, watcher: DriveWatcher, webhook: Webhook) -> None:
-    shared = drive.add_shared_drive("Newsroom")
+def test_shared_drive_folder(
+    drive: FakeDrive, watcher: DriveWatcher, webhook: Webhook, access: DriveAccess
+) -> None:
+    shared = drive.add_shared_drive("Newsroom", members=[USER])
     folder = drive.add_folder("Footage", shared)
     watch = watcher.register(ORG, folder)
     assert watch.drive_id == shared
@@ -208,7 +247,7 @@ def test_shared_drive_folder(drive: FakeDrive, watcher: DriveWatcher, webhook: W
     listed = [r for r in drive.requests if r.path == "/drive/v3/changes"]
     assert listed and all(r.args.get("driveId") == shared for r in listed)
 
-    src = DriveSourceStore(drive_service(Settings(drive_api_root=drive.root_url)))
+    src = DriveSourceStore(org_service(access))
     with src.local_path(f"drive://{v}") as path:
         assert path.read_bytes() == VIDEO
 
@@ -254,9 +293,9 @@ def test_refused_notifications(drive: FakeDrive, watcher: DriveWatcher, webhook:
 
 
 def test_a_notification_never_yields_a_change_twice(
-    drive: FakeDrive, settings: Settings, store: FirestoreWatchStore, webhook: Webhook
+    drive: FakeDrive, access: DriveAccess, settings: Settings, store: FirestoreWatchStore, webhook: Webhook
 ) -> None:
-    watcher = make_watcher(settings, store, webhook, page_size=2)
+    watcher = make_watcher(access, store, webhook, settings, page_size=2)
     folder = drive.add_folder("Archive")
     watcher.register(ORG, folder)
 
@@ -295,10 +334,10 @@ def test_a_notification_never_yields_a_change_twice(
     assert seen == [upsert(drive, late)]
 
 
-def test_download_and_stat(drive: FakeDrive, settings: Settings, tmp_path: Path) -> None:
+def test_download_and_stat(drive: FakeDrive, access: DriveAccess, tmp_path: Path) -> None:
     data = os.urandom(300 * 1024 + 17)
     fid = drive.add_file("long.mkv", data, drive.add_folder("Archive"))
-    store = DriveSourceStore(drive_service(settings), chunk_size=64 * 1024, tmp_dir=tmp_path)
+    store = DriveSourceStore(org_service(access), chunk_size=64 * 1024, tmp_dir=tmp_path)
 
     info = store.stat(f"drive://{fid}")
     assert (info.uri, info.size) == (f"drive://{fid}", len(data))
@@ -314,7 +353,7 @@ def test_download_and_stat(drive: FakeDrive, settings: Settings, tmp_path: Path)
     drive.update_file(fid, data[:1000])
     assert store.stat(f"drive://{fid}").version != info.version
 
-    small = DriveSourceStore(drive_service(settings), max_bytes=999)
+    small = DriveSourceStore(org_service(access), max_bytes=999)
     with pytest.raises(MediaError, match="larger"), small.local_path(f"drive://{fid}"):
         pass
     with pytest.raises(MediaError, match="not found"):
@@ -382,8 +421,9 @@ def test_service_for_google_builds_offline(monkeypatch: pytest.MonkeyPatch) -> N
         return AnonymousCredentials(), "heimdex-test"
 
     monkeypatch.setattr(google.auth, "default", fake_default)
-    service = drive_service(Settings(drive_api_root=None))
+    access = DriveAccess(Settings(drive_api_root=None), None)
+    service = access.open(ORG, "service_account").service
     assert seen_scopes == [["https://www.googleapis.com/auth/drive.readonly"]]
     assert service._baseUrl == "https://www.googleapis.com/drive/v3/"
-    fake = drive_service(Settings(drive_api_root="http://127.0.0.1:9/"))
+    fake = drive_service(Settings(drive_api_root="http://127.0.0.1:9/"), AnonymousCredentials())
     assert fake._baseUrl == "http://127.0.0.1:9/drive/v3/"

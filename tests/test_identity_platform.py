@@ -280,11 +280,10 @@ def test_drive_watch_registration_uses_the_same_sign_in(
     class Watcher:
         def register(self, org: str, folder_id: str) -> Any:
             registered.append((org, folder_id))
-            return SimpleNamespace(
-                org_id=org, folder_id=folder_id, drive_id=None, channel=SimpleNamespace(expiration_ms=0)
-            )
+            return SimpleNamespace(public=lambda: {"org_id": org, "folder_id": folder_id})
 
-    app = create_drive_app(cloud_engine, dispatcher=None, watcher=Watcher)  # type: ignore[arg-type]
+    watcher = Watcher()
+    app = create_drive_app(cloud_engine, dispatcher=None, watcher=lambda: watcher)  # type: ignore[arg-type]
     client = app.test_client()
     wrong = bearer(token(keys["good"], claims(iss="https://accounts.google.com")))
     assert client.post("/v1/watches", json={"folder_id": "F"}, headers=wrong).status_code == 401

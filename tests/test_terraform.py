@@ -43,6 +43,7 @@ STAGES = sorted(s.name for s in PIPELINE)
 LOCAL_ONLY = {
     "tasks_emulator_host",
     "drive_api_root",
+    "drive_sa_key_file",  # the cloud's accounts use their own identity, never a key file
     "fail_first_attempts",
     "vision_random_init",
     "jwt_secret",
@@ -142,6 +143,31 @@ def module_env(module: str, component: str) -> dict[str, Any]:
     return {**loc["common_env"], **loc["component_env"].get(component, {}), **loc["secret_env"]}
 
 
+def names_in(loc: dict[str, Any], value: Any) -> dict[str, Any]:
+    """The HEIMDEX_* variables of a map local, or of an expression naming one (`${local.x}`) or
+    building one (`${merge({HEIMDEX_X = ...}, cond ? {} : {...})}`): name => value or "${computed}"."""
+    if isinstance(value, dict):
+        return value
+    ref = re.fullmatch(r"\$\{local\.([a-z_]+)\}", value)
+    if ref:
+        return names_in(loc, loc[ref.group(1)])
+    return dict.fromkeys(HEIMDEX_VAR.findall(value), "${computed}")
+
+
+def secret_names(module: str, component: str) -> set[str]:
+    """The secret environment variables (Secret Manager references) a component gets."""
+    loc = locals_of(MODULES / module)
+    names = set(loc["secret_env"])
+    if module == "functions":
+        names |= set(names_in(loc, loc["component_secret_env"][component]))
+    elif component in SOURCE_STAGES:
+        names |= set(names_in(loc, loc["drive_secret_env"]))
+    return names
+
+
+SOURCE_STAGES = ("probe", "asr", "shots")  # stage_services' var.source_stages default and env's local
+
+
 def function_env(function: str) -> dict[str, Any]:
     fn = resources(MODULES / "functions", "google_cloudfunctions2_function")["this"]
     service = fn["service_config"][0]
@@ -150,8 +176,10 @@ def function_env(function: str) -> dict[str, Any]:
         "${merge(local.common_env, local.component_env[each.value.source])}"
     )
     [secrets] = dynamic(service, "secret_environment_variables")
-    assert secrets["for_each"] == "${local.secret_env}"
-    return module_env("functions", function)
+    assert secrets["for_each"] == "${merge(local.secret_env, local.component_secret_env[each.value.source])}"
+    env = module_env("functions", function)
+    env.update(dict.fromkeys(secret_names("functions", function), "${secret}"))
+    return env
 
 
 def stage_env(stage: str) -> dict[str, Any]:
@@ -159,10 +187,16 @@ def stage_env(stage: str) -> dict[str, Any]:
     [container] = svc["template"][0]["containers"]
     plain, secret = dynamic(container, "env")
     assert plain["for_each"].startswith("${merge(local.common_env, lookup(local.component_env, each.key, {})")
-    assert secret["for_each"] == "${local.secret_env}"
+    assert "contains(var.source_stages, each.key) ? local.drive_env : {}" in plain["for_each"]
+    assert secret["for_each"] == (
+        "${merge(local.secret_env, contains(var.source_stages, each.key) ? local.drive_secret_env : {})}"
+    )
     env = module_env("stage_services", stage)
     # Literal additions inside the for_each expression (e.g. HEIMDEX_TORCH_THREADS = cpu).
     env.update(dict.fromkeys(HEIMDEX_VAR.findall(plain["for_each"]), "${computed}"))
+    if stage in SOURCE_STAGES:
+        env.update(locals_of(MODULES / "stage_services")["drive_env"])
+    env.update(dict.fromkeys(secret_names("stage_services", stage), "${secret}"))
     return env
 
 
@@ -372,11 +406,63 @@ def test_env_defaults_match_the_code() -> None:
         ("jobs_collection", "jobs_collection"),
         ("events_collection", "events_collection"),
         ("watches_collection", "watches_collection"),
+        ("drive_grants_collection", "drive_grants_collection"),
         ("firestore_database", "firestore_database"),
         ("job_ttl_days", "job_ttl_days"),
         ("max_attempts", "max_attempts"),
     ):
         assert variables[var]["default"] == Settings.model_fields[field].default, var
+
+
+def test_drive_secrets_only_where_drive_is_read() -> None:
+    """Organisations' Drive grants are sealed with HEIMDEX_DRIVE_TOKEN_KEY and refreshed with the
+    OAuth client secret: both come from Secret Manager (never a plain variable), and only drive_watch
+    and the stages that read the video from its source get them, or may read the secrets."""
+    drive_secrets = {"HEIMDEX_DRIVE_TOKEN_KEY", "HEIMDEX_DRIVE_OAUTH_CLIENT_SECRET"}
+    for function in FUNCTIONS:
+        expected = drive_secrets if function == "drive_watch" else set()
+        assert secret_names("functions", function) & drive_secrets == expected, function
+    for stage in STAGES:
+        expected = drive_secrets if stage in SOURCE_STAGES else set()
+        assert secret_names("stage_services", stage) & drive_secrets == expected, stage
+        assert ("HEIMDEX_DRIVE_SA_FOLDERS" in stage_env(stage)) == (stage in SOURCE_STAGES)
+    for module in ("functions", "stage_services"):
+        loc = locals_of(MODULES / module)
+        plain = [loc["common_env"], *loc["component_env"].values(), loc.get("drive_env", {})]
+        assert not drive_secrets & {name for env in plain for name in env}, module
+        # The client secret only once a client is configured: there is nothing to read before.
+        assert 'var.drive_oauth_client_id == "" ? {} :' in loc["drive_secret_env"]
+    stage_vars = variables_of(MODULES / "stage_services")
+    assert tuple(stage_vars["source_stages"]["default"]) == SOURCE_STAGES
+    env_locals = locals_of(TF)
+    assert env_locals["source_stages"] == list(SOURCE_STAGES)
+    call = module_calls()["drive_auth"]
+    assert call["accessors"] == (
+        '${merge({"fn-drive_watch" = module.service_accounts.members["fn-drive_watch"]}, '
+        '{for s in local.source_stages : "stage-${s}" => module.service_accounts.members["stage-${s}"]})}'
+    )
+    assert module_calls()["stage_services"]["source_stages"] == "${local.source_stages}"
+    # The key: 32 random bytes, base64, as HEIMDEX_DRIVE_TOKEN_KEY expects.
+    key = resources(MODULES / "drive_auth", "random_bytes")["token_key"]
+    assert key["length"] == 32
+    version = resources(MODULES / "drive_auth", "google_secret_manager_secret_version")["token_key"]
+    assert version["secret_data"] == "${random_bytes.token_key.base64}"
+    accessors = resources(MODULES / "drive_auth", "google_secret_manager_secret_iam_member")
+    assert {a["role"] for a in accessors.values()} == {"roles/secretmanager.secretAccessor"}
+    assert {a["for_each"] for a in accessors.values()} == {"${var.accessors}"}
+
+
+def test_the_drive_oauth_redirect_uri_is_the_callback_the_code_serves() -> None:
+    from heimdex.api.drive_consent import CALLBACK_PATH, public_url
+
+    out = blocks(MODULES / "functions", "output")
+    [redirect] = [o["drive_oauth_redirect_uri"] for o in out if "drive_oauth_redirect_uri" in o]
+    url = "https://us-central1-proj.cloudfunctions.net/heimdex-drive-watch"
+    webhook = function_env("drive_watch")["HEIMDEX_DRIVE_WEBHOOK_URL"].replace(
+        "${local.drive_watch_url}", url
+    )
+    expected = public_url(Settings(drive_webhook_url=webhook), CALLBACK_PATH)
+    assert redirect["value"].replace("${local.drive_watch_url}", url) == expected
 
 
 # -- every folder has its resources ------------------------------------------------------------------

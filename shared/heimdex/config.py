@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from heimdex.domain import validate_org
+from heimdex.domain import decode_key, validate_folder_id, validate_org
 
 
 def default_home() -> Path:
@@ -35,6 +35,9 @@ ALL = ("functions", "stages")
 # HS256 keys shorter than the hash output (32 bytes) are refused (RFC 7518 section 3.2).
 MIN_SECRET_BYTES = 32
 ENQUEUERS = ("ingest", "drive_watch", "stages")
+# Who reads Drive with an organisation's credentials: drive_watch (changes) and the stages that read the
+# video itself (probe, asr, shots; terraform's `source_stages`).
+DRIVE_READERS = ("drive_watch", "probe", "asr", "shots")
 
 # How long one attempt of a stage may go without progress before the sweep ends its job (heimdex.core.sweep):
 # the stage's Cloud Run request timeout (terraform modules/stage_services) plus 600 s, the longest
@@ -224,6 +227,44 @@ class Settings(BaseSettings):
         json_schema_extra=cloud("drive_watch"),
     )
     drive_channel_ttl_s: int = 6 * 24 * 3600
+    # Who may watch a Drive folder (heimdex.adapters.drive_access): an organisation's own OAuth grant,
+    # or the deployment's account for folders the operator mapped to one organisation.
+    drive_sa_folders: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON map Drive folder id -> organisation: the folders the deployment's own Drive"
+        " account may watch, each for that one organisation only.",
+        json_schema_extra=cloud(*DRIVE_READERS),
+    )
+    drive_sa_key_file: str | None = Field(
+        default=None,
+        description="Service-account key file of the deployment's Drive account (tests, machines"
+        " outside Google Cloud); unset: application default credentials.",
+    )
+    drive_oauth_client_id: str | None = Field(
+        default=None,
+        description="OAuth 2.0 web client id through which organisations connect their Drive.",
+        json_schema_extra=cloud(*DRIVE_READERS),
+    )
+    drive_oauth_client_secret: SecretStr | None = Field(
+        default=None,
+        description="Its client secret (Secret Manager in the cloud).",
+        json_schema_extra=cloud(*DRIVE_READERS),
+    )
+    drive_token_key: SecretStr | None = Field(
+        default=None,
+        description="32 bytes in base64: the AES-GCM key that seals organisations' refresh tokens and"
+        " signs consent states (Secret Manager in the cloud). Unset: no grants, only mapped folders.",
+        json_schema_extra=cloud(*DRIVE_READERS),
+    )
+    drive_grants_collection: str = Field(
+        default="heimdex_drive_grants", json_schema_extra=cloud(*DRIVE_READERS)
+    )
+    drive_oauth_auth_uri: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    drive_oauth_token_uri: str = "https://oauth2.googleapis.com/token"
+    drive_oauth_revoke_uri: str = "https://oauth2.googleapis.com/revoke"
+    drive_consent_ttl_s: int = Field(
+        default=600, gt=0, description="How long a consent URL (its signed state) stays usable."
+    )
     s3_endpoint_url: str | None = None
 
     # Limits and dispatch.
@@ -277,6 +318,31 @@ class Settings(BaseSettings):
         if value is not None and len(value.encode()) < MIN_SECRET_BYTES:
             raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes (got {len(value.encode())})")
         return value
+
+    @field_validator("drive_token_key")
+    @classmethod
+    def _a_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value():
+            decode_key(value.get_secret_value())  # never quotes the value
+        return value if value is not None and value.get_secret_value() else None
+
+    @field_validator("drive_sa_folders")
+    @classmethod
+    def _mapped_folders(cls, value: dict[str, str]) -> dict[str, str]:
+        for folder, org in value.items():
+            validate_folder_id(folder)
+            validate_org(org)
+        return value
+
+    @field_validator("drive_oauth_client_id", "drive_sa_key_file")
+    @classmethod
+    def _unset_when_empty(cls, value: str | None) -> str | None:
+        return value or None  # Terraform writes "" for "not configured"
+
+    @field_validator("drive_oauth_client_secret")
+    @classmethod
+    def _secret_unset_when_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
 
     @field_validator("org")
     @classmethod

@@ -56,7 +56,7 @@ class Services:
             ref=ref,
             settings=self.settings,
             derived=self.derived,
-            sources=self.sources,
+            sources=self.sources.for_org(ref.org_id),  # Drive: the organisation's own credentials
             models=self.models,
             db=self.db,
         )

@@ -1,7 +1,12 @@
-"""Pick the source adapter by URI scheme: a plain path is local, gs://, s3:// and drive:// are remote."""
+"""Pick the source adapter by URI scheme: a plain path is local, gs://, s3:// and drive:// are remote.
+
+Drive is read with the credentials of the organisation whose job it is (`for_org`): a stage's
+sources are always `RoutingSourceStore.for_org(ref.org_id)`.
+"""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from heimdex.adapters.local import LocalSourceStore
@@ -20,12 +25,37 @@ class RoutingSourceStore:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._stores: dict[str, SourceStore] = {}
+        self._drive: dict[str, SourceStore] = {}  # per organisation
+        self._drive_access: Any = None
+        self._lock = threading.Lock()
 
-    def _store(self, uri: str) -> SourceStore:
+    def _store(self, uri: str, org_id: str | None = None) -> SourceStore:
         kind = scheme(uri)
-        if kind not in self._stores:
-            self._stores[kind] = self._build(kind)
-        return self._stores[kind]
+        if kind == "drive":
+            if org_id is None:
+                raise ValueError("drive:// sources are read with an organisation's credentials: use for_org")
+            return self._drive_store(org_id)
+        with self._lock:
+            if kind not in self._stores:
+                self._stores[kind] = self._build(kind)
+            return self._stores[kind]
+
+    def _drive_store(self, org_id: str) -> SourceStore:
+        from heimdex.adapters.drive_access import DriveAccess
+        from heimdex.adapters.drive_sources import OrgDriveSources
+
+        with self._lock:
+            if self._drive_access is None:
+                self._drive_access = DriveAccess.from_settings(self.settings)
+            if org_id not in self._drive:
+                self._drive[org_id] = OrgDriveSources(
+                    self._drive_access, org_id, self.settings.max_file_bytes
+                )
+            return self._drive[org_id]
+
+    def for_org(self, org_id: str) -> SourceStore:
+        """The sources as organisation `org_id` reads them (its own Drive credentials)."""
+        return OrgSources(self, org_id)
 
     def _build(self, kind: str) -> SourceStore:
         s = self.settings
@@ -39,10 +69,6 @@ class RoutingSourceStore:
             from heimdex.adapters.s3 import S3SourceStore, s3_client
 
             return S3SourceStore(s3_client(s.s3_endpoint_url), s.max_file_bytes)
-        if kind == "drive":
-            from heimdex.adapters.drive import DriveSourceStore, drive_service
-
-            return DriveSourceStore(drive_service(s), s.max_file_bytes)
         raise ValueError(f"unsupported source scheme {kind!r}")
 
     def stat(self, uri: str) -> SourceInfo:
@@ -50,3 +76,17 @@ class RoutingSourceStore:
 
     def local_path(self, uri: str) -> Any:
         return self._store(uri).local_path(uri)
+
+
+class OrgSources:
+    """A RoutingSourceStore seen by one organisation."""
+
+    def __init__(self, routing: RoutingSourceStore, org_id: str) -> None:
+        self.routing = routing
+        self.org_id = org_id
+
+    def stat(self, uri: str) -> SourceInfo:
+        return self.routing._store(uri, self.org_id).stat(uri)
+
+    def local_path(self, uri: str) -> Any:
+        return self.routing._store(uri, self.org_id).local_path(uri)

@@ -10,9 +10,14 @@ functions-framework apps around the Cloud Functions):
 | `invalid_parameter` | 400 | a query or path parameter: unknown, repeated, malformed, too long, NUL |
 | `invalid_request` | 400 | a body that is not the JSON the endpoint takes (or a malformed task) |
 | `unauthorized` | 401 | no, or no valid, credentials (with `WWW-Authenticate`) |
-| `forbidden` | 403 | credentials that do not grant this (a Drive notification with the wrong channel token) |
+| `forbidden` | 403 | credentials that do not grant this (a wrong Drive channel token; an unproven folder) |
 | `not_found` | 404 | no such route, or nothing of this organisation by that id |
 | `method_not_allowed` | 405 | (with `Allow`) |
+| `conflict` | 409 | a Drive folder the operator mapped to another organisation |
+| `invalid_state` | 400 | a Drive consent `state` this deployment did not sign, or signed too long ago |
+| `consent_refused` | 400 | the user declined the Drive consent |
+| `consent_failed` | 400 | Google refused the code exchange |
+| `not_configured` | 501 | Drive consent is not configured in this deployment |
 | `payload_too_large` | 413 | |
 | `unavailable` | 503 | the database is restarting or failing over (with `Retry-After`); retry |
 | `internal` | 500 | a bug: logged with its traceback, never shown |

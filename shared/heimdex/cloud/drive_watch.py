@@ -8,8 +8,13 @@ and the sweep of stuck jobs.
 - `POST /sweep`: Cloud Scheduler, every few minutes: jobs stalled by the rule of `heimdex.core.sweep`
   end `failed` (`Services.sweep`). It lives here because this is the function Cloud Scheduler already
   calls with a verified OIDC token, with the job store and the index at hand.
-- `POST /v1/watches {"folder_id"}` / `DELETE /v1/watches/<folder_id>`: an organisation (from its
-  Bearer token, as for the search API) starts or stops watching a folder, shared drives included.
+- `POST /v1/watches {"folder_id"}` / `DELETE /v1/watches/<folder_id>` / `GET /v1/watches`: an
+  organisation (from its Bearer token, as for the search API) starts or stops watching a folder,
+  shared drives included, or lists its watches. It may watch only a folder it has shown it can read
+  with credentials of its own (403), or one the operator mapped to it (a folder mapped to another
+  organisation: 409): `heimdex.adapters.drive_access`.
+- `/v1/drive/consent`, `/v1/drive/callback`, `/v1/drive/grant`: connecting the organisation's own
+  Drive (`heimdex.api.drive_consent`).
 """
 
 from __future__ import annotations
@@ -20,9 +25,19 @@ from typing import Any
 
 from flask import Flask, request
 
-from heimdex.adapters.drive import DriveWatcher, NotificationRefused, Removal, Upsert, validate_folder_id
+from heimdex.adapters.drive import (
+    AccessDenied,
+    DriveWatcher,
+    GrantRevoked,
+    NotificationRefused,
+    Removal,
+    Upsert,
+    WatchStopped,
+    validate_folder_id,
+)
 from heimdex.api import errors
 from heimdex.api.app import bearer_org
+from heimdex.api.drive_consent import install_consent_routes
 from heimdex.cloud.ingest import ingest, remove
 from heimdex.cloud.service import verify_task_token
 from heimdex.core.dispatch import Dispatcher
@@ -67,6 +82,9 @@ def create_drive_app(engine: Any, dispatcher: Dispatcher, watcher: Callable[[], 
         except NotificationRefused as exc:
             log.warning("drive notification refused", extra={"reason": str(exc)})
             return errors.error(403, "forbidden", str(exc))
+        except WatchStopped as exc:  # acknowledged, so that Drive does not retry; nothing listed
+            log.warning("drive notification for a stopped watch", extra=exc.watch.public())
+            return {"changes": [], "status": exc.watch.status, "watch": exc.watch.public()}
         done: list[dict[str, Any]] = []
         for change in changes:
             if isinstance(change, Upsert):
@@ -116,14 +134,23 @@ def create_drive_app(engine: Any, dispatcher: Dispatcher, watcher: Callable[[], 
             return errors.error(400, "invalid_parameter", str(exc))
         try:
             watch = watcher().register(org, folder_id)
+        except AccessDenied as exc:
+            log.warning(
+                "drive watch refused", extra={"org_id": org, "folder_id": folder_id, "code": exc.code}
+            )
+            return errors.error(exc.status, exc.code, str(exc))
+        except GrantRevoked as exc:
+            return errors.error(403, "forbidden", exc.reason)
         except ValueError as exc:
             return errors.error(400, "invalid_parameter", str(exc))
-        return {
-            "org_id": watch.org_id,
-            "folder_id": watch.folder_id,
-            "drive_id": watch.drive_id,
-            "channel_expires_ms": watch.channel.expiration_ms,
-        }, 201
+        return watch.public(), 201
+
+    @app.get("/v1/watches")
+    def list_watches() -> Any:
+        org, error = org_of(request.headers.get("Authorization"))
+        if error:
+            return error
+        return {"watches": [w.public() for w in watcher().watches(org)]}
 
     @app.delete("/v1/watches/<folder_id>")
     def unregister(folder_id: str) -> Any:
@@ -138,4 +165,5 @@ def create_drive_app(engine: Any, dispatcher: Dispatcher, watcher: Callable[[], 
             return errors.error(404, "not_found", "not watched")
         return "", 204
 
+    install_consent_routes(app, engine.settings, org_of, watcher)
     return app

@@ -64,13 +64,13 @@ def dispatcher() -> Any:
 
 def drive_watcher() -> Any:
     def make() -> Any:
-        from heimdex.adapters.drive import DriveWatcher, FirestoreWatchStore, drive_service
+        from heimdex.adapters.drive import DriveAccess, DriveWatcher, FirestoreWatchStore
         from heimdex.adapters.firestore_jobs import firestore_client
 
         settings = engine().settings
         client = firestore_client(settings.project, settings.firestore_database)
         store = FirestoreWatchStore(client, settings.watches_collection)
-        return DriveWatcher(drive_service(settings), store, settings)
+        return DriveWatcher(DriveAccess.from_settings(settings), store, settings)
 
     return _once("drive_watcher", make)
 

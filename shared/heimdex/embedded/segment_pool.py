@@ -43,7 +43,7 @@ def _init_worker(settings: Settings) -> None:
     derived, sources, models = build_derived(settings), RoutingSourceStore(settings), Models(settings)
 
     def make(ref: AssetRef, part: int | None) -> StageContext:
-        return StageContext(ref, settings, derived, sources, models, db=None, part=part)
+        return StageContext(ref, settings, derived, sources.for_org(ref.org_id), models, db=None, part=part)
 
     _make_context = make
 

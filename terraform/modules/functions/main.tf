@@ -9,7 +9,9 @@
  *   Internal ingress; only the Eventarc trigger account may invoke it.
  * - drive-watch: Drive push notifications are unauthenticated HTTP POSTs (the channel token is
  *   checked in code), so it is public; /renew and /sweep are called by Cloud Scheduler with an OIDC
- *   token that the code verifies (HEIMDEX_VERIFY_TASK_TOKENS); /v1/watches needs an Identity Platform ID token.
+ *   token that the code verifies (HEIMDEX_VERIFY_TASK_TOKENS); /v1/watches and /v1/drive/* need an
+ *   Identity Platform ID token, except /v1/drive/callback, where Google sends the consenting browser
+ *   back (its signed `state` names the organisation). It alone of the functions reads the Drive secrets.
  * - search: the public HTTPS API; it verifies Identity Platform ID tokens itself
  *   (HEIMDEX_AUTH_MODE=identity_platform: issuer https://securetoken.google.com/<project>, audience
  *   <project>, the organisation in the admin-set custom claim org_id).
@@ -86,6 +88,11 @@ locals {
       # /sweep: a task idle longer than its stage's request timeout plus its queue's longest retry
       # backoff (times its attempts) is stuck; a task Cloud Tasks will still retry never is.
       HEIMDEX_STAGE_DEADLINES_S = jsonencode({ for s, t in var.stage_timeouts_s : s => t + var.queue_max_backoff_s[s] })
+      # Who may watch what: organisations' own grants (OAuth client below), or folders the operator
+      # mapped to one organisation for the function's own account.
+      HEIMDEX_DRIVE_SA_FOLDERS        = jsonencode(var.drive_sa_folders)
+      HEIMDEX_DRIVE_OAUTH_CLIENT_ID   = var.drive_oauth_client_id
+      HEIMDEX_DRIVE_GRANTS_COLLECTION = var.drive_grants_collection
     }
     search = {
       HEIMDEX_AUTH_MODE       = "identity_platform"
@@ -94,6 +101,18 @@ locals {
   }
   # Secret environment variables (none: the database takes IAM authentication, no password).
   secret_env = {}
+  # The Drive secrets, for drive_watch only; the client secret once an OAuth client is configured.
+  drive_secret_env = merge(
+    { HEIMDEX_DRIVE_TOKEN_KEY = { secret = var.drive_token_key_secret_id, version = var.drive_token_key_secret_version } },
+    var.drive_oauth_client_id == "" ? {} : {
+      HEIMDEX_DRIVE_OAUTH_CLIENT_SECRET = { secret = var.drive_oauth_client_secret_id, version = var.drive_oauth_client_secret_version }
+    },
+  )
+  component_secret_env = {
+    ingest      = {}
+    drive_watch = local.drive_secret_env
+    search      = {}
+  }
 }
 
 data "archive_file" "source" {
@@ -153,7 +172,7 @@ resource "google_cloudfunctions2_function" "this" {
     environment_variables = merge(local.common_env, local.component_env[each.value.source])
 
     dynamic "secret_environment_variables" {
-      for_each = local.secret_env
+      for_each = merge(local.secret_env, local.component_secret_env[each.value.source])
       content {
         key        = secret_environment_variables.key
         project_id = var.project_id

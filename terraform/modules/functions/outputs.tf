@@ -12,3 +12,8 @@ output "function_names" {
   description = "deployment => function name."
   value       = { for k, f in google_cloudfunctions2_function.this : k => f.name }
 }
+
+output "drive_oauth_redirect_uri" {
+  description = "The authorized redirect URI of the Drive OAuth web client."
+  value       = "${local.drive_watch_url}/v1/drive/callback"
+}

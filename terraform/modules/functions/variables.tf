@@ -142,6 +142,44 @@ variable "cloudsql_database" {
   type        = string
 }
 
+variable "drive_sa_folders" {
+  description = "HEIMDEX_DRIVE_SA_FOLDERS: Drive folder id => the one organisation the deployment's own account may watch it for."
+  type        = map(string)
+  default     = {}
+}
+
+variable "drive_oauth_client_id" {
+  description = "HEIMDEX_DRIVE_OAUTH_CLIENT_ID of the OAuth web client organisations consent to; empty: none yet (no delegated access)."
+  type        = string
+  default     = ""
+}
+
+variable "drive_grants_collection" {
+  description = "HEIMDEX_DRIVE_GRANTS_COLLECTION (organisations' encrypted Drive grants)."
+  type        = string
+}
+
+variable "drive_token_key_secret_id" {
+  description = "Secret holding HEIMDEX_DRIVE_TOKEN_KEY."
+  type        = string
+}
+
+variable "drive_token_key_secret_version" {
+  description = "Version of that secret."
+  type        = string
+}
+
+variable "drive_oauth_client_secret_id" {
+  description = "Secret holding HEIMDEX_DRIVE_OAUTH_CLIENT_SECRET (used once drive_oauth_client_id is set)."
+  type        = string
+}
+
+variable "drive_oauth_client_secret_version" {
+  description = "Version of that secret."
+  type        = string
+  default     = "latest"
+}
+
 variable "function_settings" {
   description = "function => overrides of memory, cpu, timeout_s, concurrency, min/max instances."
   type = map(object({

@@ -67,6 +67,20 @@ locals {
   }
   # Secret environment variables (none: the database takes IAM authentication, no password).
   secret_env = {}
+  # The stages that read the video from its source read drive:// with the organisation's own grant
+  # (or the service's own account for folders the operator mapped): they alone get the Drive settings
+  # and secrets.
+  drive_env = {
+    HEIMDEX_DRIVE_SA_FOLDERS        = jsonencode(var.drive_sa_folders)
+    HEIMDEX_DRIVE_OAUTH_CLIENT_ID   = var.drive_oauth_client_id
+    HEIMDEX_DRIVE_GRANTS_COLLECTION = var.drive_grants_collection
+  }
+  drive_secret_env = merge(
+    { HEIMDEX_DRIVE_TOKEN_KEY = { secret = var.drive_token_key_secret_id, version = var.drive_token_key_secret_version } },
+    var.drive_oauth_client_id == "" ? {} : {
+      HEIMDEX_DRIVE_OAUTH_CLIENT_SECRET = { secret = var.drive_oauth_client_secret_id, version = var.drive_oauth_client_secret_version }
+    },
+  )
 }
 
 resource "google_cloud_run_v2_service" "stage" {
@@ -124,7 +138,12 @@ resource "google_cloud_run_v2_service" "stage" {
       }
 
       dynamic "env" {
-        for_each = merge(local.common_env, lookup(local.component_env, each.key, {}), { HEIMDEX_TORCH_THREADS = local.settings[each.key].cpu })
+        for_each = merge(
+          local.common_env,
+          lookup(local.component_env, each.key, {}),
+          contains(var.source_stages, each.key) ? local.drive_env : {},
+          { HEIMDEX_TORCH_THREADS = local.settings[each.key].cpu },
+        )
         content {
           name  = env.key
           value = env.value
@@ -132,7 +151,7 @@ resource "google_cloud_run_v2_service" "stage" {
       }
 
       dynamic "env" {
-        for_each = local.secret_env
+        for_each = merge(local.secret_env, contains(var.source_stages, each.key) ? local.drive_secret_env : {})
         content {
           name = env.key
           value_source {

@@ -89,6 +89,50 @@ variable "cloudsql_database" {
   type        = string
 }
 
+variable "source_stages" {
+  description = "Stages that read the video from its source (and so Drive, with the organisations' grants)."
+  type        = list(string)
+  default     = ["probe", "asr", "shots"]
+}
+
+variable "drive_sa_folders" {
+  description = "HEIMDEX_DRIVE_SA_FOLDERS: Drive folder id => the one organisation the deployment's own accounts may read it for."
+  type        = map(string)
+  default     = {}
+}
+
+variable "drive_oauth_client_id" {
+  description = "HEIMDEX_DRIVE_OAUTH_CLIENT_ID (refreshing organisations' grants); empty: none."
+  type        = string
+  default     = ""
+}
+
+variable "drive_grants_collection" {
+  description = "HEIMDEX_DRIVE_GRANTS_COLLECTION."
+  type        = string
+}
+
+variable "drive_token_key_secret_id" {
+  description = "Secret holding HEIMDEX_DRIVE_TOKEN_KEY."
+  type        = string
+}
+
+variable "drive_token_key_secret_version" {
+  description = "Version of that secret."
+  type        = string
+}
+
+variable "drive_oauth_client_secret_id" {
+  description = "Secret holding HEIMDEX_DRIVE_OAUTH_CLIENT_SECRET (used once drive_oauth_client_id is set)."
+  type        = string
+}
+
+variable "drive_oauth_client_secret_version" {
+  description = "Version of that secret."
+  type        = string
+  default     = "latest"
+}
+
 variable "stage_settings" {
   description = "stage => overrides of the module's per-stage resources (see main.tf); unset fields keep them."
   type = map(object({
