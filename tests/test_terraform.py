@@ -453,7 +453,7 @@ def test_drive_secrets_only_where_drive_is_read() -> None:
 
 
 def test_the_drive_oauth_redirect_uri_is_the_callback_the_code_serves() -> None:
-    from heimdex.api.drive_consent import CALLBACK_PATH, public_url
+    from heimdex.cloud.drive_consent import CALLBACK_PATH, public_url
 
     out = blocks(MODULES / "functions", "output")
     [redirect] = [o["drive_oauth_redirect_uri"] for o in out if "drive_oauth_redirect_uri" in o]

@@ -14,7 +14,7 @@ and the sweep of stuck jobs.
   with credentials of its own (403), or one the operator mapped to it (a folder mapped to another
   organisation: 409): `heimdex.adapters.drive_access`.
 - `/v1/drive/consent`, `/v1/drive/callback`, `/v1/drive/grant`: connecting the organisation's own
-  Drive (`heimdex.api.drive_consent`).
+  Drive (`heimdex.cloud.drive_consent`).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from heimdex.adapters.drive import (
 )
 from heimdex.api import errors
 from heimdex.api.app import bearer_org
-from heimdex.api.drive_consent import install_consent_routes
+from heimdex.cloud.drive_consent import install_consent_routes
 from heimdex.cloud.ingest import ingest, remove
 from heimdex.cloud.service import verify_task_token
 from heimdex.core.dispatch import Dispatcher
