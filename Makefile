@@ -33,18 +33,18 @@ lint: $(STAMP)
 # Search under load and the search function's cold start first, indexing speed last: the last
 # line printed is indexing's JSON.
 bench: $(STAMP)
-	$(BIN)/python bench/bench_load.py
-	$(BIN)/python bench/bench_cold_start.py
-	$(BIN)/python bench/bench_index.py
+	$(BIN)/python -m bench.bench_load
+	$(BIN)/python -m bench.bench_cold_start
+	$(BIN)/python -m bench.bench_index
 
 bench-load: $(STAMP)
-	$(BIN)/python bench/bench_load.py
+	$(BIN)/python -m bench.bench_load
 
 bench-cold: $(STAMP)
-	$(BIN)/python bench/bench_cold_start.py
+	$(BIN)/python -m bench.bench_cold_start
 
 bench-search: $(STAMP)
-	$(BIN)/python bench/bench_search.py
+	$(BIN)/python -m bench.bench_search
 
 # The cloud path on local emulators; writes .heimdex-dev.json when ready, Ctrl-C stops everything.
 dev: $(STAMP)
@@ -58,16 +58,21 @@ clean:
 # default to the environment's terraform.tfvars.
 .PHONY: functions-src images bootstrap plan apply migrate iac-check
 ENV       ?= dev
-TFDIR      = terraform/envs/$(ENV)
-tfvar      = $(shell sed -n 's/^$(1) *= *"\(.*\)"/\1/p' $(TFDIR)/terraform.tfvars)
+# One root module (terraform/*.tf) for every environment; envs/$(ENV)/ gives its values and its
+# state location. Each environment keeps its own working directory (.terraform-$(ENV)).
+ENVDIR     = envs/$(ENV)
+TF         = TF_DATA_DIR=.terraform-$(ENV) terraform -chdir=terraform
+TF_INIT    = $(TF) init -input=false -reconfigure -backend-config=$(ENVDIR)/backend.hcl
+tfvar      = $(shell sed -n 's/^$(1) *= *"\(.*\)"/\1/p' terraform/$(ENVDIR)/terraform.tfvars)
 PROJECT   ?= $(call tfvar,project_id)
 REGION    ?= $(call tfvar,region)
 TAG       ?=
 IMAGE_TAG  = $(or $(TAG),$(shell git rev-parse --short HEAD))
 REGISTRY   = $(REGION)-docker.pkg.dev/$(PROJECT)/heimdex
-STAGES     = $(patsubst containers/%/Dockerfile,%,$(wildcard containers/*/Dockerfile))
+STAGES     = $(shell $(BIN)/python -m heimdex.core.graph stages)
 FUNCTIONS  = $(patsubst functions/%/main.py,%,$(wildcard functions/*/main.py))
-TF_VARS    = $(if $(TAG),-var=image_tag=$(TAG))
+TF_VARS    = -var-file=$(ENVDIR)/terraform.tfvars $(if $(TAG),-var=image_tag=$(TAG))
+TF_PLAN    = tfplan-$(ENV)
 
 # The functions' requirements.txt install ./heimdex-src: a copy of the package next to main.py,
 # zipped with the function by Terraform (archive_file).
@@ -82,33 +87,34 @@ functions-src:
 # First apply of a new environment: the APIs and the image registry, so that images can be pushed
 # before the services that run them are created.
 bootstrap: functions-src
-	terraform -chdir=$(TFDIR) init -input=false
-	terraform -chdir=$(TFDIR) apply -input=false -target=module.project_services -target=module.artifact_registry
+	$(TF_INIT)
+	$(TF) apply -input=false $(TF_VARS) -target=module.project_services -target=module.artifact_registry
 
-images:
+images: $(STAMP)
 	gcloud auth configure-docker $(REGION)-docker.pkg.dev --quiet
 	@for s in $(STAGES); do \
 	  echo "==> $(REGISTRY)/$$s:$(IMAGE_TAG)"; \
-	  docker build --platform linux/amd64 -f containers/$$s/Dockerfile -t $(REGISTRY)/$$s:$(IMAGE_TAG) . && \
+	  docker build --platform linux/amd64 -f containers/Dockerfile $$($(BIN)/python -m heimdex.core.graph build-args $$s) \
+	    -t $(REGISTRY)/$$s:$(IMAGE_TAG) . && \
 	  docker push $(REGISTRY)/$$s:$(IMAGE_TAG) || exit 1; \
 	done
 
 plan: functions-src
-	terraform -chdir=$(TFDIR) init -input=false
-	terraform -chdir=$(TFDIR) plan -input=false $(TF_VARS) -out=tfplan
+	$(TF_INIT)
+	$(TF) plan -input=false $(TF_VARS) -out=$(TF_PLAN)
 
 apply: functions-src
-	terraform -chdir=$(TFDIR) init -input=false
-	@if [ -f $(TFDIR)/tfplan ]; then terraform -chdir=$(TFDIR) apply -input=false tfplan && rm -f $(TFDIR)/tfplan; \
-	else terraform -chdir=$(TFDIR) apply -input=false $(TF_VARS); fi
+	$(TF_INIT)
+	@if [ -f terraform/$(TF_PLAN) ]; then $(TF) apply -input=false $(TF_PLAN) && rm -f terraform/$(TF_PLAN); \
+	else $(TF) apply -input=false $(TF_VARS); fi
 
 # The schema, as the database owner (the only identity that may change it): its IAM database user
 # gets cloudsqlsuperuser (idempotent), then the maintenance job runs once and is waited for.
 migrate:
-	gcloud sql users assign-roles "$$(terraform -chdir=$(TFDIR) output -raw db_owner_user)" \
-	  --instance="$$(terraform -chdir=$(TFDIR) output -raw sql_instance)" --project=$(PROJECT) \
+	gcloud sql users assign-roles "$$($(TF) output -raw db_owner_user)" \
+	  --instance="$$($(TF) output -raw sql_instance)" --project=$(PROJECT) \
 	  --type=CLOUD_IAM_SERVICE_ACCOUNT --database-roles=cloudsqlsuperuser
-	gcloud run jobs execute "$$(terraform -chdir=$(TFDIR) output -raw db_maintenance_job)" \
+	gcloud run jobs execute "$$($(TF) output -raw db_maintenance_job)" \
 	  --region=$(REGION) --project=$(PROJECT) --wait
 
 # What CI checks offline: python-hcl2 contract tests and checkov (needs .venv-iac, see scripts/setup.sh).

@@ -28,7 +28,7 @@ from heimdex import logs
 from heimdex.api.auth import issue_token
 from heimdex.config import Settings
 from heimdex.dev.emulators import free_port
-from heimdex.index.db import Database
+from heimdex.vectorstore.db import Database
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-cold-secret-0123456789abcdef0123456789"

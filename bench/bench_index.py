@@ -27,14 +27,14 @@ from pathlib import Path
 
 from heimdex import logs
 from heimdex.config import Settings
-from heimdex.engine import Engine
+from heimdex.core.context import StageContext
+from heimdex.core.graph import parse_task_key
+from heimdex.dev.samples import Segment, make_clip
+from heimdex.embedded.dispatch import JobResult
+from heimdex.embedded.engine import Engine
+from heimdex.embedded.segment_pool import SegmentPool
 from heimdex.models import Models
-from heimdex.pipeline import parse_task_key
-from heimdex.runner import JobResult
-from heimdex.samples import Segment, make_clip
-from heimdex.segment_pool import SegmentPool
 from heimdex.stages import asr
-from heimdex.stages.context import StageContext
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".bench"

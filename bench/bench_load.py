@@ -12,7 +12,6 @@ own organisation's token, for DURATION_S seconds after a short warm-up. The last
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -22,29 +21,21 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import requests
 import waitress
 
+from bench import bench_search as bs
 from heimdex import logs
 from heimdex.api.app import create_app
 from heimdex.api.auth import issue_token
 from heimdex.config import Settings
-from heimdex.engine import Engine
+from heimdex.embedded.engine import Engine
 from heimdex.models import Models
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-load-secret-0123456789abcdef0123456789"
-
-
-def _bench_search() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_search", ROOT / "bench" / "bench_search.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -63,7 +54,6 @@ def main() -> None:
     home.mkdir(parents=True, exist_ok=True)
     settings = Settings(home=home, database_url=None, jwt_secret=SECRET, db_pool_size=clients + 2)
 
-    bs = _bench_search()
     bs.TEXT_MODEL = Models(settings).text_name  # rows carry the served model's name: vectors take part
     corpus = bs.Corpus(scenes, seed)
     engine = Engine(settings)

@@ -4,7 +4,7 @@
     SCENES=200000 make bench-search
 
 N scenes (SCENES, default 1,000,000; SEED, default 7) are loaded with binary COPY into the Heimdex
-schema (migrations run through heimdex.index.db.Database) under .bench/search-{N}-s{SEED}/, which is
+schema (migrations run through heimdex.vectorstore.db.Database) under .bench/search-{N}-s{SEED}/, which is
 kept: a re-run with the same N and seed skips the load and every index already built, and an
 interrupted load resumes at the last committed chunk. The data has structure, as real embeddings do:
 2,000 topics with 8 subtopics each; a scene's text vector (384-d) and image vector (512-d) are its
@@ -14,11 +14,11 @@ topic centroid + subtopic + a per-video offset + noise, normalised; transcripts 
 organisations are interleaved in the table, as they would be after months of ingest.
 
 The product's indexes are rebuilt after the load: the GIN index on the tsvector (the definition
-the migrations made), then the dedicated indexes that heimdex.index.orgindex.ensure() gives every
+the migrations made), then the dedicated indexes that heimdex.vectorstore.orgindex.ensure() gives every
 organisation above HEIMDEX_SEARCH_EXACT_MAX_ROWS scenes (partial HNSW and GIN indexes over its own
 rows; migration 003 has no shared graph, 004 searches keywords through the organisation's own GIN);
 build time and size are reported. Queries (QUERIES, default 200, near the same topics, with 2-3
-keywords) run through the product's own code: heimdex.index.search.search inside db.org_tx, with
+keywords) run through the product's own code: heimdex.vectorstore.search.search inside db.org_tx, with
 the product's settings (HEIMDEX_SEARCH_EF_SEARCH, HEIMDEX_SEARCH_EXACT_MAX_ROWS), as Engine.search
 does, for the largest organisation ("overall", graph path), the 1% organisation ("filtered") and
 the smallest organisation above the exact limit ("mid", graph path). Recall@10 compares each top 10
@@ -39,18 +39,17 @@ import struct
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import psycopg
 
 from heimdex import logs
 from heimdex.config import Settings
-from heimdex.index import orgindex
-from heimdex.index import search as search_mod
-from heimdex.index.db import Database
+from heimdex.vectorstore import orgindex
+from heimdex.vectorstore import search as search_mod
+from heimdex.vectorstore.db import Database
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".bench"
@@ -72,7 +71,7 @@ SCENE_COLUMNS = (
 )
 # The product's own index on scenes besides its keys (migrations 001-003), dropped for the load and
 # rebuilt after it from the definition the migrations made (kept in bench_meta), then the dedicated
-# per-organisation HNSW indexes that heimdex.index.orgindex.ensure() makes.
+# per-organisation HNSW indexes that heimdex.vectorstore.orgindex.ensure() makes.
 INDEXES = ("scenes_tsv",)
 
 
@@ -394,32 +393,16 @@ Queries = list[tuple[str, np.ndarray, np.ndarray]]
 Results = list[list[tuple[str, int]]]
 
 
-def exact_sql(sql: str) -> str:
-    """The product's fusion with exact vector distances: `ORDER BY d + 0` cannot use a vector index."""
-    out = sql
-    for col, q in (("text_vec", "qt"), ("image_vec", "qi")):
-        approx = f"ORDER BY {col} <=> %({q})s::halfvec LIMIT"
-        if out.count(approx) != 1:
-            raise SystemExit(f"the product SQL changed: no unique {approx!r}; update exact_sql()")
-        out = out.replace(approx, f"ORDER BY ({col} <=> %({q})s::halfvec) + 0 LIMIT")
-    return out
-
-
-@contextmanager
-def product_sql(sql: str) -> Iterator[None]:
-    """Run heimdex.index.search.search() unchanged except for its graph SQL text."""
-    saved = search_mod.SQL
-    search_mod.SQL = sql
-    try:
-        yield
-    finally:
-        search_mod.SQL = saved
-
-
 def run_queries(
-    db: Database, org: str, queries: Queries, settings: Settings, *, force_graph: bool = False
+    db: Database,
+    org: str,
+    queries: Queries,
+    settings: Settings,
+    *,
+    path: Literal["auto", "exact", "hnsw"] = "auto",
 ) -> tuple[list[float], Results, list[str]]:
-    """The engine's call (Engine.search): heimdex.index.search.search in db.org_tx, settings passed."""
+    """The engine's call (Services.search): heimdex.vectorstore.search.search in db.org_tx, settings
+    passed; `path` forces the exact or the graph query (the product's own option)."""
     times, results, paths = [], [], []
     for text, qt, qi in queries:
         t0 = time.perf_counter()
@@ -433,11 +416,12 @@ def run_queries(
                 image_model=IMAGE_MODEL,
                 k=K,
                 ef_search=settings.search_ef_search,
-                exact_max_rows=-1 if force_graph else settings.search_exact_max_rows,
+                exact_max_rows=settings.search_exact_max_rows,
+                path=path,
             )
         times.append((time.perf_counter() - t0) * 1000)
         results.append([(r["asset_id"], r["idx"]) for r in rows])
-    if not force_graph:
+    if path == "auto":
         with db.org_tx(org) as conn:
             paths.append(search_mod.plan(conn, settings.search_exact_max_rows)[1])
     return times, results, paths
@@ -457,18 +441,17 @@ def query_key(queries: Queries) -> str:
 
 
 def ground_truth(db: Database, home: Path, org: str, queries: Queries, settings: Settings) -> Results:
-    path = home / f"exact-{org}-{len(queries)}-{query_key(queries)}.json"
-    sql = exact_sql(search_mod.SQL)
-    if path.exists():
-        cached = json.loads(path.read_text())
+    cache = home / f"exact-{org}-{len(queries)}-{query_key(queries)}.json"
+    sql = search_mod.EXACT_SQL  # the cache is valid while the exact query is the same
+    if cache.exists():
+        cached = json.loads(cache.read_text())
         if cached["sql"] == sql:
             return [[(a, i) for a, i in rows] for rows in cached["results"]]
     say(f"exact search for {org} ({len(queries)} queries) ...")
     t0 = time.perf_counter()
-    with product_sql(sql):
-        _, results, _ = run_queries(db, org, queries, settings, force_graph=True)
+    _, results, _ = run_queries(db, org, queries, settings, path="exact")
     say(f"exact search for {org}: {time.perf_counter() - t0:.0f}s")
-    path.write_text(json.dumps({"sql": sql, "results": results}))
+    cache.write_text(json.dumps({"sql": sql, "results": results}))
     return results
 
 
@@ -489,15 +472,12 @@ def measure(
     exact: Results,
     settings: Settings,
     *,
-    sql: str | None = None,
-    force_graph: bool = False,
     float_exact: Results | None = None,
 ) -> dict[str, Any]:
     """Latency in steady state: other queries first bring the pages they touch into shared_buffers
     (on these VMs the page cache is reclaimed quickly, so a cold read costs milliseconds)."""
-    with product_sql(sql or search_mod.SQL):
-        run_queries(db, org, warmup, settings, force_graph=force_graph)
-        times, results, paths = run_queries(db, org, queries, settings, force_graph=force_graph)
+    run_queries(db, org, warmup, settings)
+    times, results, paths = run_queries(db, org, queries, settings)
     out: dict[str, Any] = {
         "p50_ms": round(pct(times, 50), 2),
         "p95_ms": round(pct(times, 95), 2),

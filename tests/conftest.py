@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from heimdex.config import Settings
-from heimdex.engine import Engine
-from heimdex.samples import Segment, make_clip
+from heimdex.dev.samples import Segment, make_clip
+from heimdex.embedded.engine import Engine
 
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from heimdex.samples import Segment, ffmpeg, make_clip
+from heimdex.dev.samples import Segment, ffmpeg, make_clip
 
 # Every transcoded variant carries this speech and caption, so each can be checked for being searchable.
 VARIANT = [

@@ -16,7 +16,7 @@ from schemathesis import checks
 
 from heimdex.api.app import create_app, openapi_document
 from heimdex.api.auth import issue_token
-from heimdex.engine import Engine
+from heimdex.embedded.engine import Engine
 from tests.conftest import JWT_SECRET
 
 schema = schemathesis.openapi.from_dict(openapi_document())

@@ -1,4 +1,4 @@
-"""Nothing lost on the embedded default: `heimdex backup` / `heimdex restore` (heimdex.backup).
+"""Nothing lost on the embedded default: `heimdex backup` / `heimdex restore` (heimdex.embedded.backup).
 
 A home is indexed, searched and backed up through the CLI (subprocesses, as a user runs it), wiped
 and restored; searches, assets, thumbnails and the API secret must come back identical, and a later
@@ -26,13 +26,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from heimdex import backup
-from heimdex.adapters.blobs import LocalDerivedStore, write_json
+from heimdex.adapters.local import LocalDerivedStore
+from heimdex.core.storage import write_json
+from heimdex.dev.samples import Segment
 from heimdex.domain import AssetRef
-from heimdex.index import store
-from heimdex.index.db import BACKUP_LOCK, Database, backup_fence, stop_embedded
-from heimdex.samples import Segment
-from heimdex.scenes import Scene
+from heimdex.embedded import backup
+from heimdex.media.scenes import Scene
+from heimdex.vectorstore import store
+from heimdex.vectorstore.db import BACKUP_LOCK, Database, backup_fence, stop_embedded
 from tests.conftest import CAPTION_CLIP, make_clips, settings_for
 
 CLIPS = {

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
+from heimdex.dev.samples import Segment, ffmpeg, make_clip
 from heimdex.domain import MediaError
-from heimdex.samples import Segment, ffmpeg, make_clip
 from heimdex.stages.probe import probe_file
 
 GOOD = [

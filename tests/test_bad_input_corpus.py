@@ -20,8 +20,8 @@ from typing import Any
 import cv2
 import pytest
 
-from heimdex.engine import Engine
-from heimdex.pipeline import STAGES
+from heimdex.core.graph import STAGES
+from heimdex.embedded.engine import Engine
 from tests.corpus import ANCHOR_QUERY, NON_UTF8_NAME, VARIANT_CAPTION, VARIANT_WORDS, Expect, make_corpus
 
 ORG = "badcorpus"

@@ -20,8 +20,8 @@ import requests
 
 from heimdex.adapters.drive_auth import new_key
 from heimdex.api.auth import issue_token
+from heimdex.dev.samples import Segment
 from heimdex.dev.stack import DEV_SECRET, Stack
-from heimdex.samples import Segment
 from tests.conftest import make_clips
 from tests.fakes.drive_server import FakeClient, FakeDrive
 
@@ -313,9 +313,9 @@ def test_s3_source_through_moto(stack: dict[str, Any], clips: dict[str, Path], m
     import boto3
 
     from heimdex.adapters.cloud_tasks import CloudTasksDispatcher
+    from heimdex.cloud.ingest import ingest
     from heimdex.config import Settings
-    from heimdex.engine import Engine
-    from heimdex.ingest import ingest
+    from heimdex.embedded.engine import Engine
 
     s3 = boto3.client("s3", endpoint_url=moto)
     s3.create_bucket(Bucket="archive")

@@ -33,7 +33,7 @@ from heimdex.adapters.drive_access import AccessLost
 from heimdex.adapters.drive_auth import ConsentState, FirestoreGrantStore, TokenCipher, new_key
 from heimdex.adapters.drive_sources import OrgDriveSources
 from heimdex.api.auth import issue_token
-from heimdex.api.drive_watch import create_drive_app
+from heimdex.cloud.drive_watch import create_drive_app
 from heimdex.config import Settings
 from heimdex.dev import emulators
 from heimdex.domain import AssetRef, MediaError

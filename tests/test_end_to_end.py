@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from heimdex import sidecar
-from heimdex.engine import Engine
+from heimdex.embedded.engine import Engine
+from heimdex.media import sidecar
 
 TIME_SLACK_S = 1.0
 

@@ -24,9 +24,9 @@ import psycopg
 import pytest
 import requests
 
+from heimdex.dev.samples import Segment
 from heimdex.dev.stack import Stack
 from heimdex.domain import AssetRef, make_asset_id
-from heimdex.samples import Segment
 from tests.conftest import make_clips
 
 pytestmark = pytest.mark.slow
@@ -391,8 +391,8 @@ def test_crash_between_recording_a_stage_and_enqueueing_the_next(
     unlocked. Cloud Tasks redelivers the task (it got no answer); the redelivery finds the stage
     finished and enqueues what never was, so the job completes instead of hanging."""
     from heimdex.config import Settings
-    from heimdex.engine import Engine
-    from heimdex.executor import run_stage
+    from heimdex.core.executor import run_stage
+    from heimdex.embedded.engine import Engine
 
     tasks = Tasks(stack)
     tasks.pause("shots")
@@ -457,9 +457,9 @@ def test_ingest_crash_before_the_first_task_is_recovered_by_the_redelivered_even
     """Ingest creates the job, then dies before enqueueing `probe`; the event comes again (it was
     not acknowledged): the job exists, so no second job, but its first task is enqueued now."""
     from heimdex.adapters.cloud_tasks import CloudTasksDispatcher
+    from heimdex.cloud.ingest import ingest
     from heimdex.config import Settings
-    from heimdex.engine import Engine
-    from heimdex.ingest import ingest
+    from heimdex.embedded.engine import Engine
 
     class Crash(Exception):
         pass

@@ -24,14 +24,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 from pydantic import ValidationError
 
-from heimdex import cloud
 from heimdex.adapters.drive import NotificationRefused
 from heimdex.api.app import bearer_org, create_app
 from heimdex.api.auth import AuthError, issue_token, jwt_secret, org_from_header
+from heimdex.cloud import functions as cloud
+from heimdex.cloud.service import create_stage_app
 from heimdex.config import Settings
 from heimdex.domain import is_valid_org, validate_org
-from heimdex.engine import Engine
-from heimdex.worker import create_stage_app
+from heimdex.embedded.engine import Engine
 from tests.conftest import JWT_SECRET
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -30,9 +30,9 @@ from flask.testing import FlaskClient
 
 from heimdex.api import auth
 from heimdex.api.app import create_app
-from heimdex.api.drive_watch import create_drive_app
+from heimdex.cloud.drive_watch import create_drive_app
 from heimdex.config import Settings
-from heimdex.engine import Engine
+from heimdex.embedded.engine import Engine
 
 PROJECT = "heimdex-test-project"
 ISSUER = f"https://securetoken.google.com/{PROJECT}"

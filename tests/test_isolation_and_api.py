@@ -16,8 +16,8 @@ from flask.testing import FlaskClient
 from heimdex.api.app import create_app
 from heimdex.api.auth import issue_token
 from heimdex.config import Settings
-from heimdex.engine import Engine
-from heimdex.index.db import APP_ROLE
+from heimdex.embedded.engine import Engine
+from heimdex.vectorstore.db import APP_ROLE
 from tests.conftest import JWT_SECRET
 
 

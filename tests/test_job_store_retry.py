@@ -17,7 +17,7 @@ from psycopg_pool import PoolTimeout
 from heimdex.adapters import firestore_jobs, pg_jobs
 from heimdex.adapters.pg_jobs import PgJobStore
 from heimdex.domain import AssetRef, make_asset_id
-from heimdex.engine import Engine
+from heimdex.embedded.engine import Engine
 from heimdex.retry import backoff_s, retry_call
 
 ORG = "retry-org"

@@ -14,10 +14,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from heimdex.engine import Engine
-from heimdex.index import orgindex
-from heimdex.samples import Segment
+from heimdex.dev.samples import Segment
+from heimdex.embedded.engine import Engine
 from heimdex.stages import index as index_stage
+from heimdex.vectorstore import orgindex
 from tests.conftest import SPEECH_CLIP, make_clips
 
 BIG, SMALL = "orgidx-big", "orgidx-small"

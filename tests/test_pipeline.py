@@ -6,9 +6,9 @@ import functools
 import operator
 from concurrent.futures import ThreadPoolExecutor
 
+from heimdex.core.graph import PIPELINE, STAGES, ready_stages
 from heimdex.domain import AssetRef, make_asset_id
-from heimdex.engine import Engine
-from heimdex.pipeline import PIPELINE, STAGES, ready_stages
+from heimdex.embedded.engine import Engine
 
 
 def test_graph_is_acyclic_and_ends_in_index() -> None:
@@ -73,7 +73,7 @@ def test_failure_is_terminal_and_visible(engine: Engine) -> None:
 
 
 def test_check_delivery_judges_each_delivery_against_the_job() -> None:
-    from heimdex.pipeline import check_delivery
+    from heimdex.core.graph import check_delivery
 
     assert check_delivery(None, "probe").verdict == "ignored"
     for status in ("ready", "failed"):

@@ -22,13 +22,13 @@ import pytest
 from psycopg import sql
 
 from heimdex.config import Settings
-from heimdex.engine import Engine
-from heimdex.index import connect as connect_mod
-from heimdex.index import db as db_mod
-from heimdex.index import orgindex
-from heimdex.index import search as search_sql
-from heimdex.index.connect import APP_ROLE, CloudSql, Endpoint, endpoints, iam_user_name, with_user
-from heimdex.index.db import Database
+from heimdex.embedded.engine import Engine
+from heimdex.vectorstore import connect as connect_mod
+from heimdex.vectorstore import db as db_mod
+from heimdex.vectorstore import orgindex
+from heimdex.vectorstore import search as search_sql
+from heimdex.vectorstore.connect import APP_ROLE, CloudSql, Endpoint, endpoints, iam_user_name, with_user
+from heimdex.vectorstore.db import Database
 
 OWN, OTHER = "intruder", "default"  # the corpus is in "default"
 DENIED = psycopg.errors.InsufficientPrivilege
@@ -342,7 +342,7 @@ def test_endpoints_cloud_sql_with_iam_authentication(tmp_path: Path, monkeypatch
 def test_the_maintenance_entry_point_needs_the_owner(
     home: Path, engine: Engine, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`python -m heimdex.index.orgindex` (the cloud's maintenance job): migrations, then indexes,
+    """`python -m heimdex.vectorstore.orgindex` (the cloud's maintenance job): migrations, then indexes,
     as the owner; given only the application's connection it refuses."""
     monkeypatch.setattr("sys.argv", ["orgindex"])
     monkeypatch.setenv("HEIMDEX_HOME", str(home))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from heimdex.scenes import build_scenes, merge_readings, split_points
+from heimdex.media.scenes import build_scenes, merge_readings, split_points
 
 
 def w(word: str, s: float, e: float) -> dict[str, object]:

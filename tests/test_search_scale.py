@@ -16,10 +16,10 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 
 from heimdex.config import Settings
-from heimdex.index import db as db_mod
-from heimdex.index import orgindex
-from heimdex.index import search as search_sql
-from heimdex.index.db import Database, start_embedded
+from heimdex.vectorstore import db as db_mod
+from heimdex.vectorstore import orgindex
+from heimdex.vectorstore import search as search_sql
+from heimdex.vectorstore.db import Database, start_embedded
 
 TEXT_MODEL, IMAGE_MODEL = "t-model", "i-model"
 ORGS = {"alpha": 120, "beta": 60}  # scenes per organisation
@@ -157,6 +157,9 @@ def test_exact_and_graph_paths_agree_and_stay_in_their_organisation(
             assert len(exact) == 10 and len(graph) == 10
             assert {r["asset_id"] for r in exact + graph} <= {a for (o, a, _i) in info["vectors"] if o == org}
             assert [(r["asset_id"], r["idx"]) for r in exact] == [(r["asset_id"], r["idx"]) for r in graph]
+            # The explicit choice (what bench/bench_search.py measures with) gives the same paths.
+            assert run(db, org, q, path="exact") == exact
+            assert run(db, org, q, path="hnsw") == graph
     with psycopg.connect(info["url"], autocommit=True) as owner:
         # An invalid index (a CONCURRENTLY build under way, or failed) is no graph to search.
         image = sql.Identifier(orgindex.index_name("alpha", "image"))

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from heimdex import segments
-from heimdex.adapters.blobs import read_json, write_json
-from heimdex.engine import Engine
-from heimdex.executor import call_here
-from heimdex.pipeline import parse_task_key, ready_stages, record_completion
-from heimdex.samples import Segment, make_clip
+from heimdex.core.executor import call_here
+from heimdex.core.graph import parse_task_key, ready_stages, record_completion
+from heimdex.core.storage import read_json, write_json
+from heimdex.dev.samples import Segment, make_clip
+from heimdex.embedded.engine import Engine
+from heimdex.media import segments
 from heimdex.stages import asr, shots
 from tests.test_end_to_end import wer, words
 

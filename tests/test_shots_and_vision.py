@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from heimdex.engine import Engine
-from heimdex.samples import Segment, make_clip
+from heimdex.dev.samples import Segment, make_clip
+from heimdex.embedded.engine import Engine
 from heimdex.stages.shots import scan
 from tests.conftest import settings_for
 

@@ -21,15 +21,15 @@ from typing import Any
 
 import pytest
 
-from heimdex import sidecar
+from heimdex.cloud.service import EXIT_CONFIG, preload
+from heimdex.core.graph import OPTIONAL
+from heimdex.dev.samples import Segment
 from heimdex.domain import AssetRef
-from heimdex.engine import Engine, Skipped
+from heimdex.embedded.dispatch import JobResult
+from heimdex.embedded.engine import Engine, Skipped
+from heimdex.media import sidecar
 from heimdex.models import Models, ModelUnavailable
-from heimdex.pipeline import OPTIONAL
-from heimdex.runner import JobResult
-from heimdex.samples import Segment
 from heimdex.stages.index import assemble
-from heimdex.worker import EXIT_CONFIG, preload
 from tests.conftest import JWT_SECRET, make_clips, settings_for
 
 # Speech in one shot, a caption in the other: each signal can be found on its own.
@@ -284,7 +284,7 @@ def test_stage_services_report_at_start_up(
     """Cloud: the asr service logs the problem once and starts (its tasks are then skipped); the
     index service cannot work without the text model and does not start."""
     engine = engine_with(asr_model="base")
-    with caplog.at_level(logging.ERROR, logger="heimdex.worker"):
+    with caplog.at_level(logging.ERROR, logger="heimdex.cloud.service"):
         preload("asr", engine)
         preload("ocr", engine)
     assert [r.getMessage() for r in caplog.records] == [str(engine.models.check(["asr"])[0])]

@@ -1,7 +1,7 @@
 """Stuck jobs are swept (docs/RELIABILITY.md, "Stuck jobs"): a job whose task shows no progress for
 longer than its stage's deadline times its attempts ends `failed` with `stalled in <task>`.
 
-- the rule itself (`heimdex.sweep.find_stall`) with a fixed `now`;
+- the rule itself (`heimdex.core.sweep.find_stall`) with a fixed `now`;
 - the PostgreSQL store (the session's embedded server), including a completion that holds the row
   lock while the sweep waits for it, and the start-up sweep of `heimdex index` / `heimdex serve`;
 - the `/sweep` endpoint refuses calls without Cloud Scheduler's OIDC token;
@@ -30,17 +30,17 @@ import requests
 
 from heimdex import cli
 from heimdex.adapters.pg_jobs import PgJobStore
-from heimdex.api.drive_watch import create_drive_app
+from heimdex.cloud.drive_watch import create_drive_app
 from heimdex.config import STAGE_DEADLINES_S, Settings
+from heimdex.core.graph import record_completion
+from heimdex.core.sweep import Stall, find_stall
+from heimdex.dev.samples import Segment
 from heimdex.dev.stack import Stack
 from heimdex.domain import AssetRef, make_asset_id
-from heimdex.engine import Engine
-from heimdex.index import store as index_store
-from heimdex.index.db import Database
-from heimdex.pipeline import record_completion
-from heimdex.runner import JobResult, LocalDispatcher
-from heimdex.samples import Segment
-from heimdex.sweep import Stall, find_stall
+from heimdex.embedded.dispatch import JobResult, LocalDispatcher
+from heimdex.embedded.engine import Engine
+from heimdex.vectorstore import store as index_store
+from heimdex.vectorstore.db import Database
 from tests.conftest import JWT_SECRET, make_clips
 
 TIMEOUT_S = float(os.environ.get("HEIMDEX_FAULT_TIMEOUT_S", "600"))

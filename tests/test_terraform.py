@@ -3,9 +3,10 @@
 - The HEIMDEX_* contract: every setting marked `cloud` in heimdex.config.Settings is set by
   Terraform for each function and stage service that needs it, nothing sets an unknown HEIMDEX_
   variable, and local-only knobs (emulators, fault injection, HS256 secrets) are never set.
-- Every folder in functions/ and containers/ has its resources (function, Cloud Run service, queue,
-  service account), and the queues follow heimdex.pipeline's graph.
-- dev and prod differ only in terraform.tfvars and in the state location.
+- Every folder in functions/ and every stage of heimdex.core.graph.PIPELINE has its resources
+  (function, Cloud Run service, queue, service account), and the queues follow the graph.
+- One root module (terraform/*.tf) that every environment runs: envs/<env>/ holds only
+  terraform.tfvars and the state location (backend.hcl).
 - checkov over terraform/ reports no failed check, and every skip carries a reason.
 
 The .tf files are parsed with python-hcl2; expressions are kept as text, so the tests read the
@@ -27,7 +28,7 @@ import hcl2
 import pytest
 
 from heimdex.config import Settings
-from heimdex.pipeline import PIPELINE
+from heimdex.core.graph import PIPELINE
 
 ROOT = Path(__file__).resolve().parents[1]
 TF = ROOT / "terraform"
@@ -36,7 +37,7 @@ ENVS = ("dev", "prod")
 CHECKOV = ROOT / ".venv-iac" / "bin" / "checkov"
 
 FUNCTIONS = sorted(p.parent.name for p in (ROOT / "functions").glob("*/main.py"))
-STAGES = sorted(p.parent.name for p in (ROOT / "containers").glob("*/Dockerfile"))
+STAGES = sorted(s.name for s in PIPELINE)
 # Never set in the cloud: emulator endpoints, test-only knobs and the HS256 secret of the embedded
 # default (the cloud verifies Google ID tokens).
 LOCAL_ONLY = {
@@ -99,8 +100,9 @@ def variables_of(folder: Path) -> dict[str, dict[str, Any]]:
     return {name: body for block in blocks(folder, "variable") for name, body in block.items()}
 
 
-def module_calls(env: str) -> dict[str, dict[str, Any]]:
-    return {name: body for block in blocks(TF / "envs" / env, "module") for name, body in block.items()}
+def module_calls() -> dict[str, dict[str, Any]]:
+    """The module calls of the root module, which every environment runs."""
+    return {name: body for block in blocks(TF, "module") for name, body in block.items()}
 
 
 def dynamic(body: dict[str, Any], name: str) -> list[dict[str, Any]]:
@@ -136,8 +138,9 @@ def required_env(component: str) -> set[str]:
 def module_env(module: str, component: str) -> dict[str, Any]:
     """Plain and secret HEIMDEX_* variables a module sets for one component (function or stage)."""
     loc = locals_of(MODULES / module)
-    assert component in loc["component_env"], f"modules/{module}: no component_env for {component!r}"
-    return {**loc["common_env"], **loc["component_env"][component], **loc["secret_env"]}
+    if module == "functions":  # each function sets its own; a stage without additions has no entry
+        assert component in loc["component_env"], f"modules/{module}: no component_env for {component!r}"
+    return {**loc["common_env"], **loc["component_env"].get(component, {}), **loc["secret_env"]}
 
 
 def names_in(loc: dict[str, Any], value: Any) -> dict[str, Any]:
@@ -183,7 +186,7 @@ def stage_env(stage: str) -> dict[str, Any]:
     svc = resources(MODULES / "stage_services", "google_cloud_run_v2_service")["stage"]
     [container] = svc["template"][0]["containers"]
     plain, secret = dynamic(container, "env")
-    assert plain["for_each"].startswith("${merge(local.common_env, local.component_env[each.key]")
+    assert plain["for_each"].startswith("${merge(local.common_env, lookup(local.component_env, each.key, {})")
     assert "contains(var.source_stages, each.key) ? local.drive_env : {}" in plain["for_each"]
     assert secret["for_each"] == (
         "${merge(local.secret_env, contains(var.source_stages, each.key) ? local.drive_secret_env : {})}"
@@ -244,7 +247,7 @@ def test_literal_values_are_valid_settings() -> None:
 def test_database_uses_iam_authentication_and_no_password() -> None:
     """Cloud SQL IAM database authentication for every user; no password, no database URL secret.
     The services connect with the Cloud SQL Python Connector (HEIMDEX_CLOUDSQL_INSTANCE) as their own
-    service accounts; heimdex.index.connect picks that path from the setting."""
+    service accounts; heimdex.vectorstore.connect picks that path from the setting."""
     sql_instance = resources(MODULES / "cloudsql", "google_sql_database_instance")["this"]
     settings = sql_instance["settings"][0]
     flags = {f["name"]: f["value"] for f in settings["database_flags"]}
@@ -284,14 +287,12 @@ def test_database_uses_iam_authentication_and_no_password() -> None:
     condition = locals_of(MODULES / "cloudsql")["instance_condition"]["expression"]
     assert "sqladmin.googleapis.com/Instance" in condition and "instances/${var.instance_name}" in condition
     # Every function and stage is an application user; the owner is the maintenance job's account.
-    for env in ENVS:
-        call = module_calls(env)["cloudsql"]
-        assert (
-            "local.functions" in call["app_service_accounts"]
-            and "local.stages" in call["app_service_accounts"]
-        )
-        assert "db-owner" not in call["app_service_accounts"]
-        assert call["owner_service_account"] == '${module.service_accounts.emails["db-owner"]}'
+    call = module_calls()["cloudsql"]
+    assert (
+        "local.functions" in call["app_service_accounts"] and "local.stages" in call["app_service_accounts"]
+    )
+    assert "db-owner" not in call["app_service_accounts"]
+    assert call["owner_service_account"] == '${module.service_accounts.emails["db-owner"]}'
 
 
 def test_only_the_maintenance_job_is_the_database_owner() -> None:
@@ -299,7 +300,7 @@ def test_only_the_maintenance_job_is_the_database_owner() -> None:
     task = job["template"][0]["template"][0]
     assert task["service_account"] == "${var.service_account}"
     [container] = task["containers"]
-    assert container["command"] == ["python", "-m", "heimdex.index.orgindex"]
+    assert container["command"] == ["python", "-m", "heimdex.vectorstore.orgindex"]
     assert container["image"] == "${var.image_repository}/index:${var.image_tag}"
     [env] = dynamic(container, "env")
     assert env["for_each"] == "${local.env}"
@@ -309,18 +310,12 @@ def test_only_the_maintenance_job_is_the_database_owner() -> None:
     assert job_env["HEIMDEX_DATABASE_APP_USERS"] == "${jsonencode(var.app_database_users)}"
     by_env = {env_name(name): name for name in Settings.model_fields}
     Settings(**{by_env[k]: v for k, v in job_env.items() if literal(v)})
-    for env in ENVS:
-        call = module_calls(env)["db_maintenance"]
-        assert call["service_account"] == '${module.service_accounts.emails["db-owner"]}'
-        assert call["app_database_users"] == "${module.cloudsql.app_users}"
-        # No function or stage runs as the owner.
-        assert (
-            module_calls(env)["functions"]["service_accounts"] == "${module.service_accounts.function_emails}"
-        )
-        assert (
-            module_calls(env)["stage_services"]["service_accounts"]
-            == "${module.service_accounts.stage_emails}"
-        )
+    call = module_calls()["db_maintenance"]
+    assert call["service_account"] == '${module.service_accounts.emails["db-owner"]}'
+    assert call["app_database_users"] == "${module.cloudsql.app_users}"
+    # No function or stage runs as the owner.
+    assert module_calls()["functions"]["service_accounts"] == "${module.service_accounts.function_emails}"
+    assert module_calls()["stage_services"]["service_accounts"] == "${module.service_accounts.stage_emails}"
     scheduler = resources(MODULES / "db_maintenance", "google_cloud_scheduler_job")["maintenance"]
     assert scheduler["http_target"][0]["uri"].rstrip('"').endswith(":run")
     invoker = resources(MODULES / "db_maintenance", "google_cloud_run_v2_job_iam_member")["scheduler"]
@@ -333,8 +328,8 @@ def test_users_sign_in_with_identity_platform() -> None:
     config = resources(MODULES / "identity_platform", "google_identity_platform_config")["this"]
     email = config["sign_in"][0]["email"][0]
     assert email["enabled"] is True and email["password_required"] is True
+    assert module_calls()["identity_platform"]["project_id"] == "${var.project_id}"
     for env in ENVS:
-        assert module_calls(env)["identity_platform"]["project_id"] == "${var.project_id}"
         # The tokens' audience is the project (dev and prod tfvars).
         tfvars = parse(TF / "envs" / env / "terraform.tfvars")
         assert tfvars["google_audience"] == tfvars["project_id"]
@@ -362,10 +357,10 @@ def test_cloudsql_automated_backups_with_point_in_time_recovery() -> None:
         assert low <= variables[name]["default"] <= high, name
         [check] = variables[name]["validation"]
         assert f"var.{name} >= {low}" in check["condition"] and f"var.{name} <= {high}" in check["condition"]
+    call = module_calls()["cloudsql"]
+    assert call["retained_backups"] == "${var.sql_retained_backups}"
+    assert call["transaction_log_retention_days"] == "${var.sql_transaction_log_days}"
     for env in ENVS:
-        call = module_calls(env)["cloudsql"]
-        assert call["retained_backups"] == "${var.sql_retained_backups}", env
-        assert call["transaction_log_retention_days"] == "${var.sql_transaction_log_days}", env
         tfvars = parse(TF / "envs" / env / "terraform.tfvars")
         assert 1 <= tfvars["sql_retained_backups"] <= 365, env
         assert 1 <= tfvars["sql_transaction_log_days"] <= 7, env
@@ -397,27 +392,26 @@ def test_derived_bucket_is_versioned_and_old_versions_expire() -> None:
     variable = variables_of(MODULES / "storage")["derived_noncurrent_days"]
     assert variable["default"] >= 1
     assert "var.derived_noncurrent_days >= 1" in variable["validation"][0]["condition"]
+    assert module_calls()["storage"]["derived_noncurrent_days"] == "${var.derived_noncurrent_days}"
     for env in ENVS:
-        assert module_calls(env)["storage"]["derived_noncurrent_days"] == "${var.derived_noncurrent_days}"
         assert parse(TF / "envs" / env / "terraform.tfvars")["derived_noncurrent_days"] >= 1, env
     assert parse(TF / "envs" / "prod" / "terraform.tfvars")["derived_noncurrent_days"] >= 7
 
 
 def test_env_defaults_match_the_code() -> None:
     """Names Terraform gives resources and the code also derives itself must agree."""
-    for env in ENVS:
-        variables = variables_of(TF / "envs" / env)
-        for var, field in (
-            ("queue_prefix", "tasks_queue_prefix"),
-            ("jobs_collection", "jobs_collection"),
-            ("events_collection", "events_collection"),
-            ("watches_collection", "watches_collection"),
-            ("drive_grants_collection", "drive_grants_collection"),
-            ("firestore_database", "firestore_database"),
-            ("job_ttl_days", "job_ttl_days"),
-            ("max_attempts", "max_attempts"),
-        ):
-            assert variables[var]["default"] == Settings.model_fields[field].default, (env, var)
+    variables = variables_of(TF)
+    for var, field in (
+        ("queue_prefix", "tasks_queue_prefix"),
+        ("jobs_collection", "jobs_collection"),
+        ("events_collection", "events_collection"),
+        ("watches_collection", "watches_collection"),
+        ("drive_grants_collection", "drive_grants_collection"),
+        ("firestore_database", "firestore_database"),
+        ("job_ttl_days", "job_ttl_days"),
+        ("max_attempts", "max_attempts"),
+    ):
+        assert variables[var]["default"] == Settings.model_fields[field].default, var
 
 
 def test_drive_secrets_only_where_drive_is_read() -> None:
@@ -440,14 +434,14 @@ def test_drive_secrets_only_where_drive_is_read() -> None:
         assert 'var.drive_oauth_client_id == "" ? {} :' in loc["drive_secret_env"]
     stage_vars = variables_of(MODULES / "stage_services")
     assert tuple(stage_vars["source_stages"]["default"]) == SOURCE_STAGES
-    env_locals = locals_of(TF / "envs" / "dev")
+    env_locals = locals_of(TF)
     assert env_locals["source_stages"] == list(SOURCE_STAGES)
-    call = module_calls("dev")["drive_auth"]
+    call = module_calls()["drive_auth"]
     assert call["accessors"] == (
         '${merge({"fn-drive_watch" = module.service_accounts.members["fn-drive_watch"]}, '
         '{for s in local.source_stages : "stage-${s}" => module.service_accounts.members["stage-${s}"]})}'
     )
-    assert module_calls("dev")["stage_services"]["source_stages"] == "${local.source_stages}"
+    assert module_calls()["stage_services"]["source_stages"] == "${local.source_stages}"
     # The key: 32 random bytes, base64, as HEIMDEX_DRIVE_TOKEN_KEY expects.
     key = resources(MODULES / "drive_auth", "random_bytes")["token_key"]
     assert key["length"] == 32
@@ -459,7 +453,7 @@ def test_drive_secrets_only_where_drive_is_read() -> None:
 
 
 def test_the_drive_oauth_redirect_uri_is_the_callback_the_code_serves() -> None:
-    from heimdex.api.drive_consent import CALLBACK_PATH, public_url
+    from heimdex.cloud.drive_consent import CALLBACK_PATH, public_url
 
     out = blocks(MODULES / "functions", "output")
     [redirect] = [o["drive_oauth_redirect_uri"] for o in out if "drive_oauth_redirect_uri" in o]
@@ -477,13 +471,15 @@ def test_the_drive_oauth_redirect_uri_is_the_callback_the_code_serves() -> None:
 def test_folders_found() -> None:
     assert FUNCTIONS == ["drive_watch", "ingest", "search"]
     assert set(STAGES) == {"probe", "asr", "shots", "ocr", "vision", "index"}
+    # One image definition for every stage: adding a stage adds no file under containers/.
+    assert sorted(p.name for p in (ROOT / "containers").iterdir()) == ["Dockerfile", "main.py"]
 
 
-def test_env_discovers_the_folders() -> None:
-    loc = locals_of(TF / "envs" / "dev")
+def test_root_module_discovers_functions_and_takes_stages_from_the_graph() -> None:
+    loc = locals_of(TF)
     assert 'fileset("${local.repo_root}/functions", "*/main.py")' in loc["functions"]
-    assert 'fileset("${local.repo_root}/containers", "*/Dockerfile")' in loc["stages"]
-    calls = module_calls("dev")
+    assert loc["stages"] == "${sort(keys(local.pipeline))}"
+    calls = module_calls()
     assert calls["service_accounts"]["functions"] == "${local.functions}"
     assert calls["service_accounts"]["stages"] == "${local.stages}"
     assert calls["stage_services"]["stages"] == "${local.stages}"
@@ -531,7 +527,7 @@ def test_scheduler_jobs_call_the_audience_the_code_expects(job: str, path: str) 
     """Cloud Scheduler POSTs with an OIDC token for exactly the audience drive_watch verifies, which
     the code derives from HEIMDEX_DRIVE_WEBHOOK_URL (Terraform's `local.drive_watch_url` stands in
     for the deployed URL on both sides)."""
-    from heimdex.api.drive_watch import create_drive_app, scheduler_audience
+    from heimdex.cloud.drive_watch import create_drive_app, scheduler_audience
 
     body = resources(MODULES / "functions", "google_cloud_scheduler_job")[job]
     target = body["http_target"][0]
@@ -559,10 +555,9 @@ def test_sweep_deadlines_follow_the_deployed_timeouts() -> None:
     assert env["HEIMDEX_STAGE_DEADLINES_S"] == (
         "${jsonencode({for s, t in var.stage_timeouts_s : s => t + var.queue_max_backoff_s[s]})}"
     )
-    for env_name_ in ENVS:
-        call = module_calls(env_name_)["functions"]
-        assert call["stage_timeouts_s"] == "${module.stage_services.timeouts_s}"
-        assert call["queue_max_backoff_s"] == "${module.task_queues.max_backoff_s}"
+    call = module_calls()["functions"]
+    assert call["stage_timeouts_s"] == "${module.stage_services.timeouts_s}"
+    assert call["queue_max_backoff_s"] == "${module.task_queues.max_backoff_s}"
     stage_loc = locals_of(MODULES / "stage_services")
     queue_loc = locals_of(MODULES / "task_queues")
     for stage in STAGES:
@@ -584,7 +579,7 @@ def test_every_stage_folder_has_a_service_a_queue_and_an_account(stage: str) -> 
     svc = resources(MODULES / "stage_services", "google_cloud_run_v2_service")["stage"]
     assert svc["for_each"] == "${local.service_names}"
     assert loc["service_names"] == '${{for s in var.stages : s => "heimdex-${s}"}}'
-    pipeline = variables_of(MODULES / "task_queues")["pipeline"]["default"]
+    pipeline = locals_of(TF)["pipeline"]
     assert stage in pipeline, f"no Cloud Tasks queue for {stage}"
     accounts = locals_of(MODULES / "service_accounts")["accounts"]
     assert '"stage-${s}"' in accounts and "var.stages" in accounts
@@ -596,8 +591,10 @@ def test_service_names_match_the_code_lookup() -> None:
 
 
 def test_queues_follow_the_pipeline_graph() -> None:
-    pipeline = variables_of(MODULES / "task_queues")["pipeline"]["default"]
+    pipeline = locals_of(TF)["pipeline"]
     assert pipeline == {s.name: list(s.needs) for s in PIPELINE}
+    assert module_calls()["task_queues"]["pipeline"] == "${local.pipeline}"
+    assert "default" not in variables_of(MODULES / "task_queues")["pipeline"], "one graph: the root's"
     assert set(pipeline) == set(STAGES)
     queue = resources(MODULES / "task_queues", "google_cloud_tasks_queue")["stage"]
     assert queue["name"] == "${var.queue_prefix}${each.key}"
@@ -612,15 +609,16 @@ def test_stage_urls_are_computed_without_a_cycle() -> None:
         '${data.google_project.this.number}.${var.region}.run.app"}}'
     )
     assert loc["common_env"]["HEIMDEX_STAGE_URLS"] == "${jsonencode(local.urls)}"
-    assert module_calls("dev")["functions"]["stage_urls"] == "${module.stage_services.urls}"
+    assert module_calls()["functions"]["stage_urls"] == "${module.stage_services.urls}"
 
 
 def test_gpu_stages_scale_to_zero_on_l4() -> None:
     loc = locals_of(MODULES / "stage_services")
     assert loc["gpu_stage"]["gpu"] is True and loc["gpu_stage"]["min_instances"] == 0
     assert loc["cpu_stage"]["min_instances"] == 0
-    assert loc["base_settings"]["asr"] == "${local.gpu_stage}"
-    assert loc["base_settings"]["vision"] == "${local.gpu_stage}"
+    # The GPU stages are those declared `gpu=True` in heimdex.core.graph (their images use the CUDA base).
+    gpu = {name for name, base in loc["base_settings"].items() if base == "${local.gpu_stage}"}
+    assert gpu == {s.name for s in PIPELINE if s.gpu} == {"asr", "vision"}
     template = resources(MODULES / "stage_services", "google_cloud_run_v2_service")["stage"]["template"][0]
     assert template["gpu_zonal_redundancy_disabled"] == "${local.settings[each.key].gpu ? true : null}"
     [selector] = dynamic(template, "node_selector")
@@ -638,7 +636,7 @@ def test_firestore_ttl_on_jobs_and_events() -> None:
     field = resources(MODULES / "firestore", "google_firestore_field")["ttl"]
     assert "ttl_config" in field
     assert variables_of(MODULES / "firestore")["ttl_field"]["default"] == "expire_at"
-    call = module_calls("dev")["firestore"]
+    call = module_calls()["firestore"]
     assert call["ttl_collections"] == ["${var.jobs_collection}", "${var.events_collection}"]
     code = (ROOT / "shared" / "heimdex" / "adapters" / "firestore_jobs.py").read_text()
     assert '"expire_at"' in code
@@ -688,7 +686,7 @@ def test_every_workload_runs_as_its_own_account() -> None:
     assert fn["service_config"][0]["service_account_email"] == "${var.service_accounts[each.value.source]}"
     svc = resources(MODULES / "stage_services", "google_cloud_run_v2_service")["stage"]
     assert svc["template"][0]["service_account"] == "${var.service_accounts[each.key]}"
-    calls = module_calls("dev")
+    calls = module_calls()
     assert calls["functions"]["service_accounts"] == "${module.service_accounts.function_emails}"
     assert calls["stage_services"]["service_accounts"] == "${module.service_accounts.stage_emails}"
 
@@ -706,36 +704,37 @@ def test_module_layout(module: str) -> None:
 
 @pytest.mark.parametrize("env", ENVS)
 def test_env_layout(env: str) -> None:
+    """An environment is its values and its state location, nothing else: the root module is shared."""
     folder = TF / "envs" / env
-    for name in ("main.tf", "variables.tf", "terraform.tfvars", "backend.tf", "versions.tf"):
-        assert (folder / name).is_file(), f"envs/{env}/{name} is missing"
-    assert not blocks(folder, "resource"), "environments only call modules: resources live in modules"
-    assert not blocks(folder, "data")
-    [backend] = parse(folder / "backend.tf")["terraform"][0]["backend"]
-    assert list(backend) == ["gcs"]
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
+        "backend.hcl",
+        "terraform.tfvars",
+    ]
+    assert not tf_files(folder), "environments hold no Terraform code: the root module is terraform/*.tf"
     tfvars = parse(folder / "terraform.tfvars")
-    required = {n for n, b in variables_of(folder).items() if "default" not in b}
+    variables = variables_of(TF)
+    required = {n for n, b in variables.items() if "default" not in b}
     assert required <= set(tfvars), f"envs/{env}/terraform.tfvars lacks {required - set(tfvars)}"
-    assert set(tfvars) <= set(variables_of(folder)), "terraform.tfvars sets undeclared variables"
+    assert set(tfvars) <= set(variables), "terraform.tfvars sets undeclared variables"
     assert tfvars["environment"] == env
-    for call in module_calls(env).values():
-        assert call["source"].startswith("../../modules/")
+    assert set(parse(folder / "backend.hcl")) == {"bucket", "prefix"}
 
 
-def test_dev_and_prod_differ_only_in_tfvars() -> None:
+def test_root_module_layout() -> None:
+    for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf", "README.md"):
+        assert (TF / name).is_file(), f"terraform/{name} is missing"
+    assert not blocks(TF, "resource"), "the root module only calls modules: resources live in modules"
+    assert not blocks(TF, "data")
+    [backend] = parse(TF / "versions.tf")["terraform"][0]["backend"]
+    assert backend == {"gcs": {}}, "a partial backend: each environment's backend.hcl completes it"
+    for call in module_calls().values():
+        assert call["source"].startswith("./modules/")
+
+
+def test_dev_and_prod_have_separate_state_and_projects() -> None:
     dev, prod = TF / "envs" / "dev", TF / "envs" / "prod"
-    assert sorted(p.name for p in dev.iterdir() if not p.name.startswith(".")) == sorted(
-        p.name for p in prod.iterdir() if not p.name.startswith(".")
-    )
-    for name in ("main.tf", "variables.tf", "outputs.tf", "versions.tf"):
-        assert (dev / name).read_text() == (prod / name).read_text(), f"envs/*/{name} differ"
-    assert module_calls("dev") == module_calls("prod")
-    backends = [parse(p / "backend.tf")["terraform"][0]["backend"][0]["gcs"] for p in (dev, prod)]
-    assert set(backends[0]) == set(backends[1]) == {"bucket", "prefix"}
+    backends = [parse(p / "backend.hcl") for p in (dev, prod)]
     assert backends[0] != backends[1], "dev and prod must not share a state location"
-    dev_backend = re.sub(r'"[^"]*"', '""', (dev / "backend.tf").read_text())
-    prod_backend = re.sub(r'"[^"]*"', '""', (prod / "backend.tf").read_text())
-    assert re.sub(r"\bdev\b", "", dev_backend) == re.sub(r"\bprod\b", "", prod_backend)
     assert parse(dev / "terraform.tfvars")["project_id"] != parse(prod / "terraform.tfvars")["project_id"]
 
 

@@ -18,11 +18,11 @@ import psutil
 import pytest
 import requests
 
-from heimdex.claims import SourceClaims
 from heimdex.dev.emulators import free_port
+from heimdex.dev.samples import Segment
 from heimdex.domain import AssetRef
-from heimdex.engine import Engine
-from heimdex.samples import Segment
+from heimdex.embedded.claims import SourceClaims
+from heimdex.embedded.engine import Engine
 from tests.conftest import make_clips
 
 TIMEOUT_S = 300

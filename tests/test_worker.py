@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from heimdex.cloud.service import create_stage_app
 from heimdex.config import Settings
-from heimdex.engine import Engine
-from heimdex.worker import create_stage_app
+from heimdex.embedded.engine import Engine
 
 
 class RecordingDispatcher:

@@ -4,8 +4,9 @@ the scheduled sweep of stuck jobs (/sweep)."""
 import flask
 import functions_framework
 
-from heimdex import cloud, logs
+from heimdex import logs
 from heimdex.api import errors
+from heimdex.cloud import functions as cloud
 
 logs.setup("INFO")
 cloud.settings()  # bad settings (a short secret, an invalid organisation) stop the instance at start-up

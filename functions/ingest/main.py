@@ -5,8 +5,9 @@ import functions_framework
 from cloudevents.exceptions import GenericException
 from cloudevents.http import CloudEvent
 
-from heimdex import cloud, logs
+from heimdex import logs
 from heimdex.api import errors
+from heimdex.cloud import functions as cloud
 
 logs.setup("INFO")
 cloud.require_source_buckets(cloud.settings())  # bad or missing settings stop the instance at start-up

@@ -60,7 +60,7 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
 
 
 def _engine(settings: Settings | None = None) -> Any:
-    from heimdex.engine import Engine
+    from heimdex.embedded.engine import Engine
 
     return Engine(settings or Settings())
 
@@ -88,7 +88,7 @@ def sweep_stalled(engine: Any) -> None:
 def cmd_index(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from heimdex.engine import Skipped, expand_paths
+    from heimdex.embedded.engine import Skipped, expand_paths
 
     paths = expand_paths(args.paths)
     if not paths:
@@ -245,7 +245,7 @@ def _megabytes(n: int) -> str:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from heimdex import backup
+    from heimdex.embedded import backup
 
     try:
         made = backup.backup(Settings(), Path(args.file), say=lambda line: print(line, file=sys.stderr))
@@ -262,7 +262,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from heimdex import backup
+    from heimdex.embedded import backup
 
     settings = Settings()
     try:
@@ -315,7 +315,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def cmd_samples(args: argparse.Namespace) -> int:
-    from heimdex.samples import make_samples
+    from heimdex.dev.samples import make_samples
 
     for clip in make_samples(Path(args.out)):
         print(clip)

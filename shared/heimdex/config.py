@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from heimdex.domain import validate_org
+from heimdex.domain import decode_key, validate_folder_id, validate_org
 
 
 def default_home() -> Path:
@@ -39,7 +39,7 @@ ENQUEUERS = ("ingest", "drive_watch", "stages")
 # video itself (probe, asr, shots; terraform's `source_stages`).
 DRIVE_READERS = ("drive_watch", "probe", "asr", "shots")
 
-# How long one attempt of a stage may go without progress before the sweep ends its job (heimdex.sweep):
+# How long one attempt of a stage may go without progress before the sweep ends its job (heimdex.core.sweep):
 # the stage's Cloud Run request timeout (terraform modules/stage_services) plus 600 s, the longest
 # retry backoff of its queue (modules/task_queues), so a task Cloud Tasks will still retry is never
 # swept. Terraform sets HEIMDEX_STAGE_DEADLINES_S from the deployed timeouts (tests/test_terraform.py).
@@ -291,7 +291,7 @@ class Settings(BaseSettings):
         description="Fault injection (tests, drills): stage -> how many first attempts per job fail.",
     )
 
-    # Search at scale (BENCHMARKS.md "Search at scale"; heimdex.index.search and .orgindex).
+    # Search at scale (BENCHMARKS.md "Search at scale"; heimdex.vectorstore.search and .orgindex).
     search_ef_search: int = Field(
         default=100, description="HNSW candidates kept per vector search (recall against latency)."
     )
@@ -299,7 +299,7 @@ class Settings(BaseSettings):
         default=10_000,
         description="Organisations with at most this many scenes are searched exactly; larger ones"
         " through their own HNSW and keyword indexes, which the index stage builds when an ingest first"
-        " takes an organisation past this (python -m heimdex.index.orgindex: all at once, and drops"
+        " takes an organisation past this (python -m heimdex.vectorstore.orgindex: all at once, and drops"
         " unneeded ones).",
     )
     db_index_build_mem: str = Field(
@@ -323,16 +323,12 @@ class Settings(BaseSettings):
     @classmethod
     def _a_key(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and value.get_secret_value():
-            from heimdex.adapters.drive_auth import decode_key
-
             decode_key(value.get_secret_value())  # never quotes the value
         return value if value is not None and value.get_secret_value() else None
 
     @field_validator("drive_sa_folders")
     @classmethod
     def _mapped_folders(cls, value: dict[str, str]) -> dict[str, str]:
-        from heimdex.adapters.drive_watches import validate_folder_id
-
         for folder, org in value.items():
             validate_folder_id(folder)
             validate_org(org)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import re
 from dataclasses import dataclass
@@ -81,3 +83,29 @@ class AssetRef:
     @property
     def sidecar_key(self) -> str:
         return f"derived/{self.org_id}/sidecars/{self.asset_id}.json"
+
+
+DRIVE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,200}")  # fullmatch: a Drive file or folder id
+
+
+def validate_folder_id(folder_id: object) -> str:
+    """A Drive file id: 1-200 of letters, digits, '_' and '-' (what Drive issues)."""
+    if not isinstance(folder_id, str) or not DRIVE_ID_RE.fullmatch(folder_id):
+        raise ValueError(f"invalid Drive folder id {folder_id!r}")
+    return folder_id
+
+
+KEY_BYTES = 32  # HEIMDEX_DRIVE_TOKEN_KEY (adapters/drive_auth.py)
+
+
+def decode_key(value: str) -> bytes:
+    """A 32-byte key written in base64 (standard or URL-safe, padding optional)."""
+    text = value.strip()
+    padded = text + "=" * (-len(text) % 4)
+    try:
+        key = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"must be {KEY_BYTES} bytes written in base64") from None
+    if len(key) != KEY_BYTES:
+        raise ValueError(f"must be {KEY_BYTES} bytes written in base64 (got {len(key)} bytes)")
+    return key

@@ -20,8 +20,8 @@ from google.cloud import tasks_v2
 from google.protobuf import duration_pb2
 
 from heimdex.config import Settings
+from heimdex.core.graph import parse_task_key
 from heimdex.domain import AssetRef, validate_org
-from heimdex.pipeline import parse_task_key
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -35,25 +34,11 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from heimdex.adapters.drive_client import SCOPE
 from heimdex.config import Settings
-from heimdex.domain import validate_org
+from heimdex.domain import KEY_BYTES, decode_key, validate_org
 
-KEY_BYTES = 32
 CONSENT_TTL_S = 600
 HTTP_TIMEOUT_S = 30
 _AAD = b"heimdex drive grant\x00"
-
-
-def decode_key(value: str) -> bytes:
-    """A 32-byte key written in base64 (standard or URL-safe, padding optional)."""
-    text = value.strip()
-    padded = text + "=" * (-len(text) % 4)
-    try:
-        key = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError(f"must be {KEY_BYTES} bytes written in base64") from None
-    if len(key) != KEY_BYTES:
-        raise ValueError(f"must be {KEY_BYTES} bytes written in base64 (got {len(key)} bytes)")
-    return key
 
 
 def new_key() -> str:

@@ -3,7 +3,6 @@ credentials of the organisation whose job reads them (`OrgDriveSources`)."""
 
 from __future__ import annotations
 
-import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -13,17 +12,16 @@ from typing import Any
 from googleapiclient.errors import HttpError
 from googleapiclient.http import MediaIoBaseDownload
 
-from heimdex.adapters.blobs import SourceInfo
 from heimdex.adapters.drive_access import CONSENT_PATH, AccessLost, DriveAccess, GrantRevoked, Session
 from heimdex.adapters.drive_client import NUM_RETRIES, execute, status_of
 from heimdex.config import Settings
-from heimdex.domain import VIDEO_EXTENSIONS, MediaError
+from heimdex.core.storage import SourceInfo
+from heimdex.domain import DRIVE_ID_RE, VIDEO_EXTENSIONS, MediaError
 
 URI_PREFIX = "drive://"
 DOWNLOAD_CHUNK = 8 * 1024 * 1024
 DEFAULT_MAX_BYTES: int = Settings.model_fields["max_file_bytes"].default
 FILE_FIELDS = "id,name,size,md5Checksum,version,modifiedTime,mimeType,trashed"
-_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,200}")  # fullmatch
 
 
 def drive_uri(file_id: str) -> str:
@@ -32,7 +30,7 @@ def drive_uri(file_id: str) -> str:
 
 def file_id_of(uri: str) -> str:
     fid = uri[len(URI_PREFIX) :] if uri.startswith(URI_PREFIX) else ""
-    if not _ID_RE.fullmatch(fid):
+    if not DRIVE_ID_RE.fullmatch(fid):
         raise ValueError(f"not a drive://<fileId> URI: {uri!r}")
     return fid
 

@@ -12,7 +12,6 @@ notification never yields the same change twice.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,9 +20,7 @@ from typing import Any, Literal, Protocol
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from heimdex.domain import validate_org
-
-_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,200}")  # fullmatch
+from heimdex.domain import validate_folder_id, validate_org
 
 Auth = Literal["delegated", "service_account"]
 WatchStatus = Literal["active", "revoked"]
@@ -98,13 +95,6 @@ class WatchStore(Protocol):
     def set_status(self, org_id: str, folder_id: str, status: WatchStatus, reason: str | None) -> bool:
         """Change an existing watch's status; False if there is no such watch."""
         ...
-
-
-def validate_folder_id(folder_id: object) -> str:
-    """A Drive file id: 1-200 of letters, digits, '_' and '-' (what Drive issues)."""
-    if not isinstance(folder_id, str) or not _ID_RE.fullmatch(folder_id):
-        raise ValueError(f"invalid Drive folder id {folder_id!r}")
-    return folder_id
 
 
 def watch_doc_id(org_id: str, folder_id: str) -> str:

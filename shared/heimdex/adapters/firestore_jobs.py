@@ -15,12 +15,12 @@ from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from heimdex.core.graph import FIRST, LAST, record_completion, unlocked_queued
+from heimdex.core.sweep import Stall, find_stall
 from heimdex.domain import AssetRef
-from heimdex.index import store
-from heimdex.index.db import Database
-from heimdex.pipeline import FIRST, LAST, record_completion, unlocked_queued
 from heimdex.retry import retry_call
-from heimdex.sweep import Stall, find_stall
+from heimdex.vectorstore import store
+from heimdex.vectorstore.db import Database
 
 
 def firestore_client(project: str | None, database: str) -> firestore.Client:

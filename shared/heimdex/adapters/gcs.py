@@ -15,7 +15,7 @@ from urllib.parse import quote
 from google.api_core import exceptions as gexc
 from google.cloud import storage  # type: ignore[attr-defined]
 
-from heimdex.adapters.blobs import SourceInfo
+from heimdex.core.storage import SourceInfo
 from heimdex.domain import MediaError
 
 DOWNLOAD_CHUNK = 16 * 1024 * 1024

@@ -11,12 +11,12 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import PoolTimeout
 
+from heimdex.core.graph import FIRST, LAST, record_completion, unlocked_queued
+from heimdex.core.sweep import Stall, find_stall
 from heimdex.domain import AssetRef
-from heimdex.index import store
-from heimdex.index.db import Database
-from heimdex.pipeline import FIRST, LAST, record_completion, unlocked_queued
 from heimdex.retry import retry_call
-from heimdex.sweep import Stall, find_stall
+from heimdex.vectorstore import store
+from heimdex.vectorstore.db import Database
 
 
 def _now() -> str:

@@ -10,7 +10,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from heimdex.adapters.blobs import SourceInfo
+from heimdex.core.storage import SourceInfo
 from heimdex.domain import MediaError
 
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from heimdex.adapters.blobs import LocalSourceStore, SourceInfo, SourceStore
+from heimdex.adapters.local import LocalSourceStore
 from heimdex.config import Settings
+from heimdex.core.storage import SourceInfo, SourceStore
 
 
 def scheme(uri: str) -> str:

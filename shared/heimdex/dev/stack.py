@@ -21,10 +21,10 @@ from typing import Any
 
 from heimdex.api.auth import issue_token
 from heimdex.config import Settings
+from heimdex.core.graph import PIPELINE
 from heimdex.dev import emulators
 from heimdex.dev.emulators import Process, free_port
-from heimdex.index.db import Database
-from heimdex.pipeline import PIPELINE
+from heimdex.vectorstore.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class Stack:
         workers = [
             emulators.python_process(
                 f"stage-{name}",
-                ["-m", "heimdex.worker", "--stage", name, "--port", str(port)],
+                ["-m", "heimdex.cloud.service", "--stage", name, "--port", str(port)],
                 port,
                 self.logs,
                 env,

@@ -15,8 +15,8 @@ from typing import Any
 import av
 import numpy as np
 
-from heimdex.segments import PAD_S, in_segment, read_audio
-from heimdex.stages.context import StageContext
+from heimdex.core.context import StageContext
+from heimdex.media.segments import PAD_S, in_segment, read_audio
 
 log = logging.getLogger(__name__)
 

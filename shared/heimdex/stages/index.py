@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from heimdex import segments, sidecar
-from heimdex.adapters.blobs import write_json
+from heimdex.core.context import StageContext
+from heimdex.core.graph import OPTIONAL
+from heimdex.core.storage import write_json
 from heimdex.domain import AssetRef
-from heimdex.index import orgindex, store
-from heimdex.index.db import backup_fence
-from heimdex.pipeline import OPTIONAL
-from heimdex.scenes import Scene, build_scenes
-from heimdex.stages.context import StageContext
+from heimdex.media import segments, sidecar
+from heimdex.media.scenes import Scene, build_scenes
+from heimdex.vectorstore import orgindex, store
+from heimdex.vectorstore.db import backup_fence
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     rows = [store.SceneRow(scene, vec) for scene, vec in zip(scenes, text_vecs, strict=True)]
     with ctx.db.org_tx(ctx.ref.org_id) as conn:
         # The sidecar is written inside the transaction that points the asset at it, fenced against
-        # `heimdex backup`: a backup holds both or neither (heimdex.backup, "Consistency").
+        # `heimdex backup`: a backup holds both or neither (heimdex.embedded.backup, "Consistency").
         backup_fence(conn)
         write_json(ctx.derived, ctx.ref.sidecar_key, built.sidecar)
         store.replace_scenes(

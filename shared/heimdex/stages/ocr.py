@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from heimdex.stages.context import StageContext
+from heimdex.core.context import StageContext
 
 MIN_CONFIDENCE = 60.0
 TESSERACT_TIMEOUT_S = 60  # to start, plus TESSERACT_PAGE_S for each keyframe

@@ -6,9 +6,9 @@ from typing import Any
 
 import av
 
-from heimdex import segments
+from heimdex.core.context import StageContext
 from heimdex.domain import MediaError
-from heimdex.stages.context import StageContext
+from heimdex.media import segments
 
 # Demuxers that open single pictures; a renamed still image is not footage.
 IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "bmp_pipe", "webp_pipe", "gif", "tiff_pipe", "apng"}

@@ -8,7 +8,6 @@ keyframe: its JPEG is the thumbnail, the OCR input and the vision input.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,8 +19,9 @@ import numpy as np
 from scenedetect import FrameTimecode
 from scenedetect.detectors import ContentDetector
 
+from heimdex.core.context import StageContext
 from heimdex.domain import MediaError
-from heimdex.stages.context import StageContext
+from heimdex.media.segments import shots_from_cuts
 
 log = logging.getLogger(__name__)
 
@@ -178,11 +178,6 @@ def _candidate(frame: av.VideoFrame, t: float, size: tuple[int, int], rotation: 
     if not ok:
         raise MediaError("could not encode a thumbnail")
     return Candidate(t, sharpness, buf.tobytes())
-
-
-def shots_from_cuts(cuts: list[float], end: float, start: float = 0.0) -> list[tuple[float, float]]:
-    bounds = [start] + [c for c in cuts if start < c < end] + [end]
-    return [(a, b) for a, b in itertools.pairwise(bounds) if b - a > 1e-3]
 
 
 def chunks(start: float, end: float, max_len: float) -> list[tuple[float, float]]:

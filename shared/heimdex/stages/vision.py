@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from heimdex.core.context import StageContext
 from heimdex.domain import StageSkipped
-from heimdex.stages.context import StageContext
 
 BATCH = 16
 

@@ -2,7 +2,7 @@
  * The database owner's only workload: a Cloud Run job, `heimdex-db-maintenance`, that runs as the
  * owner's service account (the IAM database user that owns the schema) from the index image:
  *
- *     python -m heimdex.index.orgindex
+ *     python -m heimdex.vectorstore.orgindex
  *
  * It applies the schema migrations, grants the application role (`heimdex_app`) to the services'
  * IAM database users (HEIMDEX_DATABASE_APP_USERS), and gives every organisation above the
@@ -52,7 +52,7 @@ resource "google_cloud_run_v2_job" "maintenance" {
 
       containers {
         image   = "${var.image_repository}/index:${var.image_tag}"
-        command = ["python", "-m", "heimdex.index.orgindex"]
+        command = ["python", "-m", "heimdex.vectorstore.orgindex"]
 
         resources {
           limits = { cpu = var.cpu, memory = var.memory }

@@ -63,12 +63,7 @@ locals {
   }
   # Per-stage additions: the GPU stages run Whisper in float16 on the L4.
   component_env = {
-    probe  = {}
-    asr    = { HEIMDEX_ASR_COMPUTE_TYPE = "float16" }
-    shots  = {}
-    ocr    = {}
-    vision = {}
-    index  = {}
+    asr = { HEIMDEX_ASR_COMPUTE_TYPE = "float16" }
   }
   # Secret environment variables (none: the database takes IAM authentication, no password).
   secret_env = {}
@@ -145,7 +140,7 @@ resource "google_cloud_run_v2_service" "stage" {
       dynamic "env" {
         for_each = merge(
           local.common_env,
-          local.component_env[each.key],
+          lookup(local.component_env, each.key, {}),
           contains(var.source_stages, each.key) ? local.drive_env : {},
           { HEIMDEX_TORCH_THREADS = local.settings[each.key].cpu },
         )

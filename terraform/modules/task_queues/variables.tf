@@ -15,16 +15,8 @@ variable "queue_prefix" {
 }
 
 variable "pipeline" {
-  description = "stage => stages it needs: the graph of heimdex.pipeline.PIPELINE (a test keeps them equal)."
+  description = "stage => stages it needs: the graph of heimdex.core.graph.PIPELINE (the root module's local.pipeline; a test keeps them equal)."
   type        = map(list(string))
-  default = {
-    probe  = []
-    asr    = ["probe"]
-    shots  = ["probe"]
-    ocr    = ["shots"]
-    vision = ["shots"]
-    index  = ["asr", "ocr", "vision"]
-  }
 }
 
 variable "entry_enqueuers" {

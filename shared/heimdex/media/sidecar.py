@@ -1,0 +1,72 @@
+"""The sidecar: one versioned JSON document per asset version, validated against the schema in the repo."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+
+from heimdex.domain import AssetRef
+from heimdex.media.scenes import Scene
+
+SCHEMA_VERSION = 1
+
+
+@cache
+def schema() -> dict[str, Any]:
+    text = (resources.files("heimdex") / "schemas" / f"sidecar.v{SCHEMA_VERSION}.json").read_text()
+    doc: dict[str, Any] = json.loads(text)
+    return doc
+
+
+def validate(doc: dict[str, Any]) -> None:
+    jsonschema.validate(doc, schema())
+
+
+def build(
+    ref: AssetRef,
+    *,
+    probe: dict[str, Any],
+    shots: dict[str, Any],
+    asr: dict[str, Any],
+    ocr_by_keyframe: dict[int, str],
+    scenes: list[Scene],
+    models: dict[str, str | None],
+    stages: dict[str, dict[str, str]],
+) -> dict[str, Any]:
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "asset": {
+            "org_id": ref.org_id,
+            "asset_id": ref.asset_id,
+            "source": ref.source,
+            "version": ref.version,
+        },
+        "media": probe,
+        "models": models,
+        "stages": stages,
+        "shots": shots["shots"],
+        "keyframes": [
+            {k: kf[k] for k in ("index", "shot", "time", "thumb")}
+            | {"ocr": ocr_by_keyframe.get(kf["index"], "")}
+            for kf in shots["keyframes"]
+        ],
+        "transcript": {k: asr[k] for k in ("segments", "words", "language", "note") if k in asr},
+        "scenes": [
+            {
+                "index": i,
+                "start": round(s.start, 3),
+                "end": round(s.end, 3),
+                "transcript": s.transcript,
+                "ocr": s.ocr_text,
+                "keyframes": s.keyframes,
+                "thumbnail": s.thumb,
+            }
+            for i, s in enumerate(scenes)
+        ],
+    }
+    validate(doc)
+    return doc
