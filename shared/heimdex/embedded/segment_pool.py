@@ -69,9 +69,12 @@ class SegmentPool:
         )
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
+        self._interrupted = False
 
     def _executor(self) -> ProcessPoolExecutor:
         with self._lock:
+            if self._interrupted:  # a task already under way must not start a new pool
+                raise RuntimeError("the run was interrupted")
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(
                     self.processes,
@@ -99,13 +102,23 @@ class SegmentPool:
             return list(self._pool._processes) if self._pool and self._pool._processes else []
 
     def terminate(self) -> None:
-        """Interrupted: end the worker processes now (their segment tasks fail and are not retried)."""
+        """Interrupted: end the worker processes now (their segment tasks fail and are not retried),
+        and start no new ones. Does not wait on the executor, whose queues may be left mid-message
+        by a killed worker: the processes themselves are waited for, and killed if they linger."""
         with self._lock:
+            self._interrupted = True
             pool, self._pool = self._pool, None
-        if pool is not None:
-            for proc in list((pool._processes or {}).values()):
-                proc.terminate()
-            pool.shutdown(wait=True, cancel_futures=True)
+        if pool is None:
+            return
+        procs = list((pool._processes or {}).values())
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=10)
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         with self._lock:
