@@ -18,8 +18,9 @@ import sys
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from heimdex.embedded import backup
 from heimdex.media.scenes import Scene
 from heimdex.vectorstore import store
 from heimdex.vectorstore.db import BACKUP_LOCK, Database, backup_fence, stop_embedded
+from tests import waiting
 from tests.conftest import CAPTION_CLIP, make_clips, settings_for
 
 CLIPS = {
@@ -52,15 +54,7 @@ QUERIES = ("lighthouse keeper repaired the lamp", "chess tournament", "weather w
 TIMEOUT_S = 600
 
 
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+wait_for = partial(waiting.wait_for, timeout=120.0)
 
 
 def no_server_left(home: Path) -> None:

@@ -11,6 +11,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from heimdex.adapters.drive_auth import new_key
 from heimdex.api.auth import issue_token
 from heimdex.dev.samples import Segment
 from heimdex.dev.stack import DEV_SECRET, Stack
+from tests import waiting
 from tests.conftest import make_clips
 from tests.fakes.drive_server import FakeClient, FakeDrive
 
@@ -125,14 +127,7 @@ def bucket(info: dict[str, Any], key: str = "bucket") -> Any:
     return client.bucket(info[key])
 
 
-def wait_for(predicate: Any, what: str, timeout: float = TIMEOUT_S) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+wait_for = partial(waiting.wait_for, timeout=TIMEOUT_S)
 
 
 def top_hit(info: dict[str, Any], query: str, source: str) -> dict[str, Any] | None:

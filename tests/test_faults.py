@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import requests
 from heimdex.dev.samples import Segment
 from heimdex.dev.stack import Stack
 from heimdex.domain import AssetRef, make_asset_id
+from tests import waiting
 from tests.conftest import make_clips
 
 pytestmark = pytest.mark.slow
@@ -88,14 +90,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def wait_for(predicate: Any, what: str, timeout: float = TIMEOUT_S, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+wait_for = partial(waiting.wait_for, timeout=TIMEOUT_S)
 
 
 def gcs_bucket(stack: Stack, name: str | None = None) -> Any:

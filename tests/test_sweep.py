@@ -16,10 +16,10 @@ import os
 import re
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -41,6 +41,7 @@ from heimdex.embedded.dispatch import JobResult, LocalDispatcher
 from heimdex.embedded.engine import Engine
 from heimdex.vectorstore import store as index_store
 from heimdex.vectorstore.db import Database
+from tests import waiting
 from tests.conftest import JWT_SECRET, make_clips
 
 TIMEOUT_S = float(os.environ.get("HEIMDEX_FAULT_TIMEOUT_S", "600"))
@@ -67,15 +68,7 @@ def job(stages: dict[str, Any], *, updated: float = 0.0, status: str = "running"
     }
 
 
-def wait_for(predicate: Any, what: str, timeout: float = TIMEOUT_S, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
+wait_for = partial(waiting.wait_for, timeout=TIMEOUT_S)
 
 # --- the rule ------------------------------------------------------------------------------------
 

@@ -9,8 +9,7 @@ import os
 import signal
 import subprocess
 import threading
-import time
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from heimdex.dev.samples import Segment
 from heimdex.domain import AssetRef
 from heimdex.embedded.claims import SourceClaims
 from heimdex.embedded.engine import Engine
+from tests import waiting
 from tests.conftest import make_clips
 
 TIMEOUT_S = 300
@@ -42,14 +42,7 @@ CLIPS = {
 }
 
 
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = TIMEOUT_S) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+wait_for = partial(waiting.wait_for, timeout=TIMEOUT_S)
 
 
 def _default_sigint() -> None:
