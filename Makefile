@@ -83,6 +83,7 @@ functions-src:
 	  find functions/$$f/heimdex-src \( -name __pycache__ -o -name '*.egg-info' \) -prune -exec rm -rf {} + ; \
 	done
 	@echo "==> heimdex-src prepared for: $(FUNCTIONS)"
+	$(BIN)/heimdex export-text-model --out functions/search/text-onnx  # queries: ONNX, no torch
 
 # First apply of a new environment: the APIs and the image registry, so that images can be pushed
 # before the services that run them are created.

@@ -147,9 +147,14 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from heimdex.models import ModelUnavailable
+
     engine = _engine()
     try:
         hits = engine.search(args.query, org=args.org, k=args.k, source=args.source)
+    except ModelUnavailable as exc:  # e.g. the text model's ONNX export was never made
+        print(f"heimdex: {shown(str(exc))}", file=sys.stderr)
+        return EXIT_CONFIG
     finally:
         engine.close()
     if args.json:
@@ -208,6 +213,20 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
         print(f"no indexed asset {args.asset!r}", file=sys.stderr)
         return EXIT_FAILED
     print(json.dumps(doc, ensure_ascii=False, indent=1))
+    return EXIT_OK
+
+
+def cmd_export_text_model(args: argparse.Namespace) -> int:
+    """Export the text model to ONNX once (needs torch): what queries are encoded with."""
+    from heimdex.models import Models, ModelUnavailable
+
+    models = Models(Settings())
+    try:
+        out = models.export_text_model(Path(args.out) if args.out else None)
+    except ModelUnavailable as exc:
+        print(f"heimdex: {shown(str(exc))}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"exported {models.text_name} to {out}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -360,6 +379,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--threads", type=int, default=8)
     sp.set_defaults(func=cmd_serve)
+
+    sp = sub.add_parser("export-text-model", help="export the text model to ONNX (set-up runs this once)")
+    sp.add_argument("--out", default=None, help="folder to write (default: HEIMDEX_TEXT_ONNX or the default)")
+    sp.set_defaults(func=cmd_export_text_model)
 
     sp = sub.add_parser("token", help="print an API token (HS256) for an organisation")
     sp.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
