@@ -151,6 +151,11 @@ class Settings(BaseSettings):
     query_cache_size: int = Field(
         default=2048, description="Query vectors kept for repeated queries (LRU); 0 keeps none."
     )
+    serve_threads: int = Field(
+        default=4,
+        description="Request threads of `heimdex serve` (waitress); keep HEIMDEX_DB_POOL_SIZE at least"
+        " this. 4 on 2 cores (BENCHMARKS.md, search under load).",
+    )
 
     # Scenes and keyframes.
     scene_max_s: float = 10.0

@@ -207,12 +207,15 @@ class Models:
         return None
 
     def onnx_missing(self) -> str | None:
+        """Why the ONNX export of the configured text model cannot be used, or None."""
         from heimdex.textenc.runtime import ExportMissing, read_manifest
 
         folder = self.text_onnx_path()
         try:
             manifest = read_manifest(folder)
         except ExportMissing as exc:
+            if self.settings.text_model and (source_missing := self._text_missing()):
+                return source_missing  # the configured model itself is gone: exporting cannot help
             return str(exc)
         if manifest.get("name") != self.text_name:
             return (
