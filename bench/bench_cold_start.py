@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -43,6 +44,13 @@ from heimdex.vectorstore.db import Database
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-cold-secret-0123456789abcdef0123456789"
 WARM_QUERIES = 20
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process tree has used so far: steadier than wall time on a
+    shared, loaded machine, where a process waits for a core."""
+    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    return sum(p.cpu_times().user + p.cpu_times().system for p in procs)
 
 
 def memory_mb(pid: int) -> tuple[float, float]:
@@ -82,6 +90,7 @@ def one_start(variant: str, env: dict[str, str], token: str) -> dict[str, float]
         first_ms = (time.perf_counter() - sent) * 1000
         total = time.perf_counter() - started
         rss, pss = memory_mb(proc.pid)
+        cpu = cpu_s(proc.pid)
         warm = []
         for i in range(WARM_QUERIES):
             sent = time.perf_counter()
@@ -92,6 +101,7 @@ def one_start(variant: str, env: dict[str, str], token: str) -> dict[str, float]
             "first_result_s": total,
             "first_request_ms": first_ms,
             "warm_p50_ms": statistics.median(warm),
+            "first_result_cpu_s": cpu,
             "rss_mb": rss,
             "tree_pss_mb": pss,
         }
@@ -100,8 +110,9 @@ def one_start(variant: str, env: dict[str, str], token: str) -> dict[str, float]
         proc.wait(timeout=30)
 
 
-def cli_search(variant: str, env: dict[str, str]) -> float:
-    """Wall time of `heimdex search` in a new process (the database is running)."""
+def cli_search(variant: str, env: dict[str, str]) -> tuple[float, float]:
+    """Wall time and CPU seconds of `heimdex search` in a new process (the database is running)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "heimdex.cli", "search", "harbour fire after midnight", "--k", "10"],
@@ -111,7 +122,9 @@ def cli_search(variant: str, env: dict[str, str]) -> float:
         check=True,
         timeout=300,
     )
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def measure(variants: list[str], runs: int) -> dict[str, Any]:
@@ -127,13 +140,13 @@ def measure(variants: list[str], runs: int) -> dict[str, Any]:
         for i in range(runs):
             for variant in variants:  # interleaved: the machine's load falls on both alike
                 found = one_start(variant, function_env, token)
-                found["cli_search_s"] = cli_search(variant, env)
+                found["cli_search_s"], found["cli_search_cpu_s"] = cli_search(variant, env)
                 results[variant].append(found)
                 print(
                     f"{variant} start {i + 1}: listening {found['listening_s']:.2f}s, first result "
                     f"{found['first_result_s']:.2f}s (first request {found['first_request_ms']:.0f} ms), "
                     f"warm p50 {found['warm_p50_ms']:.0f} ms, RSS {found['rss_mb']:.0f} MB, "
-                    f"CLI search {found['cli_search_s']:.2f}s",
+                    f"CLI search {found['cli_search_s']:.2f}s ({found['cli_search_cpu_s']:.2f} CPU s)",
                     file=sys.stderr,
                 )
     finally:

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import requests
 
@@ -86,10 +87,37 @@ def start_server(variant: str, home: Path, threads: int, pool: int) -> tuple[sub
     return proc, f"http://127.0.0.1:{port}/v1/search"
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes and their children (live ones)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            for p in [root, *root.children(recursive=True)]:
+                times = p.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def postmaster_pid(home: Path) -> int:
+    pid_file = Settings(home=home).pgdata / "postmaster.pid"
+    return int(pid_file.read_text().split()[0])
+
+
 def drive(
-    url: str, work: list[tuple[str, str]], tokens: dict[str, str], clients: int, duration: float, seed: int
+    url: str,
+    work: list[tuple[str, str]],
+    tokens: dict[str, str],
+    clients: int,
+    duration: float,
+    seed: int,
+    pids: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Warm-up, then `clients` threads for `duration` seconds; the figures."""
+    """Warm-up, then `clients` threads for `duration` seconds; the figures. With `pids` (the server
+    and PostgreSQL), also the CPU they spent per request in the timed window: what a request costs,
+    whatever share of the cores this machine's other work leaves the benchmark."""
     latencies: list[float] = []
     errors: dict[str, int] = {}
     lock = threading.Lock()
@@ -133,9 +161,15 @@ def drive(
         return time.perf_counter() - started
 
     run(3.0, record=False)
+    cpu_before = cpu_seconds(pids or [])
     wall = run(duration, record=True)
+    cpu_used = cpu_seconds(pids or []) - cpu_before
     done, failed = len(latencies), sum(errors.values())
+    per_request_ms = cpu_used / max(done, 1) * 1000
     return {
+        "cpu_ms_per_request": round(per_request_ms, 1),
+        # Requests per second that two dedicated cores would serve at this CPU cost (no queueing).
+        "two_core_capacity_rps": round(2000 / per_request_ms, 1) if per_request_ms else None,
         "requests": done + failed,
         "throughput_rps": round(done / wall, 1),
         "p50_ms": round(percentile(latencies, 50), 1),
@@ -168,7 +202,7 @@ def measure(variants: list[str]) -> dict[str, Any]:
             proc, url = start_server(variant, home, threads, pool)
             try:
                 print(f"{variant}: {clients} clients for {duration:g}s against {url} ...", file=sys.stderr)
-                found = drive(url, work, tokens, clients, duration, seed)
+                found = drive(url, work, tokens, clients, duration, seed, [proc.pid, postmaster_pid(home)])
             finally:
                 proc.terminate()
                 proc.wait(timeout=60)
