@@ -24,7 +24,9 @@ does, for the largest organisation ("overall", graph path), the 1% organisation 
 the smallest organisation above the exact limit ("mid", graph path). Recall@10 compares each top 10
 with the same fusion computed with exact vector distances (ORDER BY distance + 0: no vector index).
 Where the float32 run's exact answers are cached (DATA_VERSION 1, same corpus and queries), recall
-against float32 is reported too: what halfvec costs. The last line printed is one JSON object with
+against float32 is reported too: what halfvec costs. The queries run first on the server this run
+started (warmed by heimdex.vectorstore.prewarm), then again on the same server once it has been
+serving (`warm_*` figures). The last line printed is one JSON object with
 every figure.
 """
 

@@ -179,6 +179,15 @@ def test_query_cache_is_bounded_and_shared() -> None:
     assert off.get("a") is None and len(off) == 0
 
 
+def test_onnx_encoder_answers_like_a_sentence_transformer(models: Models) -> None:
+    """What callers of `Models.text_encoder()` use keeps working with either backend behind it."""
+    onnx = models.onnx_text_encoder()
+    assert onnx.max_seq_length == 256 and onnx.get_sentence_embedding_dimension() == 384
+    out = onnx.encode(["a", "bb"], batch_size=1, show_progress_bar=False, convert_to_numpy=True)
+    assert out.shape == (2, 384) and out.dtype == np.float32
+    assert onnx.encode([]).shape == (0, 384)
+
+
 def test_embed_query_uses_the_cache(models: Models) -> None:
     first = models.embed_query("a repeated query about the harbour")
     assert models.embed_query("a repeated query about the harbour") is first

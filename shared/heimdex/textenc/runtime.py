@@ -64,6 +64,14 @@ class OnnxTextEncoder:
         )
         self.inputs = {i.name for i in self.session.get_inputs()}
 
+    @property
+    def max_seq_length(self) -> int:
+        """Tokens a text is cut to (as SentenceTransformer.max_seq_length)."""
+        return self.max_length
+
+    def get_sentence_embedding_dimension(self) -> int:
+        return self.dim
+
     def _batch(self, texts: Sequence[str]) -> np.ndarray:
         encodings = self.tokenizer.encode_batch(list(texts))
         width = max(len(e.ids) for e in encodings)
@@ -88,10 +96,11 @@ class OnnxTextEncoder:
         batch_size: int = 32,
         normalize_embeddings: bool = True,
         convert_to_numpy: bool = True,
+        show_progress_bar: bool | None = None,
     ) -> np.ndarray:
         """float32 vectors, one row per text, in the order given. Texts are batched by length (as
         sentence-transformers does), so a batch pads little."""
-        del convert_to_numpy  # always numpy
+        del convert_to_numpy, show_progress_bar  # always numpy; never a progress bar
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         for start in range(0, len(order), batch_size):
