@@ -30,11 +30,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check shared tests bench functions containers
 	$(BIN)/mypy
 
-# Search under load and the search function's cold start first, indexing speed last: the last
-# line printed is indexing's JSON.
+# The query path first (cold start, CLI, memory and load, each next to the torch baseline: one JSON
+# line), indexing speed last: the last line printed is indexing's JSON.
 bench: $(STAMP)
-	$(BIN)/python -m bench.bench_load
-	$(BIN)/python -m bench.bench_cold_start
+	$(BIN)/python -m bench.bench_query
 	$(BIN)/python -m bench.bench_index
 
 bench-load: $(STAMP)
@@ -83,6 +82,7 @@ functions-src:
 	  find functions/$$f/heimdex-src \( -name __pycache__ -o -name '*.egg-info' \) -prune -exec rm -rf {} + ; \
 	done
 	@echo "==> heimdex-src prepared for: $(FUNCTIONS)"
+	$(BIN)/heimdex export-text-model --out functions/search/text-onnx  # queries: ONNX, no torch
 
 # First apply of a new environment: the APIs and the image registry, so that images can be pushed
 # before the services that run them are created.

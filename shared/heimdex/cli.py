@@ -147,9 +147,14 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from heimdex.models import ModelUnavailable
+
     engine = _engine()
     try:
         hits = engine.search(args.query, org=args.org, k=args.k, source=args.source)
+    except ModelUnavailable as exc:  # e.g. the text model's ONNX export was never made
+        print(f"heimdex: {shown(str(exc))}", file=sys.stderr)
+        return EXIT_CONFIG
     finally:
         engine.close()
     if args.json:
@@ -211,6 +216,41 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export_text_model(args: argparse.Namespace) -> int:
+    """Export the text model to ONNX once (needs torch): what queries are encoded with."""
+    from heimdex.models import Models, ModelUnavailable
+
+    models = Models(Settings())
+    try:
+        out = models.export_text_model(Path(args.out) if args.out else None)
+    except ModelUnavailable as exc:
+        print(f"heimdex: {shown(str(exc))}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"exported {models.text_name} to {out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def warm_in_background(engine: Any) -> None:
+    """Read the index into memory while the server already answers (a restarted server's first
+    queries otherwise come from disk); one line on stderr when done."""
+    import threading
+
+    def run() -> None:
+        try:
+            done = engine.db.warm_cache()
+        except Exception as exc:  # an optimisation: never stops the server
+            print(f"warm-up skipped: {exc}", file=sys.stderr)
+            return
+        if done is not None:
+            print(
+                f"warmed {done.relations} relations ({done.mb:.0f} MB) by {done.method} "
+                f"in {done.seconds:.1f}s",
+                file=sys.stderr,
+            )
+
+    threading.Thread(target=run, name="heimdex-warm", daemon=True).start()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import waitress
 
@@ -218,10 +258,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     engine = _engine()
     try:
+        if missing := engine.models.onnx_missing():  # every search would fail: say why, do not serve
+            print(f"heimdex: {shown(missing)}", file=sys.stderr)
+            return EXIT_CONFIG
         sweep_stalled(engine)
+        warm_in_background(engine)
         app = create_app(engine)
         print(f"serving on http://{args.host}:{args.port} (OpenAPI at /openapi.json)", file=sys.stderr)
-        waitress.serve(app, host=args.host, port=args.port, threads=args.threads, ident="heimdex")
+        threads = args.threads or engine.settings.serve_threads
+        waitress.serve(app, host=args.host, port=args.port, threads=threads, ident="heimdex")
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: a normal stop
         print("stopped", file=sys.stderr)
     finally:
@@ -358,8 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("serve", help="serve the HTTP API")
     sp.add_argument("--port", type=int, default=8080)
     sp.add_argument("--host", default="127.0.0.1")
-    sp.add_argument("--threads", type=int, default=8)
+    sp.add_argument("--threads", type=int, default=None, help="default: HEIMDEX_SERVE_THREADS")
     sp.set_defaults(func=cmd_serve)
+
+    sp = sub.add_parser("export-text-model", help="export the text model to ONNX (set-up runs this once)")
+    sp.add_argument("--out", default=None, help="folder to write (default: HEIMDEX_TEXT_ONNX or the default)")
+    sp.set_defaults(func=cmd_export_text_model)
 
     sp = sub.add_parser("token", help="print an API token (HS256) for an organisation")
     sp.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")

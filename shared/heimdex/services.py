@@ -73,7 +73,7 @@ class Services:
         self, query: str, *, org: str | None = None, k: int = 10, source: str | None = None
     ) -> list[dict[str, Any]]:
         org = validate_org(org or self.settings.org)
-        text_vec = self.models.embed_texts([query])[0].astype(np.float32)
+        text_vec = self.models.embed_query(query)
         image_vec, image_model = self._clip_query(query)
         with self.db.org_tx(org) as conn:
             rows = search_sql.search(

@@ -169,8 +169,11 @@ def search(
         how = path
     pool = max(4 * k, 40)
     if how == "hnsw":
-        conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        conn.execute(f"SET LOCAL hnsw.ef_search = {int(max(pool, ef_search))}")
+        # One round trip for both settings (simple protocol: no parameters, an integer literal).
+        conn.execute(
+            "SET LOCAL hnsw.iterative_scan = relaxed_order;"
+            f" SET LOCAL hnsw.ef_search = {int(max(pool, ef_search))}"
+        )
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             SQL if how == "hnsw" else EXACT_SQL,

@@ -35,7 +35,8 @@ locals {
   base_settings = {
     ingest      = merge(local.cpu_function, { timeout_s = 120, max_instances = 20 })
     drive_watch = merge(local.cpu_function, { timeout_s = 540, concurrency = 1, max_instances = 5 })
-    search      = merge(local.cpu_function, { timeout_s = 60, max_instances = 20 })
+    # No torch on the query path (ONNX Runtime): ~240 MB resident after the first query (BENCHMARKS.md).
+    search = merge(local.cpu_function, { memory = "1Gi", timeout_s = 60, max_instances = 20 })
   }
   settings = {
     for s in local.sources : s => merge(
