@@ -12,6 +12,7 @@ from the first word).
 
     make eval                         # generate (cached under .eval/), index, query, print
     EVAL_JSON=1 make eval             # the last line is one JSON object with every figure
+    EVAL_HOME=/tmp/h make eval        # keep the index there (EVAL_FORCE=1: index again)
 
 The index lives in a temporary home; the clips are cached by the content of their specification.
 """
@@ -298,7 +299,7 @@ QUERIES: list[Query] = [
 
 
 def _esc(text: str) -> str:
-    return text.replace("\\", "\\\\").replace(":", "\\:").replace("'", "\u2019").replace("%", "\\%")
+    return text.replace("\\", "\\\\").replace(":", "\\:").replace("'", "\u2019")
 
 
 def _background(shot: Shot, index: int) -> str:
@@ -314,7 +315,7 @@ def _background(shot: Shot, index: int) -> str:
 def _drawtext(t: Text, seconds: float) -> str:
     _w, h = SIZE
     a, b = t.span or (0.0, seconds)
-    common = f"text='{_esc(t.text)}':fontcolor={t.color}:enable='between(t,{a},{b})'"
+    common = f"expansion=none:text='{_esc(t.text)}':fontcolor={t.color}:enable='between(t,{a},{b})'"
     if t.style == "card":
         return f"drawtext=fontfile={FONT}:{common}:fontsize={h // 12}:x=(w-tw)/2:y=(h-th)/2:box=0"
     if t.style == "lower":
@@ -504,12 +505,17 @@ def main() -> int:
     t0 = time.perf_counter()
     truths = build_set(folder)
     t1 = time.perf_counter()
-    home = Path(tempfile.mkdtemp(prefix="heimdex-eval-home-"))
+    keep = os.environ.get("EVAL_HOME")  # keep the index there (inspect sidecars, query again)
+    home = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="heimdex-eval-home-"))
     try:
         settings = Settings(home=home, jwt_secret="eval-" + "x" * 40, database_url=None)
         engine = Engine(settings)
         try:
-            results = engine.index([folder / f"{c.name}.mp4" for c in CLIPS], org="default")
+            results = engine.index(
+                [folder / f"{c.name}.mp4" for c in CLIPS],
+                org="default",
+                force=bool(os.environ.get("EVAL_FORCE")),
+            )
             failed = [r for r in results if getattr(r, "status", "ready") != "ready"]
             if failed:
                 print(f"indexing failed: {failed}", file=sys.stderr)
@@ -525,7 +531,8 @@ def main() -> int:
         finally:
             engine.close()
     finally:
-        shutil.rmtree(home, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(home, ignore_errors=True)
     summary = summarise(outcomes)
     print(f"{'kind':<26} {'n':>3} {'R@1':>6} {'R@5':>6} {'MRR':>6} {'in time':>8}")
     for kind, m in summary.items():

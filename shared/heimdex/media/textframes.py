@@ -8,6 +8,10 @@ appears, changes or goes changes the density of several cells, whatever else is 
 is read when its cells differ from those of the last frame read in the shot (or it is the shot's
 first with static edges); a change to no static edges at all ends what was on screen without
 reading anything. Between two changes the screen's text is taken to be what was last read.
+
+Where only some rows of cells changed (a clock ticking in a corner, a lower third coming in), only
+horizontal bands around them are read (`bands`, as shares of the height): captions run across, so a
+band holds whole lines, and reading a band costs a fraction of reading the frame.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ CELL = 10  # pixels of the signature per grid cell
 MIN_STATIC_SHARE = 0.002  # below this share of static edge pixels nothing readable is on screen
 CELL_CHANGE = 0.12  # a cell changed when its edge density moved by this much
 MIN_CHANGED_CELLS = 2
+BAND_PAD = 1  # cells above and below the changed rows
+MAX_BAND_SHARE = 0.5  # bands covering more of the height than this: read the whole frame
 
 
 def edge_map(gray: np.ndarray) -> np.ndarray:
@@ -52,6 +58,29 @@ class TextFrame:
     time: float
     shot: int
     read: bool  # False: the screen has no static edges from here on (what was there has gone)
+    bands: tuple[tuple[float, float], ...] | None = None  # read only these (top, bottom); None: all
+
+
+def bands(changed_rows: np.ndarray) -> tuple[tuple[float, float], ...] | None:
+    """Horizontal bands (shares of the height) around the rows of cells that changed, padded and
+    merged; None when they cover more than MAX_BAND_SHARE of the frame."""
+    n = len(changed_rows)
+    rows = np.flatnonzero(changed_rows)
+    covered = np.zeros(n, bool)
+    for r in rows:
+        covered[max(0, r - BAND_PAD) : r + BAND_PAD + 1] = True
+    if covered.mean() > MAX_BAND_SHARE:
+        return None
+    out = []
+    start = None
+    for r in range(n + 1):
+        inside = r < n and covered[r]
+        if inside and start is None:
+            start = r
+        elif not inside and start is not None:
+            out.append((start / n, r / n))
+            start = None
+    return tuple(out)
 
 
 def select(times: list[float], maps: list[np.ndarray], shots: list[tuple[float, float]]) -> list[TextFrame]:
@@ -74,7 +103,12 @@ def select(times: list[float], maps: list[np.ndarray], shots: list[tuple[float, 
                 showing, last = False, None
                 continue
             grid = cells(static)
-            if last is None or int((np.abs(grid - last) > CELL_CHANGE).sum()) >= MIN_CHANGED_CELLS:
+            if last is None:
                 out.append(TextFrame(i, times[i], shot_index, read=True))
+                last, showing = grid, True
+                continue
+            changed = np.abs(grid - last) > CELL_CHANGE
+            if int(changed.sum()) >= MIN_CHANGED_CELLS:
+                out.append(TextFrame(i, times[i], shot_index, read=True, bands=bands(changed.any(axis=1))))
                 last, showing = grid, True
     return out

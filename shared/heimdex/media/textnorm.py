@@ -39,26 +39,36 @@ def _wordcost() -> dict[str, float]:
     return costs
 
 
-def _split_token(token: str) -> list[str]:
-    m = re.fullmatch(r"([A-Za-z]+)(\W+)", token)
-    if m:  # trailing punctuation ("WEATHERWARNING:") stays with the last piece
-        head = _split_token(m[1])
-        return [*head[:-1], head[-1] + m[2]]
-    if len(token) < MIN_SPLIT_LEN or not token.isalpha() or token.lower() in _wordcost():
-        return [token]
+SHORT_WORDS = frozenset(
+    ["a", "an", "as", "at", "by", "i", "in", "is", "it", "of", "on", "or", "to", "up", "we"]
+)
+
+
+def _split_run(run: str) -> list[str]:
+    """One run of letters, split where it is long, all one case, not a word itself, and made only of
+    known words (short ones only from SHORT_WORDS). Mixed-case runs are names or already split."""
+    if len(run) < MIN_SPLIT_LEN or not (run.islower() or run.isupper()) or run.lower() in _wordcost():
+        return [run]
     import wordninja
 
-    pieces: list[str] = wordninja.split(token)
-    if len(pieces) < 2 or "".join(pieces) != token or any(len(p) < MIN_PIECE_LEN for p in pieces):
-        return [token]
+    pieces: list[str] = wordninja.split(run)
+    if len(pieces) < 2 or "".join(pieces) != run:
+        return [run]
+    if any(len(p) < MIN_PIECE_LEN and p.lower() not in SHORT_WORDS for p in pieces):
+        return [run]
     return pieces
 
 
 def split_run_together(text: str) -> str:
     """The text with run-together words split; spacing otherwise as it was."""
     text = re.sub(r"(?<=[A-Za-z])([:;,!?])(?=[A-Za-z])", r"\1 ", text)
-    text = re.sub(r"(?<=[a-z]{2})(?=[A-Z][a-z])", " ", text)
-    return " ".join(" ".join(_split_token(t)) for t in text.split())
+    text = re.sub(r"(?<=[a-z]{2})(?=[A-Z])", " ", text)  # camel case: "SianPryce"
+    text = re.sub(r"(?<=[A-Za-z]{2})(?=\d)|(?<=\d)(?=[A-Za-z]{3})", " ", text)  # "BUILT1850"
+    out = []
+    for token in text.split():
+        parts = re.split(r"([A-Za-z]+)", token)  # letters, and what lies between them
+        out.append("".join(" ".join(_split_run(p)) if p.isalpha() else p for p in parts))
+    return " ".join(out)
 
 
 def number_words(n: int) -> list[str]:

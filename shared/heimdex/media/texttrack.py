@@ -17,6 +17,7 @@ from typing import Any
 SAME_TEXT = 0.6  # similarity of two readings of one text in the same place
 SAME_TEXT_ANYWHERE = 0.9  # ... or anywhere on screen (a caption that slides in)
 SAME_PLACE_IOU = 0.3
+MERGE_GAP = 1.5  # heights of the text: boxes closer than this on one row are one line
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,15 @@ class Frame:
     time: float
     shot: int
     lines: list[Line] | None  # None: the screen has no text from here on
+    bands: list[tuple[float, float]] | None = None  # only these bands were read; None: the whole frame
+
+
+def _in_bands(box: tuple[float, float, float, float], bands: list[tuple[float, float]] | None) -> bool:
+    """Whether a text's box was inside what a frame read (most of its height in one band)."""
+    if bands is None:
+        return True
+    h = max(box[3] - box[1], 1e-6)
+    return any((min(box[3], b) - max(box[1], a)) / h > 0.5 for a, b in bands)
 
 
 @dataclass
@@ -51,6 +61,29 @@ class Track:
             "score": round(self.best.score, 3),
             "frames": self.seen,
         }
+
+
+def merge_lines(lines: list[Line]) -> list[Line]:
+    """Boxes the detector split on one line of a caption ("Reporter:" | "Sian Pryce") joined, left
+    to right: the same row (most of the lower one's height shared) and a gap under MERGE_GAP heights."""
+    out: list[Line] = []
+    for ln in sorted(lines, key=lambda ln: (ln.box[0], ln.box[1])):
+        for k, prev in enumerate(out):
+            h = min(prev.box[3] - prev.box[1], ln.box[3] - ln.box[1])
+            shared = min(prev.box[3], ln.box[3]) - max(prev.box[1], ln.box[1])
+            gap = ln.box[0] - prev.box[2]
+            if h > 0 and shared / h >= 0.6 and -0.5 * h <= gap <= MERGE_GAP * h:
+                box = (
+                    prev.box[0],
+                    min(prev.box[1], ln.box[1]),
+                    max(prev.box[2], ln.box[2]),
+                    max(prev.box[3], ln.box[3]),
+                )
+                out[k] = Line(f"{prev.text} {ln.text}", box, min(prev.score, ln.score))
+                break
+        else:
+            out.append(ln)
+    return out
 
 
 def _key(text: str) -> str:
@@ -99,8 +132,8 @@ def track(frames: list[Frame], shot_ends: dict[int, float], step: float) -> list
             open_ = []
             continue
         unmatched = list(frame.lines)
-        still: list[Track] = []
-        for tr in open_:
+        still = [tr for tr in open_ if not _in_bands(tr.best.box, frame.bands)]  # not read again
+        for tr in [tr for tr in open_ if _in_bands(tr.best.box, frame.bands)]:
             scored = [(_continues(tr, line), j) for j, line in enumerate(unmatched)]
             best = max(scored, default=(0.0, -1))
             if best[0] > 0:

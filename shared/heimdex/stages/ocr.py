@@ -104,14 +104,24 @@ def _line(item: list[Any], width: int, height: int) -> texttrack.Line:
     return texttrack.Line(textnorm.split_run_together(str(item[1]).strip()), box, float(item[2]))
 
 
-def rapidocr_lines(engine: Any, jpeg: bytes, min_score: float) -> list[texttrack.Line]:
-    """The lines RapidOCR reads in one frame with at least `min_score`, at least 2 letters or digits."""
+def rapidocr_lines(
+    engine: Any, jpeg: bytes, min_score: float, bands: list[tuple[float, float]] | None = None
+) -> list[texttrack.Line]:
+    """The lines RapidOCR reads in one frame (only in `bands`, shares of the height, if given) with
+    at least `min_score` and at least 2 letters or digits; boxes as shares of the whole frame."""
     img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError("text frame is not a decodable JPEG")
-    result, _ = engine(img)
-    lines = [_line(item, img.shape[1], img.shape[0]) for item in result or []]
-    return [ln for ln in lines if ln.score >= min_score and sum(ch.isalnum() for ch in ln.text) >= 2]
+    height, width = img.shape[:2]
+    lines: list[texttrack.Line] = []
+    for top, bottom in bands if bands is not None else [(0.0, 1.0)]:
+        y0, y1 = int(top * height), max(int(top * height) + 1, round(bottom * height))
+        result, _ = engine(img[y0:y1])
+        for item in result or []:
+            pts = np.asarray(item[0], dtype=np.float64) + np.array([0.0, y0])
+            lines.append(_line([pts, item[1], item[2]], width, height))
+    kept = [ln for ln in lines if ln.score >= min_score]
+    return [ln for ln in texttrack.merge_lines(kept) if sum(ch.isalnum() for ch in ln.text) >= 2]
 
 
 def texts_by_keyframe(texts: list[dict[str, Any]], keyframes: list[dict[str, Any]]) -> list[str]:
@@ -134,10 +144,12 @@ def run_rapidocr(ctx: StageContext) -> dict[str, Any]:
     cpu = time.process_time()
     for tf in shots.get("text_frames", []):
         lines = None
+        bands = [(float(a), float(b)) for a, b in tf["bands"]] if tf.get("bands") else None
         if tf["image"]:
-            lines = rapidocr_lines(engine, ctx.derived.read_bytes(tf["image"]), ctx.settings.ocr_min_score)
+            jpeg = ctx.derived.read_bytes(tf["image"])
+            lines = rapidocr_lines(engine, jpeg, ctx.settings.ocr_min_score, bands)
             reads += 1
-        frames.append(texttrack.Frame(float(tf["time"]), int(tf["shot"]), lines))
+        frames.append(texttrack.Frame(float(tf["time"]), int(tf["shot"]), lines, bands))
     cpu = time.process_time() - cpu
     shot_ends = {i: float(sh["end"]) for i, sh in enumerate(shots["shots"])}
     texts = texttrack.track(frames, shot_ends, step)

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 MAX_BAD_PACKET_SHARE = 0.5
 MIN_SCENE_FRAMES = 12  # the detector's shortest shot
-JPEG_QUALITY = 85
+JPEG_QUALITY = 92  # 85 blurred the gaps between the words of small captions for OCR
 
 
 @dataclass
@@ -247,7 +247,12 @@ def run(ctx: StageContext) -> dict[str, Any]:
     for n, tf in enumerate(
         textframes.select([c.time for c in candidates], [c.edges for c in candidates], shots)
     ):
-        entry: dict[str, Any] = {"time": round(tf.time, 3), "shot": tf.shot, "image": None}
+        entry: dict[str, Any] = {
+            "time": round(tf.time, 3),
+            "shot": tf.shot,
+            "image": None,
+            "bands": None if tf.bands is None else [[round(a, 4), round(b, 4)] for a, b in tf.bands],
+        }
         if tf.read:
             entry["image"] = ctx.ref.derived_key(f"textframes/{prefix}{n:05d}.jpg")
             ctx.derived.write_bytes(entry["image"], candidates[tf.index].jpeg, "image/jpeg")
