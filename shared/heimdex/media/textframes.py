@@ -65,16 +65,15 @@ def bands(changed_rows: np.ndarray) -> tuple[tuple[float, float], ...] | None:
     """Horizontal bands (shares of the height) around the rows of cells that changed, padded and
     merged; None when they cover more than MAX_BAND_SHARE of the frame."""
     n = len(changed_rows)
-    rows = np.flatnonzero(changed_rows)
     covered = np.zeros(n, bool)
-    for r in rows:
-        covered[max(0, r - BAND_PAD) : r + BAND_PAD + 1] = True
+    for row in np.flatnonzero(changed_rows).tolist():
+        covered[max(0, row - BAND_PAD) : row + BAND_PAD + 1] = True
     if covered.mean() > MAX_BAND_SHARE:
         return None
     out = []
-    start = None
+    start: int | None = None
     for r in range(n + 1):
-        inside = r < n and covered[r]
+        inside = r < n and bool(covered[r])
         if inside and start is None:
             start = r
         elif not inside and start is not None:
