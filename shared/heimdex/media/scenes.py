@@ -121,7 +121,12 @@ def build_scenes(
             scene.image_vec = (mean / norm).tolist() if norm > 0 else None
     if texts is not None:
         for scene in scenes:
-            scene.texts = [t for t in texts if t["start"] < scene.end and t["end"] > scene.start]
+            # Texts without a letter (a running clock, a frame counter) stay in the sidecar only.
+            scene.texts = [
+                t
+                for t in texts
+                if t["start"] < scene.end and t["end"] > scene.start and any(c.isalpha() for c in t["text"])
+            ]
             scene.ocr = merge_readings([t["text"] for t in scene.texts])
     return scenes
 

@@ -45,18 +45,6 @@ EF_SEARCH = 100  # defaults of Settings.search_ef_search / search_exact_max_rows
 EXACT_MAX_ROWS = 10_000
 
 _TAIL = """
-unit_best AS MATERIALIZED (
-  SELECT DISTINCT ON (asset_id, idx) asset_id, idx, start_s, end_s, d FROM (
-    SELECT asset_id, idx, start_s, end_s, text_vec <=> %(qt)s::halfvec AS d FROM scene_units
-    WHERE org_id = %(org)s AND text_model = %(text_model)s
-      AND (%(source)s::text IS NULL OR starts_with(source, %(source)s))
-    ORDER BY text_vec <=> %(qt)s::halfvec LIMIT %(unit_pool)s) u
-  ORDER BY asset_id, idx, d
-),
-unit_hits AS (
-  SELECT asset_id, idx, row_number() OVER (ORDER BY d) AS r FROM (
-    SELECT asset_id, idx, d FROM unit_best ORDER BY d LIMIT %(pool)s) t
-),
 keyword_hits AS (
   SELECT asset_id, idx, row_number() OVER (ORDER BY rank DESC) AS r
   FROM heimdex_keyword_hits(to_tsquery('english', %(or_q)s), %(source)s::text, %(pool)s)
@@ -78,6 +66,33 @@ LEFT JOIN unit_best ub ON ub.asset_id = s.asset_id AND ub.idx = s.idx
 ORDER BY f.score DESC, s.asset_id, s.idx
 LIMIT %(k)s
 """
+# Sentences and on-screen texts (scene_units, 007): each scene's best unit by exact distance over the
+# organisation's units, one more rank, and the span a hit plays. Exact search only: a large
+# organisation (the graph path) has no unit index yet, and scanning millions of units per query is
+# not an option, so there the units CTE is empty and hits span their scenes.
+UNITS_EXACT = """
+unit_best AS MATERIALIZED (
+  SELECT DISTINCT ON (asset_id, idx) asset_id, idx, start_s, end_s, d FROM (
+    SELECT asset_id, idx, start_s, end_s, text_vec <=> %(qt)s::halfvec AS d FROM scene_units
+    WHERE org_id = %(org)s AND text_model = %(text_model)s
+      AND (%(source)s::text IS NULL OR starts_with(source, %(source)s))
+    ORDER BY text_vec <=> %(qt)s::halfvec LIMIT %(unit_pool)s) u
+  ORDER BY asset_id, idx, d
+),
+unit_hits AS (
+  SELECT asset_id, idx, row_number() OVER (ORDER BY d) AS r FROM (
+    SELECT asset_id, idx, d FROM unit_best ORDER BY d LIMIT %(pool)s) t
+),
+"""
+UNITS_NONE = """
+unit_best AS (
+  SELECT NULL::text AS asset_id, NULL::integer AS idx, NULL::float8 AS start_s, NULL::float8 AS end_s,
+         NULL::float8 AS d
+  WHERE false
+),
+unit_hits AS (SELECT asset_id, idx, 1::bigint AS r FROM unit_best),
+"""
+
 # The organisation is named as a constant in the joins too (row-level security confines them anyway):
 # the policy's `(SELECT heimdex_current_org())` is an init plan, whose value the planner cannot see,
 # so without it the planner took a large organisation's assets for a couple of rows and joined them
@@ -103,6 +118,7 @@ image_hits AS (
       AND (%(source)s::text IS NULL OR starts_with(source, %(source)s))
     ORDER BY image_vec <=> %(qi)s::halfvec LIMIT %(pool)s) t
 ),"""
+    + UNITS_NONE
     + _TAIL
 )
 
@@ -124,6 +140,7 @@ image_hits AS (
   SELECT asset_id, idx, row_number() OVER (ORDER BY di) AS r FROM (
     SELECT asset_id, idx, di FROM cand WHERE di IS NOT NULL ORDER BY di LIMIT %(pool)s) t
 ),"""
+    + UNITS_EXACT
     + _TAIL
 )
 
@@ -141,7 +158,8 @@ def or_query(query: str) -> str:
     (ts_rank_cd puts scenes with more of the words first). Words are quoted: never tsquery syntax.
     Each word's other spellings count too (textnorm.keyword_variants: "14%" / "fourteen percent",
     neighbouring words run together as OCR may have read them)."""
-    words = [w for w in keyword_variants(query) if len(w) > 1 and re.fullmatch(r"\w+", w)][:48]
+    words = [w for w in keyword_variants(query) if (len(w) > 1 or w.isdigit()) and re.fullmatch(r"\w+", w)]
+    words = words[:48]
     return " | ".join(f"'{w}'" for w in words)  # "" is an empty tsquery: no keyword hits
 
 
