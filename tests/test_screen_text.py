@@ -150,8 +150,9 @@ def test_run_together_words_are_split_and_names_kept() -> None:
     assert split("Reporter:Sian Pryce") == "Reporter: Sian Pryce"
     assert split("SianPryce") == "Sian Pryce"
     assert split("Swimming lessonsforallpupils") == "Swimming lessons for all pupils"
+    assert split("Swimminglessonsforallpupils") == "Swimming lessons for all pupils"
     assert split("BUILT1850") == "BUILT 1850"
-    for kept in ("Dunmore Marine", "Priya Natarajan", "lighthouse", "Route N12", "1850s"):
+    for kept in ("Dunmore Marine", "Priya Natarajan", "Worthington", "lighthouse", "Route N12", "1850s"):
         assert split(kept) == kept
 
 

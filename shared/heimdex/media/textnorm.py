@@ -18,6 +18,7 @@ from functools import cache
 
 MIN_SPLIT_LEN = 8  # shorter unknown tokens are more often names than run-together words
 MIN_PIECE_LEN = 3
+MIN_SPLIT_LEN_CAPITALISED = 12  # "Natarajan", "Worthington": names; "Swimminglessonsforall": not
 
 _ONES = [
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
@@ -45,9 +46,12 @@ SHORT_WORDS = frozenset(
 
 
 def _split_run(run: str) -> list[str]:
-    """One run of letters, split where it is long, all one case, not a word itself, and made only of
-    known words (short ones only from SHORT_WORDS). Mixed-case runs are names or already split."""
-    if len(run) < MIN_SPLIT_LEN or not (run.islower() or run.isupper()) or run.lower() in _wordcost():
+    """One run of letters, split where it is long, all one case (or capitalised and longer than a name
+    usually is), not a word itself, and made only of known words (short ones only from SHORT_WORDS).
+    Other mixed-case runs are names or already split."""
+    one_case = run.islower() or run.isupper()
+    capitalised = len(run) >= MIN_SPLIT_LEN_CAPITALISED and run[0].isupper() and run[1:].islower()
+    if len(run) < MIN_SPLIT_LEN or not (one_case or capitalised) or run.lower() in _wordcost():
         return [run]
     import wordninja
 
