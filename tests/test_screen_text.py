@@ -185,6 +185,20 @@ def test_a_caption_is_tracked_across_readings_and_bands() -> None:
     ]
 
 
+def test_a_caption_missed_in_one_reading_stays_one_text() -> None:
+    line = texttrack.Line
+    box = (0.2, 0.4, 0.8, 0.5)
+    frames = [
+        texttrack.Frame(8.0, 0, [line("MARKET PRICES UP 14%", box, 0.95)]),
+        texttrack.Frame(10.5, 0, []),  # the detector lost it on this frame
+        texttrack.Frame(11.0, 0, [line("MARKET PRICES UP 14%", box, 0.97)]),
+        texttrack.Frame(15.0, 0, None),
+        texttrack.Frame(17.0, 0, [line("MARKET PRICES UP 14%", box, 0.97)]),  # later: shown again
+    ]
+    texts = texttrack.track(frames, {0: 20.0}, 0.5)
+    assert [(t["start"], t["end"]) for t in texts] == [(8.0, 15.5), (17.0, 20.0)]
+
+
 def test_units_span_whole_sentences_across_a_cut() -> None:
     words = [
         {"w": "The", "s": 1.0, "e": 1.3},

@@ -17,6 +17,7 @@ from typing import Any
 SAME_TEXT = 0.6  # similarity of two readings of one text in the same place
 SAME_TEXT_ANYWHERE = 0.9  # ... or anywhere on screen (a caption that slides in)
 SAME_PLACE_IOU = 0.3
+REJOIN_STEPS = 2  # a text missing from this many samples at most is still the same text
 MERGE_GAP = 1.5  # heights of the text: boxes closer than this on one row are one line
 
 
@@ -149,4 +150,31 @@ def track(frames: list[Frame], shot_ends: dict[int, float], step: float) -> list
     for tr in open_:
         close([tr], shot_ends.get(tr.shot, tr.start + step))
     done.sort(key=lambda tr: (tr.start, tr.best.box[1], tr.best.box[0]))
-    return [tr.as_dict() for tr in done]
+    return [tr.as_dict() for tr in _rejoin(done, step)]
+
+
+def _rejoin(tracks: list[Track], step: float) -> list[Track]:
+    """A text missed in one reading (a busy background hid it from the detector for a frame) comes
+    back as a second track: the same text in the same shot and place, resuming within REJOIN_STEPS
+    samples, continues the first."""
+    out: list[Track] = []
+    for tr in tracks:
+        prev = next(
+            (
+                p
+                for p in reversed(out)
+                if p.shot == tr.shot
+                and 0 <= tr.start - p.end <= REJOIN_STEPS * step + 1e-6
+                and similarity(p.best.text, tr.best.text) >= SAME_TEXT_ANYWHERE
+                and iou(p.best.box, tr.best.box) >= SAME_PLACE_IOU
+            ),
+            None,
+        )
+        if prev is None:
+            out.append(tr)
+            continue
+        prev.end = max(prev.end, tr.end)
+        prev.seen += tr.seen
+        if tr.best.score > prev.best.score:
+            prev.best = tr.best
+    return out
