@@ -6,7 +6,7 @@ SAMPLES  := $(CURDIR)/samples
 # State goes to HEIMDEX_HOME (default: ~/.local/share/heimdex, /var/lib/heimdex for root), so the
 # CLI finds the demo's index afterwards without any variable set.
 
-.PHONY: setup demo test lint bench bench-load bench-cold bench-search dev clean
+.PHONY: setup demo test lint bench bench-load bench-cold bench-search eval dev clean
 
 $(STAMP): pyproject.toml constraints.txt scripts/setup.sh
 	./scripts/setup.sh
@@ -44,6 +44,10 @@ bench-cold: $(STAMP)
 
 bench-search: $(STAMP)
 	$(BIN)/python -m bench.bench_search
+
+# Search quality on generated news-like clips (bench/eval_quality.py): recall@1, recall@5, MRR per kind.
+eval: $(STAMP)
+	$(BIN)/python -m bench.eval_quality
 
 # The cloud path on local emulators; writes .heimdex-dev.json when ready, Ctrl-C stops everything.
 dev: $(STAMP)

@@ -184,6 +184,7 @@ def main() -> None:
 
         # Speech recognition alone on the same file, same settings: the floor set by the slowest model.
         ctx = engine.context(results[-1].ref)
+        ocr_parts = [p for p in ctx.read_parts("ocr") if "skipped" not in p]
         segmented = [asr_segmented(engine.segments, ctx) for _ in range(runs)]
     finally:
         engine.close()
@@ -206,6 +207,14 @@ def main() -> None:
             file=sys.stderr,
         )
     print(f"{'end2end':<10}{e2e:>9.1f}{duration / e2e:>13.1f}", file=sys.stderr)
+    # OCR's own cost (the last run): CPU seconds spent reading frames per minute of video.
+    ocr_cpu = sum(float(p.get("ocr_cpu_s", 0.0)) for p in ocr_parts)
+    ocr_reads = sum(int(p.get("ocr_runs", 0)) for p in ocr_parts)
+    ocr_per_min = round(ocr_cpu / (duration / 60), 3)
+    print(
+        f"ocr: {ocr_reads} frames read, {ocr_cpu:.1f} CPU s, {ocr_per_min:.2f} CPU s per minute",
+        file=sys.stderr,
+    )
     print(
         f"{'asr alone':<10}{asr_alone:>9.1f}{duration / asr_alone:>13.1f}  (whole file, one process)",
         file=sys.stderr,
@@ -237,6 +246,9 @@ def main() -> None:
         "model_load_s": round(model_load_s, 2),
         "model_load_share_cold": round(model_load_s / walls[0], 4),
         "stages": stages,
+        "ocr_frames_read": ocr_reads,
+        "ocr_cpu_s": round(ocr_cpu, 2),
+        "ocr_cpu_s_per_min": ocr_per_min,
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "worker_peak_rss_mb": round(children_peak_rss_mb(), 1),
         "cpus": os.cpu_count(),

@@ -43,6 +43,10 @@ echo "==> heimdex and its dependencies"
 # without their resolver (their own needs are already present or listed here).
 echo "==> vision extras (open_clip, torchvision) without dependency resolution"
 "${PIP[@]}" install -c constraints.txt --no-deps "open_clip_torch>=2.24" "torchvision==0.28.0" ftfy wcwidth "timm>=1.0"
+# RapidOCR (PP-OCRv4 ONNX models inside its wheel) declares opencv-python, which would sit beside the
+# headless build: installed without its resolver, its other requirements come from pyproject.toml.
+echo "==> rapidocr-onnxruntime without dependency resolution"
+"${PIP[@]}" install -c constraints.txt --no-deps "rapidocr-onnxruntime==1.4.4"
 # Queries are encoded with ONNX Runtime, not torch: export the text model once (seconds), unless an
 # export of the configured model is already there.
 if ! "$VENV/bin/python" -c "import sys; from heimdex.config import Settings; from heimdex.models import Models

@@ -170,18 +170,32 @@ def test_asr_model_name_instead_of_a_path(
     assert "dinosaur" in texts(base_engine.search("dinosaur exhibition", org="noasr"), clip)
 
 
-def test_ocr_skipped_when_tesseract_is_missing(
-    monkeypatch: pytest.MonkeyPatch, cli_env: dict[str, str], clip: Path, engine_with: Any
+@pytest.mark.parametrize(
+    ("engine_name", "missing", "why"),
+    [
+        ("rapidocr", "heimdex.models.find_rapidocr", "rapidocr-onnxruntime is not installed"),
+        ("tesseract", "heimdex.models.find_tesseract", "tesseract is not installed"),
+    ],
+)
+def test_ocr_skipped_when_its_engine_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+    cli_env: dict[str, str],
+    clip: Path,
+    engine_with: Any,
+    engine_name: str,
+    missing: str,
+    why: str,
 ) -> None:
-    monkeypatch.setattr("heimdex.models.find_tesseract", lambda: None)
-    engine = engine_with()
-    [result] = engine.index([clip], org="noocr")
+    monkeypatch.setattr(missing, lambda: None)
+    engine = engine_with(ocr_engine=engine_name)
+    org = f"noocr-{engine_name}"
+    [result] = engine.index([clip], org=org)
     assert result.status == "ready", result
-    doc = assert_indexed_without(engine, cli_env, clip, "noocr", {"ocr": "tesseract is not installed"})
+    doc = assert_indexed_without(engine, cli_env, clip, org, {"ocr": why})
     assert all(scene["ocr"] == "" for scene in doc["scenes"])
     assert doc["transcript"]["words"]
-    assert "dinosaur" in texts(engine.search("dinosaur exhibition", org="noocr"), clip)
-    assert "rescue" not in texts(engine.search("mountain rescue team", org="noocr", k=10), clip)
+    assert "dinosaur" in texts(engine.search("dinosaur exhibition", org=org), clip)
+    assert "rescue" not in texts(engine.search("mountain rescue team", org=org, k=10), clip)
 
 
 def test_vision_skipped_when_its_weights_are_missing(
@@ -205,13 +219,13 @@ def test_every_optional_signal_skipped(
     monkeypatch: pytest.MonkeyPatch, cli_env: dict[str, str], clip: Path, engine_with: Any
 ) -> None:
     """No speech, no on-screen text, no image vectors: scenes from shots, ready, nothing to find."""
-    monkeypatch.setattr("heimdex.models.find_tesseract", lambda: None)
+    monkeypatch.setattr("heimdex.models.find_rapidocr", lambda: False)
     engine = engine_with(asr_model="base", vision_weights=MISSING_WEIGHTS)
     [result] = engine.index([clip], org="nosignal")
     assert result.status == "ready", result
     expected = {
         "asr": NO_WHISPER,
-        "ocr": "tesseract is not installed",
+        "ocr": "rapidocr-onnxruntime is not installed",
         "vision": f"vision weights not found: {MISSING_WEIGHTS}",
     }
     doc = assert_indexed_without(engine, cli_env, clip, "nosignal", expected)
@@ -261,7 +275,11 @@ def test_index_is_not_optional(monkeypatch: pytest.MonkeyPatch, clip: Path, engi
         ({"asr_model": "/opt/models/whisper-small"}, "asr", ["no CTranslate2 Whisper model at /opt"]),
         ({"vision_weights": MISSING_WEIGHTS}, "vision", ["HEIMDEX_VISION_WEIGHTS", "image vectors"]),
         ({"text_model": "/nope"}, "index", ["HEIMDEX_TEXT_MODEL=/nope", "nothing can be indexed"]),
-        ({"ocr_languages": "eng+xx"}, "ocr", ["HEIMDEX_OCR_LANGUAGES=eng+xx", "language data for xx"]),
+        (
+            {"ocr_engine": "tesseract", "ocr_languages": "eng+xx"},
+            "ocr",
+            ["HEIMDEX_OCR_LANGUAGES=eng+xx", "language data for xx"],
+        ),
     ],
 )
 def test_check_names_the_setting_and_the_effect(

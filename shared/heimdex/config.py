@@ -135,6 +135,9 @@ class Settings(BaseSettings):
         default=False, description="Tests only: a random-init open_clip model, to exercise the wiring."
     )
     ocr_languages: str = "eng"
+    # On-screen text (issue 13): PP-OCRv4 through RapidOCR (ONNX models in its wheel), or Tesseract.
+    ocr_engine: Literal["rapidocr", "tesseract"] = "rapidocr"
+    ocr_min_score: float = Field(default=0.6, description="RapidOCR: lowest recognition score kept.")
     torch_threads: int = 1
     # Text vectors without torch (heimdex.textenc, BENCHMARKS.md "Query encoding").
     text_onnx: str | None = Field(

@@ -192,7 +192,15 @@ def merge_ocr(parts: list[dict[str, Any]], offsets: list[int]) -> dict[str, Any]
             {**r, "keyframe": r["keyframe"] + offset} for part, offset in ran for r in part["keyframes"]
         ],
         "ocr_runs": sum(int(p.get("ocr_runs", 0)) for p, _ in ran),
-    }
+    } | (
+        {  # RapidOCR's parts: tracked texts (absolute times) and what reading them cost
+            "texts": [t for part, _ in ran for t in part["texts"]],
+            "ocr_cpu_s": round(sum(float(p.get("ocr_cpu_s", 0.0)) for p, _ in ran), 3),
+            "media_s": round(sum(float(p.get("media_s", 0.0)) for p, _ in ran), 3),
+        }
+        if ran and all("texts" in p for p, _ in ran)
+        else {}
+    )
 
 
 def merge_vision(parts: list[dict[str, Any]], offsets: list[int], keyframes: int) -> dict[str, Any]:

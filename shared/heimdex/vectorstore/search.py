@@ -1,4 +1,6 @@
-"""Hybrid search in one SQL statement: text-vector, image-vector and full-text ranks fused by RRF.
+"""Hybrid search in one SQL statement: text-vector, image-vector, sentence/caption-vector and full-text
+ranks fused by RRF. A hit spans its scene and the sentence or on-screen text of it that matched best
+(scene_units, 007), so it plays from that sentence's first word.
 
 Each signal takes its own top `pool` candidates; reciprocal rank fusion (1 / (60 + rank)) adds up the
 ranks. Row-level security confines every statement to the caller's organisation; the vector
@@ -34,6 +36,7 @@ from typing import Any, Literal
 import numpy as np
 from psycopg.rows import dict_row
 
+from heimdex.media.textnorm import keyword_variants
 from heimdex.vectorstore import orgindex
 from heimdex.vectorstore.store import Conn
 
@@ -48,16 +51,48 @@ keyword_hits AS (
 ),
 fused AS (
   SELECT asset_id, idx, sum(1.0 / (%(rrf_k)s + r)) AS score
-  FROM (SELECT * FROM text_hits UNION ALL SELECT * FROM image_hits UNION ALL SELECT * FROM keyword_hits) u
+  FROM (SELECT * FROM text_hits UNION ALL SELECT * FROM image_hits UNION ALL SELECT * FROM keyword_hits
+        UNION ALL SELECT * FROM unit_hits) u
   GROUP BY asset_id, idx
 )
-SELECT a.source, s.asset_id, s.idx, s.start_s, s.end_s, s.transcript, s.ocr_text, s.thumbnail, f.score
+SELECT a.source, s.asset_id, s.idx,
+  least(s.start_s, coalesce(ub.start_s, s.start_s)) AS start_s,
+  greatest(s.end_s, coalesce(ub.end_s, s.end_s)) AS end_s,
+  s.transcript, s.ocr_text, s.thumbnail, f.score
 FROM fused f
 JOIN scenes s ON s.org_id = %(org)s AND s.asset_id = f.asset_id AND s.idx = f.idx
 JOIN assets a ON a.org_id = %(org)s AND a.asset_id = s.asset_id
+LEFT JOIN unit_best ub ON ub.asset_id = s.asset_id AND ub.idx = s.idx
 ORDER BY f.score DESC, s.asset_id, s.idx
 LIMIT %(k)s
 """
+# Sentences and on-screen texts (scene_units, 007): each scene's best unit by exact distance over the
+# organisation's units, one more rank, and the span a hit plays. Exact search only: a large
+# organisation (the graph path) has no unit index yet, and scanning millions of units per query is
+# not an option, so there the units CTE is empty and hits span their scenes.
+UNITS_EXACT = """
+unit_best AS MATERIALIZED (
+  SELECT DISTINCT ON (asset_id, idx) asset_id, idx, start_s, end_s, d FROM (
+    SELECT asset_id, idx, start_s, end_s, text_vec <=> %(qt)s::halfvec AS d FROM scene_units
+    WHERE org_id = %(org)s AND text_model = %(text_model)s
+      AND (%(source)s::text IS NULL OR starts_with(source, %(source)s))
+    ORDER BY text_vec <=> %(qt)s::halfvec LIMIT %(unit_pool)s) u
+  ORDER BY asset_id, idx, d
+),
+unit_hits AS (
+  SELECT asset_id, idx, row_number() OVER (ORDER BY d) AS r FROM (
+    SELECT asset_id, idx, d FROM unit_best ORDER BY d LIMIT %(pool)s) t
+),
+"""
+UNITS_NONE = """
+unit_best AS (
+  SELECT NULL::text AS asset_id, NULL::integer AS idx, NULL::float8 AS start_s, NULL::float8 AS end_s,
+         NULL::float8 AS d
+  WHERE false
+),
+unit_hits AS (SELECT asset_id, idx, 1::bigint AS r FROM unit_best),
+"""
+
 # The organisation is named as a constant in the joins too (row-level security confines them anyway):
 # the policy's `(SELECT heimdex_current_org())` is an init plan, whose value the planner cannot see,
 # so without it the planner took a large organisation's assets for a couple of rows and joined them
@@ -83,6 +118,7 @@ image_hits AS (
       AND (%(source)s::text IS NULL OR starts_with(source, %(source)s))
     ORDER BY image_vec <=> %(qi)s::halfvec LIMIT %(pool)s) t
 ),"""
+    + UNITS_NONE
     + _TAIL
 )
 
@@ -104,6 +140,7 @@ image_hits AS (
   SELECT asset_id, idx, row_number() OVER (ORDER BY di) AS r FROM (
     SELECT asset_id, idx, di FROM cand WHERE di IS NOT NULL ORDER BY di LIMIT %(pool)s) t
 ),"""
+    + UNITS_EXACT
     + _TAIL
 )
 
@@ -118,8 +155,11 @@ FROM (SELECT scenes FROM assets LIMIT %(videos)s) a
 
 def or_query(query: str) -> str:
     """A tsquery source matching any of the query's words, so partial lexical matches still rank
-    (ts_rank_cd puts scenes with more of the words first). Words are quoted: never tsquery syntax."""
-    words = [w for w in re.findall(r"\w+", query.lower()) if len(w) > 1][:32]
+    (ts_rank_cd puts scenes with more of the words first). Words are quoted: never tsquery syntax.
+    Each word's other spellings count too (textnorm.keyword_variants: "14%" / "fourteen percent",
+    neighbouring words run together as OCR may have read them)."""
+    words = [w for w in keyword_variants(query) if (len(w) > 1 or w.isdigit()) and re.fullmatch(r"\w+", w)]
+    words = words[:48]
     return " | ".join(f"'{w}'" for w in words)  # "" is an empty tsquery: no keyword hits
 
 
@@ -185,6 +225,7 @@ def search(
                 "text_model": text_model,
                 "image_model": image_model,
                 "pool": pool,
+                "unit_pool": 4 * pool,
                 "k": k,
                 "source": source,
                 "rrf_k": RRF_K,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -11,15 +11,22 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from heimdex.domain import AssetRef
-from heimdex.media.scenes import Scene
+from heimdex.media.scenes import Scene, Unit
 
 Conn = psycopg.Connection[Any]
+
+
+@dataclass(frozen=True)
+class UnitRow:
+    unit: Unit
+    text_vec: np.ndarray
 
 
 @dataclass(frozen=True)
 class SceneRow:
     scene: Scene
     text_vec: np.ndarray | None
+    units: list[UnitRow] = field(default_factory=list)  # its sentences and on-screen texts (007)
 
 
 def upsert_processing(conn: Conn, ref: AssetRef) -> None:
@@ -86,6 +93,29 @@ def replace_scenes(
                     image_model if r.scene.image_vec is not None else None,
                 )
                 for i, r in enumerate(rows)
+            ],
+        )
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO scene_units (org_id, asset_id, idx, unit, source, kind, start_s, end_s, text,
+                                        text_vec, text_model)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            [
+                (
+                    ref.org_id,
+                    ref.asset_id,
+                    i,
+                    j,
+                    ref.source,
+                    u.unit.kind,
+                    u.unit.start,
+                    u.unit.end,
+                    u.unit.text,
+                    u.text_vec,
+                    text_model,
+                )
+                for i, r in enumerate(rows)
+                for j, u in enumerate(r.units)
             ],
         )
     conn.execute(
