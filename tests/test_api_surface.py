@@ -434,7 +434,8 @@ def test_reindex_then_delete(base: str, engine: Engine, media_dir: Path) -> None
     assert again.note == DELETED_NOTE and get(base, "/v1/assets", org="lifecycle").json()["assets"] == []
     # ... a changed file is a new version, so a new asset, which is not deleted.
     clip.write_bytes(clip.read_bytes() + b"\0")
-    assert not engine.is_deleted(engine.asset_ref(clip, "lifecycle").asset_id, org="lifecycle")
+    changed = engine.asset_ref(clip, "lifecycle")
+    assert not engine.is_deleted(changed.source, changed.version, org="lifecycle")
     assert json.loads(gone.text)["deleted"] is True
 
 
@@ -459,7 +460,7 @@ def test_upload_limits_names_and_idempotency(base: str, home: Path) -> None:
         post({"filename": "x.mp4", "size": 10, "content_type": "video/mp4"}).json()["upload_id"]
         != up["upload_id"]
     )
-    huge = post({"filename": "big.mp4", "size": 10**13, "content_type": "video/mp4"})
+    huge = post({"filename": "big.mp4", "size": 10**12, "content_type": "video/mp4"})
     assert huge.status_code == 413 and huge.json()["code"] == "payload_too_large"
     text = post({"filename": "notes.txt", "size": 10, "content_type": "text/plain"})
     assert text.status_code == 415 and text.json()["code"] == "unsupported_media_type"

@@ -226,13 +226,13 @@ class Services:
             self.derived.delete_prefix(f"derived/{org}/sidecars/{asset_id}.json")
         return row
 
-    def is_deleted(self, asset_id: str, *, org: str) -> bool:
+    def is_deleted(self, source: str, version: str, *, org: str) -> bool:
         with self.db.org_tx(validate_org(org)) as conn:
-            return asset_sql.is_deleted(conn, asset_id)
+            return asset_sql.is_deleted(conn, source, version)
 
-    def forget_deleted(self, asset_id: str, *, org: str) -> None:
+    def forget_deleted(self, source: str, version: str, *, org: str) -> None:
         with self.db.org_tx(validate_org(org)) as conn:
-            asset_sql.forget_deleted(conn, asset_id)
+            asset_sql.forget_deleted(conn, source, version)
 
     def create_upload(self, upload: dict[str, Any], *, org: str) -> tuple[dict[str, Any], bool]:
         with self.db.org_tx(validate_org(org)) as conn:

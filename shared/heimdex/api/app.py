@@ -16,6 +16,7 @@ import json
 import logging
 import sys
 import threading
+import time
 import typing
 from collections.abc import Callable
 from functools import cache
@@ -142,8 +143,10 @@ def _query_fields(view: Callable[..., Any]) -> frozenset[str]:
     return frozenset(model.model_fields) if model else frozenset()
 
 
-def _embedded_reindex(engine: Any) -> Callable[[AssetRef], None]:
-    def reindex(ref: AssetRef) -> None:
+def _embedded_reindex(engine: Any) -> Callable[[AssetRef], AssetRef]:
+    """Embedded: index the file again in this process (in the background), as the same asset."""
+
+    def reindex(ref: AssetRef) -> AssetRef:
         def run() -> None:
             try:
                 engine.index([Path(ref.source)], org=ref.org_id, force=True)
@@ -151,16 +154,26 @@ def _embedded_reindex(engine: Any) -> Callable[[AssetRef], None]:
                 log.exception("re-index failed", extra={"source": ref.source})
 
         threading.Thread(target=run, name=f"reindex-{ref.asset_id}", daemon=True).start()
+        return ref
 
     return reindex
 
 
-def _queued_reindex(engine: Any, dispatcher: Callable[[], Any]) -> Callable[[AssetRef], None]:
+def _queued_reindex(engine: Any, dispatcher: Callable[[], Any]) -> Callable[[AssetRef], AssetRef]:
+    """Cloud: a new job on the task queues. Cloud Tasks drops a task whose name was used in the last
+    hours, and task names come from the job id (that is what makes delivery idempotent), so the run
+    is a new asset of the same source: the version label gets a re-index mark, the index stage
+    replaces the old asset's rows when it finishes (as it does for an overwrite), and the answer
+    names the new asset and job."""
     from heimdex.core.graph import FIRST
+    from heimdex.domain import REINDEX_MARK, base_version, make_asset_id
 
-    def reindex(ref: AssetRef) -> None:
-        engine.jobs.create(ref, restart=True)
-        dispatcher().enqueue(ref, FIRST)
+    def reindex(ref: AssetRef) -> AssetRef:
+        version = f"{base_version(ref.version)}{REINDEX_MARK}{time.time_ns()}"
+        new = AssetRef(ref.org_id, make_asset_id(ref.org_id, ref.source, version), ref.source, version)
+        engine.jobs.create(new)
+        dispatcher().enqueue(new, FIRST)
+        return new
 
     return reindex
 
@@ -195,7 +208,7 @@ def create_app(engine: Any, *, dispatcher: Callable[[], Any] | None = None) -> O
         reindex = _queued_reindex(engine, dispatcher)
     else:
 
-        def reindex(ref: AssetRef) -> None:
+        def reindex(ref: AssetRef) -> AssetRef:
             raise RuntimeError("this deployment cannot re-index: no dispatcher")
 
     ctx = ApiContext(engine=engine, signer=signer, reindex=reindex)

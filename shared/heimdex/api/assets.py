@@ -227,14 +227,16 @@ def register(app: OpenAPI, ctx: ApiContext) -> None:
         responses={202: Reindex, 409: Error, **ERRORS},
     )
     def reindex(path: AssetPath) -> Any:
-        """Index the asset again from its original (new models, a failed run); 202, then poll the job."""
+        """Index the asset again from its original (new models, a failed run); 202, then poll the job.
+        Embedded, the asset keeps its id; in the cloud the run is a new asset of the same source (the
+        answer names it), which replaces this one when it is indexed."""
         row = find(path.asset_id)
         if row is None:
             return not_found()
         if row["status"] == "processing":
             return errors.error(409, "conflict", "the asset is being indexed now")
         ref = AssetRef(org(), row["asset_id"], row["source"], row["version"])
-        ctx.reindex(ref)
-        return dump(Reindex(asset_id=ref.asset_id, job_id=ref.job_id, status="queued"), 202)
+        run = ctx.reindex(ref)
+        return dump(Reindex(asset_id=run.asset_id, job_id=run.job_id, status="queued"), 202)
 
     del list_assets, get_asset, get_scenes, get_sidecar, captions_vtt, captions_srt, delete_asset, reindex

@@ -76,7 +76,7 @@ def dump(model: BaseModel, status: int = 200) -> Response:
 class ApiContext:
     engine: Any  # heimdex.services.Services; the embedded Engine adds index()
     signer: MediaSigner
-    reindex: Callable[[AssetRef], None]
+    reindex: Callable[[AssetRef], AssetRef]  # the asset and job that the new run makes
 
     def base(self) -> str:
         return request.host_url.rstrip("/")

@@ -122,11 +122,11 @@ class Engine(Services):
             if not force and self._up_to_date(ref, unavailable):
                 done.append(Skipped(ref.source, "ready", None, ref.asset_id))
                 continue
-            if self.is_deleted(ref.asset_id, org=org):
+            if self.is_deleted(ref.source, ref.version, org=org):
                 if not force:  # DELETE /v1/assets/{id}: not again until the file changes
                     done.append(Skipped(ref.source, "ready", None, ref.asset_id, DELETED_NOTE))
                     continue
-                self.forget_deleted(ref.asset_id, org=org)
+                self.forget_deleted(ref.source, ref.version, org=org)
             todo.append(ref)
         if todo:
             # Load the text model while the media stages run; the index stage would wait for it.

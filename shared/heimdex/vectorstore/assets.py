@@ -9,6 +9,7 @@ from typing import Any
 
 from psycopg.rows import dict_row
 
+from heimdex.domain import base_version
 from heimdex.vectorstore.store import Conn
 
 ASSET_COLUMNS = (
@@ -81,21 +82,25 @@ def delete(conn: Conn, org_id: str, asset_id: str) -> dict[str, Any] | None:
     conn.execute(
         "INSERT INTO deleted_sources (org_id, asset_id, source, version) VALUES (%s, %s, %s, %s)"
         " ON CONFLICT (org_id, asset_id) DO UPDATE SET deleted_at = now()",
-        (org_id, row["asset_id"], row["source"], row["version"]),
+        (org_id, row["asset_id"], row["source"], base_version(row["version"])),
     )
     return row
 
 
-def is_deleted(conn: Conn, asset_id: str) -> bool:
-    """Whether this asset id (a version of a source) was deleted through the API."""
-    return (
-        conn.execute("SELECT 1 FROM deleted_sources WHERE asset_id = %s", (asset_id,)).fetchone() is not None
+def is_deleted(conn: Conn, source: str, version: str) -> bool:
+    """Whether this version of a source (re-index marks aside) was deleted through the API."""
+    found = conn.execute(
+        "SELECT 1 FROM deleted_sources WHERE source = %s AND version = %s LIMIT 1",
+        (source, base_version(version)),
+    ).fetchone()
+    return found is not None
+
+
+def forget_deleted(conn: Conn, source: str, version: str) -> None:
+    """Undo the tombstone: an explicit re-index (`heimdex index --force`) brings it back."""
+    conn.execute(
+        "DELETE FROM deleted_sources WHERE source = %s AND version = %s", (source, base_version(version))
     )
-
-
-def forget_deleted(conn: Conn, asset_id: str) -> None:
-    """Undo the tombstone: an explicit re-index (or a new upload of the same bytes) brings it back."""
-    conn.execute("DELETE FROM deleted_sources WHERE asset_id = %s", (asset_id,))
 
 
 # -- uploads ----------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ CREATE TABLE deleted_sources (
   deleted_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (org_id, asset_id)
 );
+CREATE INDEX deleted_sources_source ON deleted_sources (org_id, source, version);
 
 CREATE TABLE uploads (
   org_id          text NOT NULL,
