@@ -483,8 +483,14 @@ def test_drive_folder_watch_end_to_end(
 
     file_id = drive.add_file("vineyard.mp4", clips["vineyard"].read_bytes(), folder)  # pushes a notification
     source = f"drive://{file_id}"
-    wait_for(lambda: top_hit(stack, "grape harvesters on the vineyard slopes", source), "the Drive file")
+    hit = wait_for(
+        lambda: top_hit(stack, "grape harvesters on the vineyard slopes", source), "the Drive file"
+    )
     assert any(d.state == "change" and d.status == 200 for d in drive.deliveries)
+    # The hit plays without credentials: the API streams the Drive file by ranges, with the org's grant.
+    played = requests.get(hit["media_url"], headers={"Range": "bytes=100-299"}, timeout=30)
+    assert played.status_code == 206 and played.content == clips["vineyard"].read_bytes()[100:300]
+    assert played.headers["Content-Range"].startswith("bytes 100-299/")
     media = [r for r in drive.requests if r.args.get("alt") == "media"]
     assert media and {r.principal for r in media} == {editor}  # the stages read with the org's grant
     assert [j["org_id"] for j in jobs(stack) if j["source"] == source] == ["default"]  # beta: none

@@ -1,6 +1,7 @@
 """/v1/media: what signed media URLs (signing.py) open, without an Authorization header.
 
-- `video`: files on this machine are streamed with HTTP Range (ranges.py) so a player can seek;
+- `video`: files on this machine, and Drive files (read a range at a time with the organisation's
+  own Drive credentials), are streamed with HTTP Range (ranges.py) so a player can seek;
   bucket sources redirect (302) to a short-lived V4 signed (gs://) or presigned (s3://) URL;
 - `thumbnails/<scene>.jpg`: a scene's thumbnail, read from the derived store.
 
@@ -30,6 +31,7 @@ def _binary(media_type: str, what: str) -> dict[str, Any]:
     return {"description": what, "content": {media_type: {"schema": {"type": "string", "format": "binary"}}}}
 
 
+DRIVE_CHUNK = 4 * 1024 * 1024  # bytes a Drive request reads while streaming
 RESPONSES = error_responses(400, 403, 404, 416, 501, 503)
 
 
@@ -80,8 +82,10 @@ def register(app: OpenAPI, ctx: ApiContext) -> None:
         signed = engine.signed_source_url(source, ctx.signer.ttl_s)
         if signed:
             return redirect(signed, 302)
+        if source.startswith("drive://"):
+            return drive_media(path.org_id, source)
         if "://" in source:
-            return errors.error(501, "not_implemented", "streaming this kind of source is not supported yet")
+            return errors.error(501, "not_implemented", "streaming this kind of source is not supported")
         try:
             st = os.stat(source)
         except OSError:
@@ -89,6 +93,21 @@ def register(app: OpenAPI, ctx: ApiContext) -> None:
         media_type = mimetypes.guess_type(source)[0] or "application/octet-stream"
         etag = f'"{st.st_size:x}-{st.st_mtime_ns:x}"'
         return ranged(st.st_size, etag, media_type, lambda first, n: file_chunks(source, first, n))
+
+    def drive_media(org_id: str, source: str) -> Response:
+        """A Drive file streamed with the organisation's own Drive credentials, a range at a time."""
+        sources = engine.sources.for_org(org_id)
+        info = sources.stat(source)
+        media_type = mimetypes.guess_type(source)[0] or "video/mp4"
+
+        def chunks(first: int, length: int) -> Iterator[bytes]:
+            end = first + length
+            while first < end:
+                last = min(first + DRIVE_CHUNK, end) - 1
+                yield sources.read_range(source, first, last)
+                first = last + 1
+
+        return ranged(info.size, f'"{info.version}"', media_type, chunks)
 
     @app.get(
         "/v1/media/<org_id>/<asset_id>/thumbnails/<index>.jpg",
