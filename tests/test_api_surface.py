@@ -139,7 +139,11 @@ def test_one_asset_in_full(base: str, speech_asset: dict[str, Any], corpus: dict
     assert media["video"]["width"] > 0 and media["video"]["height"] > 0 and media["video"]["fps"] > 0
     assert media["video"]["codec"] and media["audio"]["codec"]
     assert set(a["stages"]) == {"probe", "asr", "shots", "ocr", "vision", "index"}
-    assert all(s["status"] == "done" or s["status"] == "skipped" for s in a["stages"].values()), a["stages"]
+    assert all(s["status"] in ("done", "skipped") for s in a["stages"].values()), a["stages"]
+    probe = a["stages"]["probe"]
+    assert (
+        probe["status"] == "done" and probe["seconds"] >= 0 and probe["started_at"] and probe["finished_at"]
+    )
     assert a["scenes"] >= 3 and a["indexed_at"] and a["models"]["text"]
     assert a["job_id"] == f"job-{a['asset_id']}"
 

@@ -51,8 +51,6 @@ from heimdex.api.context import (
 )
 from heimdex.api.models import (
     MAX_K,
-    MAX_QUERY_CHARS,
-    MAX_SOURCE_CHARS,
     Error,
     Health,
     Hit,
@@ -66,8 +64,6 @@ from heimdex.config import Settings
 from heimdex.domain import AssetRef
 
 log = logging.getLogger(__name__)
-
-__all__ = ["MAX_K", "MAX_QUERY_CHARS", "MAX_SOURCE_CHARS", "create_app", "openapi_document"]
 
 PUBLIC = {"/healthz", "/openapi.json", "/docs"}
 PUBLIC_PREFIXES = ("/docs/", "/v1/media/")  # the UI's assets; media URLs carry their own signature

@@ -70,10 +70,11 @@ def _stages(job: dict[str, Any] | None) -> dict[str, StageInfo]:
         out[name] = StageInfo(
             status=str(st.get("status", "unknown")),
             attempts=st.get("attempts") if isinstance(st.get("attempts"), int) else None,
-            started_at=str(st["started_at"]) if st.get("started_at") else None,
-            finished_at=str(st["finished_at"]) if st.get("finished_at") else None,
+            started_at=str(st["started"]) if st.get("started") else None,
+            finished_at=str(st["finished"]) if st.get("finished") else None,
             seconds=float(seconds) if isinstance(seconds, int | float) else None,
             error=st.get("error") if isinstance(st.get("error"), str) else None,
+            note=st.get("note") if isinstance(st.get("note"), str) else None,
         )
     return out
 

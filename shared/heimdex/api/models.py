@@ -151,10 +151,11 @@ class Probe(BaseModel):
 class StageInfo(BaseModel):
     status: str
     attempts: int | None = None
-    started_at: str | None = None
+    started_at: str | None = Field(None, description="when the last attempt started")
     finished_at: str | None = None
-    seconds: float | None = None
+    seconds: float | None = Field(None, description="how long the stage took")
     error: str | None = None
+    note: str | None = Field(None, description="why a stage was skipped")
 
 
 class AssetDetail(AssetSummary):
