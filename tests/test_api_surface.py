@@ -446,7 +446,7 @@ def test_reindex_then_delete(base: str, engine: Engine, media_dir: Path) -> None
 # -- 5. uploads (embedded: streamed into HEIMDEX_HOME, then indexed) ---------------------------------
 
 
-def test_upload_limits_names_and_idempotency(base: str, home: Path) -> None:
+def test_upload_limits_names_and_idempotency(base: str, home: Path, engine: Engine) -> None:
     def post(body: Any, key: str | None = None) -> requests.Response:
         headers = {**auth("uploader"), **({"Idempotency-Key": key} if key else {})}
         return requests.post(f"{base}/v1/uploads", json=body, headers=headers, timeout=60)
@@ -477,10 +477,12 @@ def test_upload_limits_names_and_idempotency(base: str, home: Path) -> None:
     assert short.status_code == 400 and short.json()["code"] == "invalid_request"
     long = requests.put(url, data=b"x" * 11, headers=auth("uploader"), timeout=60)
     assert long.status_code == 413
-    assert (
-        requests.get(f"{base}/v1/uploads/{up['upload_id']}", headers=auth("intruder"), timeout=60).status_code
-        == 404
-    )
+    assert get(base, f"/v1/uploads/{up['upload_id']}", org="intruder").status_code == 404
+    assert get(base, f"/v1/uploads/{up['upload_id']}", org="uploader").json()["status"] == "pending"
+    # One sender at a time: while another request is receiving the bytes, a second is refused.
+    assert engine.claim_upload(up["upload_id"], org="uploader")
+    busy = requests.put(url, data=b"x" * 10, headers=auth("uploader"), timeout=60)
+    assert busy.status_code == 409 and "receiving" in busy.json()["error"]
 
 
 def test_an_uploaded_file_is_indexed_found_and_deleted(base: str, media_dir: Path) -> None:

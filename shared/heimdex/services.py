@@ -242,6 +242,10 @@ class Services:
         with self.db.org_tx(validate_org(org)) as conn:
             return asset_sql.get_upload(conn, upload_id)
 
+    def claim_upload(self, upload_id: str, *, org: str) -> bool:
+        with self.db.org_tx(validate_org(org)) as conn:
+            return asset_sql.claim_upload(conn, upload_id)
+
     def update_upload(self, upload_id: str, *, org: str, **fields: Any) -> None:
         with self.db.org_tx(validate_org(org)) as conn:
             asset_sql.update_upload(conn, upload_id, **fields)

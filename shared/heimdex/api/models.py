@@ -274,7 +274,7 @@ class IdempotencyHeader(BaseModel):
 
 class Upload(BaseModel):
     upload_id: str
-    status: Literal["pending", "received", "indexing", "ready", "failed"]
+    status: Literal["pending", "receiving", "received", "indexing", "ready", "failed"]
     filename: str = Field(description="the name as stored (sanitised)")
     size: int
     content_type: str

@@ -176,27 +176,33 @@ def register(app: OpenAPI, ctx: ApiContext) -> None:
             return not_found("upload")
         if row["source"].startswith("gs://"):
             return errors.error(409, "conflict", "send this upload's bytes to its signed upload_url")
-        if row["status"] != "pending":
-            return errors.error(409, "conflict", f"this upload was {row['status']} already")
+        if not engine.claim_upload(path.upload_id, org=org()):  # one sender at a time
+            return errors.error(409, "conflict", f"this upload is {row['status']} already")
         dest = Path(row["source"])
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".part-")
-        got = 0
+        got, refused = 0, None
         try:
             with os.fdopen(fd, "wb") as fh:
                 while chunk := request.stream.read(CHUNK):
                     got += len(chunk)
                     if got > row["size"]:
-                        return errors.error(
-                            413, "payload_too_large", f"more than the {row['size']} bytes declared"
-                        )
+                        too_many = f"more than the {row['size']} bytes declared"
+                        refused = errors.error(413, "payload_too_large", too_many)
+                        break
                     fh.write(chunk)
-            if got != row["size"]:
-                return errors.error(400, "invalid_request", f"got {got} of the {row['size']} bytes declared")
-            os.replace(tmp, dest)
+            if refused is None and got != row["size"]:
+                short = f"got {got} of the {row['size']} bytes declared"
+                refused = errors.error(400, "invalid_request", short)
+            if refused is None:
+                os.replace(tmp, dest)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+            if refused is not None or not dest.exists():
+                engine.update_upload(path.upload_id, org=org(), status="pending")  # send it again
+        if refused is not None:
+            return refused
         engine.update_upload(path.upload_id, org=org(), status="received")
         index_upload(path.upload_id, dest, org())
         return dump(upload_model({**row, "status": "received"}, None))

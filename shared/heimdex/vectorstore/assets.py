@@ -137,6 +137,16 @@ def get_upload(conn: Conn, upload_id: str) -> dict[str, Any] | None:
         ).fetchone()
 
 
+def claim_upload(conn: Conn, upload_id: str) -> bool:
+    """pending -> receiving, for one sender of the bytes; False if another has it (or had it)."""
+    claimed = conn.execute(
+        "UPDATE uploads SET status = 'receiving', updated_at = now()"
+        " WHERE upload_id = %s AND status = 'pending' RETURNING 1",
+        (upload_id,),
+    ).fetchone()
+    return claimed is not None
+
+
 def update_upload(conn: Conn, upload_id: str, **fields: Any) -> None:
     allowed = {"status", "asset_id", "error", "size"}
     assert set(fields) <= allowed, fields

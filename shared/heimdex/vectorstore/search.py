@@ -135,6 +135,8 @@ KEYWORD_FILTERS = f"""WHERE (%(asset)s::text IS NULL AND %(kind)s::text IS NULL
 SQL = SQL.replace("{filters}", _filters("")).replace("{keyword_filters}", KEYWORD_FILTERS)
 EXACT_SQL = EXACT_SQL.replace("{filters}", _filters("")).replace("{keyword_filters}", KEYWORD_FILTERS)
 SearchKind = Literal["speech", "text"]
+# The filter parameters of a search without filters (for callers that run SQL / EXACT_SQL themselves).
+NO_FILTERS: dict[str, Any] = {"asset": None, "kind": None, "after": None, "before": None, "offset": 0}
 
 
 # The caller's organisation as row-level security sees it (set by db.org_tx and verified by

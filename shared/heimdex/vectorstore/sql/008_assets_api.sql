@@ -24,7 +24,7 @@ CREATE TABLE uploads (
   size            bigint NOT NULL,
   content_type    text NOT NULL,
   source          text NOT NULL,
-  status          text NOT NULL CHECK (status IN ('pending', 'received', 'indexing', 'ready', 'failed')),
+  status          text NOT NULL CHECK (status IN ('pending', 'receiving', 'received', 'indexing', 'ready', 'failed')),
   asset_id        text,
   error           text,
   created_at      timestamptz NOT NULL DEFAULT now(),
