@@ -1,4 +1,5 @@
-"""`heimdex` command line: index, search, assets, sidecar, serve, token, backup, restore, samples.
+"""`heimdex` command line: index, search, assets, asset, captions, rm, sidecar, serve, token, backup,
+restore, samples.
 
 Other tools drive the project through these commands and their JSON; keep them stable.
 """
@@ -151,7 +152,19 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     engine = _engine()
     try:
-        hits = engine.search(args.query, org=args.org, k=args.k, source=args.source)
+        hits = engine.search(
+            args.query,
+            org=args.org,
+            k=args.k,
+            source=args.source,
+            asset=args.asset,
+            kind=args.kind,
+            after=args.after,
+            before=args.before,
+        )
+        if args.edl or args.csv:
+            print(edit_list(engine, args, hits), end="")
+            return EXIT_OK
     except ModelUnavailable as exc:  # e.g. the text model's ONNX export was never made
         print(f"heimdex: {shown(str(exc))}", file=sys.stderr)
         return EXIT_CONFIG
@@ -176,6 +189,107 @@ def cmd_search(args: argparse.Namespace) -> int:
     ]
     print(table(rows, ["#", "score", "time", "file", "text"]))
     return EXIT_OK
+
+
+def edit_list(engine: Any, args: argparse.Namespace, hits: list[dict[str, Any]]) -> str:
+    """`search --edl` / `--csv`: the hits as a CMX 3600 EDL or CSV (heimdex.media.edl)."""
+    from heimdex.media import edl
+    from heimdex.services import deep_link
+
+    rates: dict[str, float | None] = {}
+    clips = []
+    for h in hits:
+        if h["asset_id"] not in rates:
+            rates[h["asset_id"]] = engine.frame_rate(h["asset_id"], org=args.org)
+        clips.append(
+            edl.Clip(
+                name=Path(h["source"]).name or h["source"],
+                source=h["source"],
+                start=h["start"],
+                end=h["end"],
+                fps=rates[h["asset_id"]],
+                text=h["text"],
+                score=h["score"],
+                asset_id=h["asset_id"],
+                link=deep_link(h["source"], h["start"]),
+            )
+        )
+    return edl.table(clips) if args.csv else edl.edl(f"Heimdex {args.query}", clips)
+
+
+def _one_asset(engine: Any, name: str, org: str) -> dict[str, Any]:
+    found: list[dict[str, Any]] = engine.resolve_assets(name, org=org)
+    if not found:
+        raise UsageError(f"no indexed asset {name!r}")
+    return found[0]
+
+
+def cmd_asset(args: argparse.Namespace) -> int:
+    """One asset in full: its row, probe metadata, stages and models (as GET /v1/assets/{id})."""
+    from heimdex.domain import AssetRef
+
+    engine = _engine()
+    try:
+        row = _one_asset(engine, args.asset, args.org)
+        doc = engine.read_sidecar(row) if row["status"] == "ready" else None
+        job = engine.jobs.get(AssetRef(args.org, row["asset_id"], row["source"], row["version"]))
+    finally:
+        engine.close()
+    out = {
+        k: row[k]
+        for k in ("asset_id", "source", "version", "status", "error", "duration", "scenes", "skipped")
+    }
+    out["created_at"] = row["created_at"].isoformat()
+    out["indexed_at"] = row["updated_at"].isoformat() if row["status"] != "processing" else None
+    out["media"] = (doc or {}).get("media")
+    out["models"] = (doc or {}).get("models") or {"text": row["text_model"], "image": row["image_model"]}
+    out["stages"] = (job or {}).get("stages") or {}
+    print(json.dumps(out, ensure_ascii=False, indent=1, default=str))
+    return EXIT_OK
+
+
+def cmd_captions(args: argparse.Namespace) -> int:
+    from heimdex.media import captions
+
+    engine = _engine()
+    try:
+        row = _one_asset(engine, args.asset, args.org)
+        doc = engine.read_sidecar(row)
+    finally:
+        engine.close()
+    if doc is None:
+        print(f"{shown(args.asset)} is not indexed ({row['status']})", file=sys.stderr)
+        return EXIT_FAILED
+    transcript = doc.get("transcript") or {}
+    cues = captions.cues(transcript.get("words") or [])
+    language = transcript.get("language") if isinstance(transcript.get("language"), str) else None
+    print(captions.srt(cues) if args.format == "srt" else captions.webvtt(cues, language=language), end="")
+    return EXIT_OK
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    """Remove assets from the index (rows, derived files, thumbnails); the originals stay."""
+    engine = _engine()
+    try:
+        rows = engine.resolve_assets(args.asset, org=args.org)
+        if not rows:
+            print(f"no indexed asset {args.asset!r}", file=sys.stderr)
+            return EXIT_FAILED
+        for row in rows:
+            engine.delete_asset(row["asset_id"], org=args.org)
+            print(f"removed {row['asset_id']}  {shown(row['source'])}")
+    finally:
+        engine.close()
+    return EXIT_OK
+
+
+def _timestamp(value: str) -> Any:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {value!r}") from None
 
 
 def cmd_assets(args: argparse.Namespace) -> int:
@@ -264,9 +378,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         sweep_stalled(engine)
         warm_in_background(engine)
         app = create_app(engine)
-        print(f"serving on http://{args.host}:{args.port} (OpenAPI at /openapi.json)", file=sys.stderr)
-        threads = args.threads or engine.settings.serve_threads
-        waitress.serve(app, host=args.host, port=args.port, threads=threads, ident="heimdex")
+        print(
+            f"serving on http://{args.host}:{args.port} (OpenAPI at /openapi.json, reference at /docs)",
+            file=sys.stderr,
+        )
+        waitress.serve(
+            app,
+            host=args.host,
+            port=args.port,
+            threads=args.threads or engine.settings.serve_threads,
+            ident="heimdex",
+            # uploads stream through PUT /v1/uploads/{id}/content (waitress's default cap is 1 GiB)
+            max_request_body_size=engine.settings.upload_max_bytes,
+        )
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: a normal stop
         print("stopped", file=sys.stderr)
     finally:
@@ -386,9 +510,32 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("query")
     sp.add_argument("--k", type=int, default=10)
     sp.add_argument("--source", default=None, help="only sources starting with this prefix")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--asset", default=None, metavar="ASSET_ID", help="only this asset")
+    sp.add_argument("--kind", choices=["speech", "text"], default=None, help="speech, or text on screen")
+    sp.add_argument("--after", type=_timestamp, default=None, help="assets first indexed at/after (ISO 8601)")
+    sp.add_argument("--before", type=_timestamp, default=None, help="assets first indexed before (ISO 8601)")
+    fmt = sp.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--edl", action="store_true", help="print the hits as a CMX 3600 edit decision list")
+    fmt.add_argument("--csv", action="store_true", help="print the hits as CSV")
     org(sp)
     sp.set_defaults(func=cmd_search)
+
+    sp = sub.add_parser("asset", help="one asset in full: probe, stages, models (JSON)")
+    sp.add_argument("asset", metavar="ASSET_ID_OR_SOURCE")
+    org(sp)
+    sp.set_defaults(func=cmd_asset)
+
+    sp = sub.add_parser("captions", help="print an asset's captions (WebVTT or SubRip)")
+    sp.add_argument("asset", metavar="ASSET_ID_OR_SOURCE")
+    sp.add_argument("--format", choices=["vtt", "srt"], default="vtt")
+    org(sp)
+    sp.set_defaults(func=cmd_captions)
+
+    sp = sub.add_parser("rm", help="remove an asset (or every version of a source) from the index")
+    sp.add_argument("asset", metavar="ASSET_ID_OR_SOURCE")
+    org(sp)
+    sp.set_defaults(func=cmd_rm)
 
     sp = sub.add_parser("assets", help="list indexed assets and their status")
     sp.add_argument("--json", action="store_true")

@@ -290,6 +290,22 @@ class Settings(BaseSettings):
     )
     s3_endpoint_url: str | None = None
 
+    # The product API (issue 14): signed media URLs and uploads.
+    media_url_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key of signed media URLs; default: derived from the HS256 API secret, else kept"
+        " in HEIMDEX_HOME. Set the same value on every instance in the cloud.",
+    )
+    media_url_ttl_s: int = Field(
+        default=3600, gt=0, le=7 * 24 * 3600, description="Signed media URL lifetime."
+    )
+    upload_max_bytes: int = Field(default=10 * 1024**3, gt=0, description="Largest upload accepted (413).")
+    upload_bucket: str | None = Field(
+        default=None,
+        description="Cloud: the bucket that uploads are signed into (gs://BUCKET/<org>/uploads/<id>/<name>);"
+        " default: the first of HEIMDEX_SOURCE_BUCKETS.",
+    )
+
     # Limits and dispatch.
     max_file_bytes: int = 50 * 1024**3
     max_duration_s: float = 12 * 3600.0

@@ -82,7 +82,7 @@ def http_app(name: str) -> Flask:
         if name == "search":
             from heimdex.api.app import create_app
 
-            return create_app(engine())
+            return create_app(engine(), dispatcher=dispatcher)
         if name == "drive_watch":
             from heimdex.cloud.drive_watch import create_drive_app
 

@@ -31,6 +31,7 @@ and could never use the GIN index.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -48,6 +49,7 @@ _TAIL = """
 keyword_hits AS (
   SELECT asset_id, idx, row_number() OVER (ORDER BY rank DESC) AS r
   FROM heimdex_keyword_hits(to_tsquery('english', %(or_q)s), %(source)s::text, %(pool)s)
+  {keyword_filters}
 ),
 fused AS (
   SELECT asset_id, idx, sum(1.0 / (%(rrf_k)s + r)) AS score
@@ -64,10 +66,11 @@ JOIN scenes s ON s.org_id = %(org)s AND s.asset_id = f.asset_id AND s.idx = f.id
 JOIN assets a ON a.org_id = %(org)s AND a.asset_id = s.asset_id
 LEFT JOIN unit_best ub ON ub.asset_id = s.asset_id AND ub.idx = s.idx
 ORDER BY f.score DESC, s.asset_id, s.idx
-LIMIT %(k)s
+LIMIT %(k)s OFFSET %(offset)s
 """
 # Sentences and on-screen texts (scene_units, 007): each scene's best unit by exact distance over the
-# organisation's units, one more rank, and the span a hit plays. Exact search only: a large
+# organisation's units of the candidate scenes (`cand`: the search's filters hold), one more rank, and
+# the span a hit plays. Exact search only: a large
 # organisation (the graph path) has no unit index yet, and scanning millions of units per query is
 # not an option, so there the units CTE is empty and hits span their scenes.
 UNITS_EXACT = """
@@ -76,6 +79,7 @@ unit_best AS MATERIALIZED (
     SELECT asset_id, idx, start_s, end_s, text_vec <=> %(qt)s::halfvec AS d FROM scene_units
     WHERE org_id = %(org)s AND text_model = %(text_model)s
       AND (%(source)s::text IS NULL OR starts_with(source, %(source)s))
+      AND EXISTS (SELECT FROM cand c WHERE c.asset_id = scene_units.asset_id AND c.idx = scene_units.idx)
     ORDER BY text_vec <=> %(qt)s::halfvec LIMIT %(unit_pool)s) u
   ORDER BY asset_id, idx, d
 ),
@@ -109,6 +113,7 @@ WITH text_hits AS (
     SELECT asset_id, idx, text_vec <=> %(qt)s::halfvec AS d FROM scenes
     WHERE org_id = %(org)s AND text_model = %(text_model)s
       AND (%(source)s::text IS NULL OR starts_with(source, %(source)s))
+      {filters}
     ORDER BY text_vec <=> %(qt)s::halfvec LIMIT %(pool)s) t
 ),
 image_hits AS (
@@ -116,6 +121,7 @@ image_hits AS (
     SELECT asset_id, idx, image_vec <=> %(qi)s::halfvec AS d FROM scenes
     WHERE %(qi)s::halfvec IS NOT NULL AND org_id = %(org)s AND image_model = %(image_model)s
       AND (%(source)s::text IS NULL OR starts_with(source, %(source)s))
+      {filters}
     ORDER BY image_vec <=> %(qi)s::halfvec LIMIT %(pool)s) t
 ),"""
     + UNITS_NONE
@@ -131,6 +137,7 @@ WITH cand AS MATERIALIZED (
     CASE WHEN image_model = %(image_model)s THEN image_vec <=> %(qi)s::halfvec END AS di
   FROM scenes
   WHERE org_id = %(org)s AND (%(source)s::text IS NULL OR starts_with(source, %(source)s))
+    {filters}
 ),
 text_hits AS (
   SELECT asset_id, idx, row_number() OVER (ORDER BY dt) AS r FROM (
@@ -143,6 +150,33 @@ image_hits AS (
     + UNITS_EXACT
     + _TAIL
 )
+
+
+# Search filters (issue 14), written into each candidate query above as `{filters}` and onto the
+# keyword candidates as `{keyword_filters}`; every one is a no-op when its parameter is NULL:
+# `asset` (one asset id), `kind` ('speech': scenes with a transcript; 'text': with on-screen text),
+# `after`/`before` (the asset's date: when this version was first indexed, assets.created_at).
+def _filters(col: str) -> str:
+    return f"""AND (%(asset)s::text IS NULL OR {col}asset_id = %(asset)s::text)
+      AND (%(kind)s::text IS NULL OR (%(kind)s::text = 'speech' AND {col}transcript <> '')
+           OR (%(kind)s::text = 'text' AND {col}ocr_text <> ''))
+      AND ((%(after)s::timestamptz IS NULL AND %(before)s::timestamptz IS NULL) OR {col}asset_id IN (
+        SELECT d.asset_id FROM assets d WHERE d.org_id = %(org)s
+          AND (%(after)s::timestamptz IS NULL OR d.created_at >= %(after)s::timestamptz)
+          AND (%(before)s::timestamptz IS NULL OR d.created_at < %(before)s::timestamptz)))"""
+
+
+KEYWORD_FILTERS = f"""WHERE (%(asset)s::text IS NULL AND %(kind)s::text IS NULL
+    AND %(after)s::timestamptz IS NULL AND %(before)s::timestamptz IS NULL)
+    OR EXISTS (SELECT FROM scenes ks WHERE ks.org_id = %(org)s
+      AND ks.asset_id = heimdex_keyword_hits.asset_id AND ks.idx = heimdex_keyword_hits.idx
+      {_filters("ks.")})"""
+SQL = SQL.replace("{filters}", _filters("")).replace("{keyword_filters}", KEYWORD_FILTERS)
+EXACT_SQL = EXACT_SQL.replace("{filters}", _filters("")).replace("{keyword_filters}", KEYWORD_FILTERS)
+SearchKind = Literal["speech", "text"]
+# The filter parameters of a search without filters (for callers that run SQL / EXACT_SQL themselves).
+NO_FILTERS: dict[str, Any] = {"asset": None, "kind": None, "after": None, "before": None, "offset": 0}
+
 
 # The caller's organisation as row-level security sees it (set by db.org_tx and verified by
 # heimdex_current_org(), migration 005; NULL if unset or forged), and its videos and scenes from
@@ -198,16 +232,22 @@ def search(
     ef_search: int = EF_SEARCH,
     exact_max_rows: int = EXACT_MAX_ROWS,
     path: Literal["auto", "exact", "hnsw"] = "auto",
+    asset: str | None = None,
+    kind: SearchKind | None = None,
+    after: datetime | None = None,
+    before: datetime | None = None,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Rows of the top-k scenes; run inside db.org_tx so RLS applies. `path` is chosen by the
     organisation's size (`plan`) unless given: "exact" (the ground truth a benchmark measures
-    recall against) or "hnsw" (the graph query even for a small organisation)."""
+    recall against) or "hnsw" (the graph query even for a small organisation). Filters (`asset`,
+    `kind`, `after`, `before`) narrow the candidates; `offset` skips the first hits (a page)."""
     org, how = plan(conn, exact_max_rows)
     if org is None:  # no organisation set: row-level security would show nothing anyway
         return []
     if path != "auto":
         how = path
-    pool = max(4 * k, 40)
+    pool = max(4 * (k + offset), 40)
     if how == "hnsw":
         # One round trip for both settings (simple protocol: no parameters, an integer literal).
         conn.execute(
@@ -229,5 +269,10 @@ def search(
                 "k": k,
                 "source": source,
                 "rrf_k": RRF_K,
+                "asset": asset,
+                "kind": kind,
+                "after": after,
+                "before": before,
+                "offset": offset,
             },
         ).fetchall()
