@@ -370,16 +370,23 @@ def test_search_filters_and_cursor_pages(
     assert one and all(h["asset_id"] == speech_asset["asset_id"] for h in one)
     text = get(base, "/v1/search", params={"q": q, "kind": "text", "k": 20}).json()["results"]
     assert text and all(h["text"] for h in text)
-    scenes = {
-        (s["start"], s["ocr_text"], s["transcript"])
+    scenes = [
+        (a["asset_id"], s["start"], s["end"], s["ocr_text"], s["transcript"])
         for a in get(base, "/v1/assets").json()["assets"]
         for s in get(base, f"/v1/assets/{a['asset_id']}/scenes").json()["scenes"]
-    }
-    ocr_starts = {round(st, 2) for st, ocr, _ in scenes if ocr}
-    speech_starts = {round(st, 2) for st, _, tr in scenes if tr}
-    assert {h["start"] for h in text} <= ocr_starts
+    ]
+
+    def covers_a_scene_with(hit: dict[str, Any], signal: int) -> bool:
+        """A hit spans its scene (and may reach out to the sentence or caption that matched)."""
+        return any(
+            asset == hit["asset_id"] and hit["start"] <= start and end <= hit["end"] and row[signal]
+            for row in scenes
+            for asset, start, end in [row[:3]]
+        )
+
+    assert all(covers_a_scene_with(h, 3) for h in text), text
     speech = get(base, "/v1/search", params={"q": q, "kind": "speech", "k": 20}).json()["results"]
-    assert speech and {h["start"] for h in speech} <= speech_starts
+    assert speech and all(covers_a_scene_with(h, 4) for h in speech), speech
     future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     assert get(base, "/v1/search", params={"q": q, "after": future}).json()["results"] == []
     assert get(base, "/v1/search", params={"q": q, "before": future}).json()["results"]
