@@ -21,6 +21,7 @@ PACKAGE = ROOT / "shared" / "heimdex"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("heimdex", "heimdex.domain", "heimdex.logs", "heimdex.retry"),  # foundation: no heimdex imports
     ("heimdex.config",),  # HEIMDEX_* settings
+    ("heimdex.whisper_models",),  # where a Whisper model setting points (assembled, downloaded)
     ("heimdex.models",),  # model loading and the checks behind "skipped: no model"
     ("heimdex.media",),  # the media timeline: segments, scenes, sidecar
     ("heimdex.vectorstore",),  # PostgreSQL + pgvector: schema, scene rows, search SQL
