@@ -24,6 +24,7 @@ class Scene:
     keyframes: list[int] = field(default_factory=list)
     thumb: str | None = None
     image_vec: list[float] | None = None
+    lang: str | None = None  # the language most of its words were spoken in (media.languages)
 
     @property
     def transcript(self) -> str:

@@ -16,7 +16,8 @@ import av
 import numpy as np
 
 from heimdex.core.context import StageContext
-from heimdex.media.segments import PAD_S, in_segment, read_audio
+from heimdex.media import languages
+from heimdex.media.segments import PAD_S, RATE, in_segment, read_audio
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,8 @@ def within(
         inside = [w for w in words if seg["start"] <= w["s"] and w["e"] <= seg["end"] and keep(w)]
         if inside:
             kept_segments.append(
-                {"start": inside[0]["s"], "end": inside[-1]["e"], "text": " ".join(w["w"] for w in inside)}
+                {k: v for k, v in seg.items() if k in ("lang", "lang_p")}
+                | {"start": inside[0]["s"], "end": inside[-1]["e"], "text": " ".join(w["w"] for w in inside)}
             )
     return kept_segments, [w for w in words if keep(w)]
 
@@ -105,25 +107,86 @@ def transcribe(ctx: StageContext, path: str) -> dict[str, Any]:
     return doc
 
 
-def _transcribe(ctx: StageContext, audio: str | np.ndarray, offset: float) -> dict[str, Any]:
+def _decode(ctx: StageContext, model: Any, audio: str | np.ndarray, language: str) -> tuple[list[Any], Any]:
     s = ctx.settings
-    model = ctx.models.whisper()
     segments, info = model.transcribe(
         audio,
-        language=s.asr_language,
+        language=language,
         beam_size=s.asr_beam_size,
         word_timestamps=True,
         vad_filter=True,
         vad_parameters={"min_silence_duration_ms": 500},
         condition_on_previous_text=False,
     )
-    segs, words = clean_segments(list(segments), offset)
-    return {
+    return list(segments), info
+
+
+def _transcribe(ctx: StageContext, audio: str | np.ndarray, offset: float) -> dict[str, Any]:
+    model = ctx.models.whisper()
+    if model.model.is_multilingual and not ctx.settings.asr_language:
+        return _transcribe_languages(ctx, model, audio, offset)
+    # One language for the whole file: the English-only default, or HEIMDEX_ASR_LANGUAGE.
+    raw, info = _decode(ctx, model, audio, ctx.settings.asr_language or "en")
+    segs, words = clean_segments(raw, offset)
+    for seg in segs:
+        seg["lang"] = info.language
+    doc = {
         "model": ctx.models.asr_name,
         "language": info.language,
+        "multilingual": bool(model.model.is_multilingual),
         "segments": segs,
         "words": words,
         "speech_s": round(float(info.duration_after_vad), 3),
+    }
+    return doc
+
+
+def _transcribe_languages(
+    ctx: StageContext, model: Any, audio: str | np.ndarray, offset: float
+) -> dict[str, Any]:
+    """Each speech segment's language detected (and smoothed, heimdex.media.languages); each run of one
+    language transcribed in it, English runs by the English-only model when routing is on."""
+    from faster_whisper.audio import decode_audio
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    samples = decode_audio(audio, sampling_rate=RATE) if isinstance(audio, str) else audio
+    chunks = get_speech_timestamps(samples, VadOptions(min_silence_duration_ms=500))
+    units = []
+    for a, b in languages.speech_units(chunks):
+        _, _, probs = model.detect_language(samples[a:b])
+        units.append(languages.Unit(a, b, dict(probs)))
+    languages.smooth(units)
+    segs: list[dict[str, Any]] = []
+    words: list[dict[str, Any]] = []
+    speech_s = 0.0
+    pad = int(0.2 * RATE)  # VAD trims close to the voice; keep a little of the edges
+    for run in languages.runs(units):
+        lang = run[0].lang
+        routed = lang == "en" and ctx.settings.asr_route_english
+        decoder = ctx.models.whisper_english() if routed else model
+        a, b = max(0, run[0].start - pad), min(len(samples), run[-1].end + pad)
+        raw, info = _decode(ctx, decoder, samples[a:b], lang)
+        run_segs, run_words = clean_segments(raw, offset + a / RATE)
+        for seg in run_segs:
+            mid = (seg["start"] + seg["end"]) / 2 - offset
+            unit = min(run, key=lambda u: abs((u.start + u.end) / 2 / RATE - mid))
+            seg["lang"], seg["lang_p"] = lang, unit.p
+        segs.extend(run_segs)
+        words.extend(run_words)
+        speech_s += float(info.duration_after_vad)
+    log.info(
+        "speech segments %d, languages %s",
+        len(units),
+        ",".join(f"{u.lang}:{u.p:.2f}" for u in units),
+    )
+    return {
+        "model": ctx.models.asr_name,
+        "language": languages.dominant(segs),
+        "multilingual": True,
+        "routed_english": bool(ctx.settings.asr_route_english),
+        "segments": segs,
+        "words": words,
+        "speech_s": round(speech_s, 3),
     }
 
 
