@@ -70,7 +70,13 @@ class Services:
     # -- queries ----------------------------------------------------------------------------------
 
     def search(
-        self, query: str, *, org: str | None = None, k: int = 10, source: str | None = None
+        self,
+        query: str,
+        *,
+        org: str | None = None,
+        k: int = 10,
+        source: str | None = None,
+        lang: str | None = None,
     ) -> list[dict[str, Any]]:
         org = validate_org(org or self.settings.org)
         text_vec = self.models.embed_texts([query])[0].astype(np.float32)
@@ -87,6 +93,7 @@ class Services:
                 source=source,
                 ef_search=self.settings.search_ef_search,
                 exact_max_rows=self.settings.search_exact_max_rows,
+                lang=lang,
             )
         return [self._hit(r) for r in rows]
 
@@ -113,6 +120,7 @@ class Services:
             "end": round(row["end_s"], 2),
             "score": round(float(row["score"]), 6),
             "text": text,
+            "lang": row["lang"],
             "thumbnail": self.derived.url(row["thumbnail"]) if row["thumbnail"] else None,
             "link": deep_link(row["source"], row["start_s"]),
         }
@@ -129,9 +137,17 @@ class Services:
                 "duration": r["duration"],
                 "scenes": r["scenes"],
                 "skipped": r["skipped"] or {},  # signal -> why it was not indexed
+                "lang": r["lang"],  # the language most of its speech is in
+                "lang_note": r["lang_note"],  # an English-only model heard speech that may not be English
             }
             for r in rows
         ]
+
+    def asset_language(self, asset_id: str, *, org: str | None = None) -> str | None:
+        """The language most of an asset's speech is in (ISO 639-1; None without speech or asset):
+        what captions declare (`<track srclang>`, the VTT header's Language)."""
+        with self.db.org_tx(validate_org(org or self.settings.org)) as conn:
+            return store.asset_language(conn, asset_id)
 
     def sidecar(self, source_or_id: str, *, org: str | None = None) -> dict[str, Any] | None:
         org = validate_org(org or self.settings.org)

@@ -30,7 +30,8 @@ MAX_SOURCE_CHARS = 2048
 MAX_K = 100
 K_RE = re.compile(r"[0-9]{1,9}")  # ASCII digits only: no sign, blanks, '_' or other scripts' digits
 PUBLIC = {"/healthz", "/openapi.json"}
-QUERY_PARAMETERS = {"/v1/search": {"q", "k", "source"}}  # routes not listed take none
+LANG_RE = re.compile(r"[a-z]{2,3}")  # ISO 639-1 as Whisper names languages (haw: 3 letters)
+QUERY_PARAMETERS = {"/v1/search": {"q", "k", "source", "lang"}}  # routes not listed take none
 
 
 def openapi_document() -> dict[str, Any]:
@@ -133,7 +134,10 @@ def create_app(engine: Any) -> Flask:
         k = int(raw_k)
         if not 1 <= k <= MAX_K:
             return _invalid(f"k must be between 1 and {MAX_K}")
-        results = engine.search(q, org=g.org_id, k=k, source=source)
+        lang = request.args.get("lang")
+        if lang is not None and not LANG_RE.fullmatch(lang):
+            return _invalid("lang must be a language code of 2 or 3 lowercase letters (ISO 639), e.g. es")
+        results = engine.search(q, org=g.org_id, k=k, source=source, lang=lang)
         return {"results": results}
 
     @app.get("/v1/assets")

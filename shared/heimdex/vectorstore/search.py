@@ -44,14 +44,14 @@ EXACT_MAX_ROWS = 10_000
 _TAIL = """
 keyword_hits AS (
   SELECT asset_id, idx, row_number() OVER (ORDER BY rank DESC) AS r
-  FROM heimdex_keyword_hits(to_tsquery('english', %(or_q)s), %(source)s::text, %(pool)s)
+  FROM heimdex_keyword_hits(%(or_q)s, %(source)s::text, %(pool)s, %(lang)s::text)
 ),
 fused AS (
   SELECT asset_id, idx, sum(1.0 / (%(rrf_k)s + r)) AS score
   FROM (SELECT * FROM text_hits UNION ALL SELECT * FROM image_hits UNION ALL SELECT * FROM keyword_hits) u
   GROUP BY asset_id, idx
 )
-SELECT a.source, s.asset_id, s.idx, s.start_s, s.end_s, s.transcript, s.ocr_text, s.thumbnail, f.score
+SELECT a.source, s.asset_id, s.idx, s.start_s, s.end_s, s.transcript, s.ocr_text, s.thumbnail, s.lang, f.score
 FROM fused f
 JOIN scenes s ON s.org_id = %(org)s AND s.asset_id = f.asset_id AND s.idx = f.idx
 JOIN assets a ON a.org_id = %(org)s AND a.asset_id = s.asset_id
@@ -74,6 +74,7 @@ WITH text_hits AS (
     SELECT asset_id, idx, text_vec <=> %(qt)s::halfvec AS d FROM scenes
     WHERE org_id = %(org)s AND text_model = %(text_model)s
       AND (%(source)s::text IS NULL OR starts_with(source, %(source)s))
+      AND (%(lang)s::text IS NULL OR lang = %(lang)s)
     ORDER BY text_vec <=> %(qt)s::halfvec LIMIT %(pool)s) t
 ),
 image_hits AS (
@@ -81,6 +82,7 @@ image_hits AS (
     SELECT asset_id, idx, image_vec <=> %(qi)s::halfvec AS d FROM scenes
     WHERE %(qi)s::halfvec IS NOT NULL AND org_id = %(org)s AND image_model = %(image_model)s
       AND (%(source)s::text IS NULL OR starts_with(source, %(source)s))
+      AND (%(lang)s::text IS NULL OR lang = %(lang)s)
     ORDER BY image_vec <=> %(qi)s::halfvec LIMIT %(pool)s) t
 ),"""
     + _TAIL
@@ -95,6 +97,7 @@ WITH cand AS MATERIALIZED (
     CASE WHEN image_model = %(image_model)s THEN image_vec <=> %(qi)s::halfvec END AS di
   FROM scenes
   WHERE org_id = %(org)s AND (%(source)s::text IS NULL OR starts_with(source, %(source)s))
+    AND (%(lang)s::text IS NULL OR lang = %(lang)s)
 ),
 text_hits AS (
   SELECT asset_id, idx, row_number() OVER (ORDER BY dt) AS r FROM (
@@ -158,10 +161,13 @@ def search(
     ef_search: int = EF_SEARCH,
     exact_max_rows: int = EXACT_MAX_ROWS,
     path: Literal["auto", "exact", "hnsw"] = "auto",
+    lang: str | None = None,
 ) -> list[dict[str, Any]]:
     """Rows of the top-k scenes; run inside db.org_tx so RLS applies. `path` is chosen by the
     organisation's size (`plan`) unless given: "exact" (the ground truth a benchmark measures
-    recall against) or "hnsw" (the graph query even for a small organisation)."""
+    recall against) or "hnsw" (the graph query even for a small organisation). `lang`: only scenes
+    spoken in this language (ISO 639-1); keywords are matched in each scene's own language
+    (009_languages.sql)."""
     org, how = plan(conn, exact_max_rows)
     if org is None:  # no organisation set: row-level security would show nothing anyway
         return []
@@ -184,6 +190,7 @@ def search(
                 "pool": pool,
                 "k": k,
                 "source": source,
+                "lang": lang,
                 "rrf_k": RRF_K,
             },
         ).fetchall()
