@@ -145,6 +145,8 @@ def merge_asr(parts: list[dict[str, Any]]) -> dict[str, Any]:
         doc["model"] = model
     if ran and "multilingual" in ran[0]:
         doc["multilingual"] = ran[0]["multilingual"]
+    if any("speech" in p for p in ran):
+        doc["speech"] = [u for p in ran for u in p.get("speech", [])]
     notes = sorted({p["note"] for p in ran if p.get("note")})
     if notes:
         doc["note"] = "; ".join(notes)

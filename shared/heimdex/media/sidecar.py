@@ -55,7 +55,9 @@ def build(
             for kf in shots["keyframes"]
         ],
         "transcript": {
-            k: asr[k] for k in ("segments", "words", "language", "language_note", "note") if k in asr
+            k: asr[k]
+            for k in ("segments", "words", "speech", "language", "language_note", "note")
+            if k in asr
         },
         "scenes": [
             {

@@ -104,6 +104,12 @@ def transcribe(ctx: StageContext, path: str) -> dict[str, Any]:
     audio = read_audio(path, window, end + PAD_S)
     doc = _transcribe(ctx, audio, window)
     doc["segments"], doc["words"] = within(doc["segments"], doc["words"], start, end, last=ctx.last_segment)
+    if "speech" in doc:  # detected speech segments: each kept by the segment that holds its midpoint
+        doc["speech"] = [
+            u
+            for u in doc["speech"]
+            if in_segment((u["start"] + u["end"]) / 2, (start, end), ctx.last_segment)
+        ]
     return doc
 
 
@@ -182,6 +188,15 @@ def _transcribe_languages(
     return {
         "model": ctx.models.asr_name,
         "language": languages.dominant(segs),
+        "speech": [
+            {
+                "start": round(offset + u.start / RATE, 3),
+                "end": round(offset + u.end / RATE, 3),
+                "lang": u.lang,
+                "p": u.p,
+            }
+            for u in units
+        ],
         "multilingual": True,
         "routed_english": bool(ctx.settings.asr_route_english),
         "segments": segs,
