@@ -92,6 +92,12 @@ def replace_scenes(
                 for i, r in enumerate(rows)
             ],
         )
+    spoken = sorted({r.scene.lang for r in rows if r.scene.lang})
+    if spoken:  # the languages keyword search parses queries in (009_languages.sql)
+        conn.execute(
+            "INSERT INTO scene_languages (org_id, lang) SELECT %s, unnest(%s::text[]) ON CONFLICT DO NOTHING",
+            (ref.org_id, spoken),
+        )
     conn.execute(
         """UPDATE assets SET status = 'ready', error = NULL, duration = %s, scenes = %s, sidecar = %s,
                   text_model = %s, image_model = %s, skipped = %s, lang = %s, lang_note = %s,
