@@ -533,6 +533,7 @@ def index_plan(db: Database, org: str, settings: Settings) -> str:
         "k": K,
         "source": None,
         "rrf_k": search_mod.RRF_K,
+        "lang": None,
     }
     with db.org_tx(org) as conn:
         conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
