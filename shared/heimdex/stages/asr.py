@@ -5,6 +5,11 @@ decoding; decoding does not condition on previous text (the usual source of loop
 look like no speech (high no-speech probability with low log-probability) or are highly repetitive
 (compression ratio) are dropped; a segment identical to the previous one is dropped; a word repeated
 more than MAX_WORD_REPEATS times in a row is cut back.
+
+Languages: an English-only model (the default tiny.en) or a configured HEIMDEX_ASR_LANGUAGE decodes
+the file in one call, as always. A multilingual model finds each speech segment's language first
+(heimdex.media.languages) and decodes each run of one language in it, so a file that switches
+language mid-way is transcribed in each; `speech` lists the detected segments.
 """
 
 from __future__ import annotations
@@ -208,7 +213,6 @@ def _transcribe_languages(
             for u in units
         ],
         "multilingual": True,
-        "routed_english": bool(ctx.settings.asr_route_english),
         "segments": segs,
         "words": words,
         "speech_s": round(speech_s, 3),
