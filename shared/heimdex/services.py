@@ -82,6 +82,7 @@ class Services:
         after: datetime | None = None,
         before: datetime | None = None,
         offset: int = 0,
+        lang: str | None = None,
     ) -> list[dict[str, Any]]:
         org = validate_org(org or self.settings.org)
         text_vec = self.models.embed_query(query)
@@ -103,6 +104,7 @@ class Services:
                 after=after,
                 before=before,
                 offset=offset,
+                lang=lang,
             )
         return [self._hit(r) for r in rows]
 
@@ -130,6 +132,7 @@ class Services:
             "end": round(row["end_s"], 2),
             "score": round(float(row["score"]), 6),
             "text": text,
+            "lang": row["lang"],
             "thumbnail": self.derived.url(row["thumbnail"]) if row["thumbnail"] else None,
             "link": deep_link(row["source"], row["start_s"]),
         }
@@ -146,6 +149,8 @@ class Services:
                 "duration": r["duration"],
                 "scenes": r["scenes"],
                 "skipped": r["skipped"] or {},  # signal -> why it was not indexed
+                "lang": r["lang"],  # the language most of its speech is in
+                "lang_note": r["lang_note"],  # an English-only model heard speech that may not be English
             }
             for r in rows
         ]

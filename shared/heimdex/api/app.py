@@ -269,13 +269,14 @@ def create_app(engine: Any, *, dispatcher: Callable[[], Any] | None = None) -> O
             kind=query.kind,
             after=query.after,
             before=query.before,
+            lang=query.lang,
             offset=offset,
         )
         return results
 
     def search_fingerprint(query: Any) -> str:
         return fingerprint(
-            "search", query.q, query.source, query.asset, query.kind, query.after, query.before
+            "search", query.q, query.source, query.asset, query.kind, query.after, query.before, query.lang
         )
 
     @app.get(
@@ -311,6 +312,7 @@ def create_app(engine: Any, *, dispatcher: Callable[[], Any] | None = None) -> O
             end=row["end"],
             score=row["score"],
             text=row["text"],
+            lang=row.get("lang"),
             thumbnail=row["thumbnail"],
             thumbnail_url=ctx.thumbnail_url(org(), row["asset_id"], row["scene"], row["thumbnail"]),
             media_url=media,

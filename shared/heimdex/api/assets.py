@@ -57,6 +57,8 @@ def summary(row: dict[str, Any]) -> AssetSummary:
         duration=row["duration"],
         scenes=row["scenes"],
         skipped=row["skipped"] or {},
+        lang=row.get("lang"),
+        lang_note=row.get("lang_note"),
         indexed_at=row["updated_at"] if row["status"] != "processing" else None,
     )
 
@@ -154,6 +156,7 @@ def register(app: OpenAPI, ctx: ApiContext) -> None:
                 end=round(s["end_s"], 3),
                 transcript=s["transcript"],
                 ocr_text=s["ocr_text"],
+                lang=s.get("lang"),
                 thumbnail_url=ctx.thumbnail_url(org(), path.asset_id, s["idx"], s["thumbnail"]),
                 media_url=media,
                 link=ctx.link(media, s["start_s"]),

@@ -32,6 +32,8 @@ AssetId = Annotated[str, StringConstraints(pattern=ASSET_ID_PATTERN)]
 Cursor = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CURSOR_CHARS)]
 Status = Literal["processing", "ready", "failed"]
 Kind = Literal["speech", "text"]
+# ISO 639-1 as Whisper names languages (haw: 3 letters).
+Lang = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]
 
 
 class Strict(BaseModel):
@@ -61,6 +63,7 @@ class SearchFilters(Strict):
     after: datetime | None = Field(None, description="only assets first indexed at or after this time")
     before: datetime | None = Field(None, description="only assets first indexed before this time")
     kind: Kind | None = Field(None, description="speech: scenes with speech; text: with on-screen text")
+    lang: Lang | None = Field(None, description="only scenes spoken in this language (ISO 639-1, e.g. es)")
 
 
 class SearchQuery(SearchFilters):
@@ -80,6 +83,7 @@ class Hit(BaseModel):
     end: float
     score: float
     text: str
+    lang: str | None = Field(None, description="the language the scene was spoken in (ISO 639-1)")
     thumbnail: str | None = Field(description="where the thumbnail is stored (a path or bucket URL)")
     thumbnail_url: str | None = Field(description="a signed URL an <img> can load, no credentials")
     media_url: str = Field(description="a signed URL a <video> can play and seek, no credentials")
@@ -115,6 +119,10 @@ class AssetSummary(BaseModel):
     duration: float | None
     scenes: int
     skipped: dict[str, str]
+    lang: str | None = Field(None, description="the language most of its speech is in (ISO 639-1)")
+    lang_note: str | None = Field(
+        None, description="why its speech may not be what an English-only model heard"
+    )
     indexed_at: datetime | None = Field(description="when indexing last finished (ready or failed)")
 
 
@@ -175,6 +183,7 @@ class Scene(BaseModel):
     end: float
     transcript: str
     ocr_text: str
+    lang: str | None = Field(None, description="the language its words were spoken in (ISO 639-1)")
     thumbnail_url: str | None
     media_url: str
     link: str

@@ -25,6 +25,7 @@ class Scene:
     thumb: str | None = None
     image_vec: list[float] | None = None
     texts: list[dict[str, Any]] = field(default_factory=list)  # on-screen texts with start and end
+    lang: str | None = None  # the language most of its words were spoken in (media.languages)
 
     @property
     def transcript(self) -> str:

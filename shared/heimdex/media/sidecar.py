@@ -56,7 +56,11 @@ def build(
             | {"ocr": ocr_by_keyframe.get(kf["index"], "")}
             for kf in shots["keyframes"]
         ],
-        "transcript": {k: asr[k] for k in ("segments", "words", "language", "note") if k in asr},
+        "transcript": {
+            k: asr[k]
+            for k in ("segments", "words", "speech", "language", "language_note", "note")
+            if k in asr
+        },
         "scenes": [
             {
                 "index": i,
@@ -66,6 +70,7 @@ def build(
                 "ocr": s.ocr_text,
                 "keyframes": s.keyframes,
                 "thumbnail": s.thumb,
+                "lang": s.lang,
             }
             | (
                 {

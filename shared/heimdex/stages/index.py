@@ -19,7 +19,7 @@ from heimdex.core.context import StageContext
 from heimdex.core.graph import OPTIONAL
 from heimdex.core.storage import write_json
 from heimdex.domain import AssetRef
-from heimdex.media import segments, sidecar
+from heimdex.media import languages, segments, sidecar
 from heimdex.media.scenes import Scene, Unit, build_scenes, scene_units
 from heimdex.vectorstore import orgindex, store
 from heimdex.vectorstore.db import backup_fence
@@ -33,6 +33,8 @@ class Assembled:
     sidecar: dict[str, Any]
     skipped: dict[str, str]  # signal -> why it is missing (from all its segments, or some)
     image_model: str | None
+    lang: str | None = None  # the language most words were spoken in
+    lang_note: str | None = None  # an English-only model heard speech that may not be English
 
 
 def assemble(
@@ -63,6 +65,11 @@ def assemble(
         texts=ocr.get("texts"),
     )
     units = scene_units(scenes, asr["words"])
+    scene_langs = languages.scene_languages([sc.words for sc in scenes], asr["segments"])
+    for scene, lang in zip(scenes, scene_langs, strict=True):
+        scene.lang = lang
+    if asr.get("multilingual") is False and (note := languages.not_english(asr["segments"], asr["words"])):
+        asr = {**asr, "language_note": note}
     states = {name: segments.skip_state(parts[name]) for name in OPTIONAL}
     stages: dict[str, dict[str, str]] = {"probe": {"status": "done"}, "shots": {"status": "done"}}
     for name, (status, note) in states.items():
@@ -92,6 +99,8 @@ def assemble(
         sidecar=doc,
         skipped={name: note for name, (_, note) in states.items() if note},
         image_model=vision.get("model"),
+        lang=asr.get("language") if asr["words"] else None,
+        lang_note=asr.get("language_note"),
     )
 
 
@@ -143,6 +152,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
             text_model=ctx.models.text_name,
             image_model=built.image_model,
             skipped=built.skipped,
+            lang=built.lang,
+            lang_note=built.lang_note,
         )
     orgindex.after_ingest(ctx.db, ctx.ref.org_id)  # the scenes are committed: it never fails the stage
     return {"scenes": len(scenes), "sidecar": ctx.ref.sidecar_key}

@@ -14,7 +14,7 @@ from heimdex.vectorstore.store import Conn
 
 ASSET_COLUMNS = (
     "source, asset_id, version, status, error, duration, scenes, sidecar, text_model, image_model,"
-    " skipped, created_at, updated_at"
+    " skipped, lang, lang_note, created_at, updated_at"
 )
 
 
@@ -53,7 +53,7 @@ def get(conn: Conn, asset_id: str) -> dict[str, Any] | None:
 def scenes(conn: Conn, asset_id: str) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            "SELECT idx, start_s, end_s, transcript, ocr_text, thumbnail FROM scenes"
+            "SELECT idx, start_s, end_s, transcript, ocr_text, thumbnail, lang FROM scenes"
             " WHERE asset_id = %s ORDER BY idx",
             (asset_id,),
         ).fetchall()

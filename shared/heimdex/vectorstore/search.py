@@ -48,7 +48,7 @@ EXACT_MAX_ROWS = 10_000
 _TAIL = """
 keyword_hits AS (
   SELECT asset_id, idx, row_number() OVER (ORDER BY rank DESC) AS r
-  FROM heimdex_keyword_hits(to_tsquery('english', %(or_q)s), %(source)s::text, %(pool)s)
+  FROM heimdex_keyword_hits(%(or_q)s, %(source)s::text, %(pool)s, %(lang)s::text)
   {keyword_filters}
 ),
 fused AS (
@@ -60,7 +60,7 @@ fused AS (
 SELECT a.source, s.asset_id, s.idx,
   least(s.start_s, coalesce(ub.start_s, s.start_s)) AS start_s,
   greatest(s.end_s, coalesce(ub.end_s, s.end_s)) AS end_s,
-  s.transcript, s.ocr_text, s.thumbnail, f.score
+  s.transcript, s.ocr_text, s.thumbnail, s.lang, f.score
 FROM fused f
 JOIN scenes s ON s.org_id = %(org)s AND s.asset_id = f.asset_id AND s.idx = f.idx
 JOIN assets a ON a.org_id = %(org)s AND a.asset_id = s.asset_id
@@ -154,10 +154,12 @@ image_hits AS (
 
 # Search filters (issue 14), written into each candidate query above as `{filters}` and onto the
 # keyword candidates as `{keyword_filters}`; every one is a no-op when its parameter is NULL:
-# `asset` (one asset id), `kind` ('speech': scenes with a transcript; 'text': with on-screen text),
+# `asset` (one asset id), `lang` (the scene's spoken language), `kind` ('speech': scenes with a
+# transcript; 'text': with on-screen text),
 # `after`/`before` (the asset's date: when this version was first indexed, assets.created_at).
 def _filters(col: str) -> str:
     return f"""AND (%(asset)s::text IS NULL OR {col}asset_id = %(asset)s::text)
+      AND (%(lang)s::text IS NULL OR {col}lang = %(lang)s::text)
       AND (%(kind)s::text IS NULL OR (%(kind)s::text = 'speech' AND {col}transcript <> '')
            OR (%(kind)s::text = 'text' AND {col}ocr_text <> ''))
       AND ((%(after)s::timestamptz IS NULL AND %(before)s::timestamptz IS NULL) OR {col}asset_id IN (
@@ -175,7 +177,14 @@ SQL = SQL.replace("{filters}", _filters("")).replace("{keyword_filters}", KEYWOR
 EXACT_SQL = EXACT_SQL.replace("{filters}", _filters("")).replace("{keyword_filters}", KEYWORD_FILTERS)
 SearchKind = Literal["speech", "text"]
 # The filter parameters of a search without filters (for callers that run SQL / EXACT_SQL themselves).
-NO_FILTERS: dict[str, Any] = {"asset": None, "kind": None, "after": None, "before": None, "offset": 0}
+NO_FILTERS: dict[str, Any] = {
+    "asset": None,
+    "kind": None,
+    "after": None,
+    "before": None,
+    "lang": None,
+    "offset": 0,
+}
 
 
 # The caller's organisation as row-level security sees it (set by db.org_tx and verified by
@@ -236,12 +245,15 @@ def search(
     kind: SearchKind | None = None,
     after: datetime | None = None,
     before: datetime | None = None,
+    lang: str | None = None,
     offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Rows of the top-k scenes; run inside db.org_tx so RLS applies. `path` is chosen by the
     organisation's size (`plan`) unless given: "exact" (the ground truth a benchmark measures
     recall against) or "hnsw" (the graph query even for a small organisation). Filters (`asset`,
-    `kind`, `after`, `before`) narrow the candidates; `offset` skips the first hits (a page)."""
+    `kind`, `after`, `before`, `lang`: only scenes spoken in this language, ISO 639-1) narrow the
+    candidates; `offset` skips the first hits (a page). Keywords are matched in each scene's own
+    language (009_languages.sql)."""
     org, how = plan(conn, exact_max_rows)
     if org is None:  # no organisation set: row-level security would show nothing anyway
         return []
@@ -268,6 +280,7 @@ def search(
                 "unit_pool": 4 * pool,
                 "k": k,
                 "source": source,
+                "lang": lang,
                 "rrf_k": RRF_K,
                 "asset": asset,
                 "kind": kind,
