@@ -35,9 +35,10 @@ ALL = ("functions", "stages")
 # HS256 keys shorter than the hash output (32 bytes) are refused (RFC 7518 section 3.2).
 MIN_SECRET_BYTES = 32
 ENQUEUERS = ("ingest", "drive_watch", "stages")
-# Who reads Drive with an organisation's credentials: drive_watch (changes) and the stages that read the
-# video itself (probe, asr, shots; terraform's `source_stages`).
-DRIVE_READERS = ("drive_watch", "probe", "asr", "shots")
+# Who reads Drive with an organisation's credentials: drive_watch (changes), search (streams Drive media
+# to signed media URLs) and the stages that read the video itself (probe, asr, shots; terraform's
+# `source_stages`).
+DRIVE_READERS = ("drive_watch", "search", "probe", "asr", "shots")
 
 # How long one attempt of a stage may go without progress before the sweep ends its job (heimdex.core.sweep):
 # the stage's Cloud Run request timeout (terraform modules/stage_services) plus 600 s, the longest
@@ -315,6 +316,7 @@ class Settings(BaseSettings):
         default=None,
         description="HMAC key of signed media URLs; default: derived from the HS256 API secret, else kept"
         " in HEIMDEX_HOME. Set the same value on every instance in the cloud.",
+        json_schema_extra=cloud("search"),
     )
     media_url_ttl_s: int = Field(
         default=3600, gt=0, le=7 * 24 * 3600, description="Signed media URL lifetime."
