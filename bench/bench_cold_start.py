@@ -128,6 +128,7 @@ def cli_search(variant: str, env: dict[str, str]) -> tuple[float, float]:
 
 
 def measure(variants: list[str], runs: int) -> dict[str, Any]:
+    (ROOT / ".bench").mkdir(exist_ok=True)  # a fresh clone has none yet
     home = Path(tempfile.mkdtemp(prefix="heimdex-cold-", dir=ROOT / ".bench"))
     settings = Settings(home=home, database_url=None, jwt_secret=SECRET)
     db = Database(settings)  # the embedded server, started (and migrated) before the instance
