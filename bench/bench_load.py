@@ -51,30 +51,40 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] if ordered else 0.0
 
 
-def prepare(scenes: int, seed: int) -> tuple[Path, list[tuple[str, str]], dict[str, str], Engine]:
-    """The corpus in its home (loaded once); the work items and tokens; an engine that keeps the
-    embedded server running while the variants come and go."""
+def prepare(
+    scenes: int, seed: int, variants: list[str]
+) -> tuple[Path, dict[str, str], list[tuple[str, str]], dict[str, str], Engine]:
+    """The corpus in its home (loaded once, into each variant's database); each variant's database URL;
+    the work items and tokens; an engine that keeps the embedded server running while the variants
+    come and go."""
     home = ROOT / ".bench" / f"load-{scenes}-s{seed}"
     home.mkdir(parents=True, exist_ok=True)
     settings = Settings(home=home, database_url=None, jwt_secret=SECRET)
     bs.TEXT_MODEL = Models(settings).text_name  # rows carry the served model's name: vectors take part
     corpus = bs.Corpus(scenes, seed)
     engine = Engine(settings)
-    with psycopg.connect(engine.db.url, autocommit=True) as admin:
-        bs.load(admin, corpus)
-        bs.build_indexes(admin, "1GB", 1, settings.search_exact_max_rows)
-        sizes = dict(admin.execute("SELECT org_id, count(*) FROM scenes GROUP BY org_id").fetchall())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEIMDEX_")}
+    urls = {}
+    for variant in variants:
+        urls[variant], _ = baseline.database(engine.db.url, engine.db.app_url, variant, env)
+        with psycopg.connect(urls[variant], autocommit=True) as admin:
+            bs.load(admin, corpus)
+            bs.build_indexes(admin, "1GB", 1, settings.search_exact_max_rows)
+            sizes = dict(admin.execute("SELECT org_id, count(*) FROM scenes GROUP BY org_id").fetchall())
     orgs = [bs.LARGEST_ORG, bs.ONE_PCT_ORG, *sorted(o for o in sizes if o not in bs.BIG_ORGS)[:6]]
     work = [(org, text) for org in orgs for text, _, _ in corpus.queries(org, 50)]
     tokens = {org: issue_token(SECRET, org, ttl_s=3600) for org in orgs}
-    return home, work, tokens, engine
+    return home, urls, work, tokens, engine
 
 
-def start_server(variant: str, home: Path, threads: int, pool: int) -> tuple[subprocess.Popen[str], str]:
+def start_server(
+    variant: str, home: Path, url: str, threads: int, pool: int
+) -> tuple[subprocess.Popen[str], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEIMDEX_")}
     env["HEIMDEX_QUERY_CACHE_SIZE"] = "0"
+    args = [str(home), SECRET, str(threads), str(pool), url]
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "serve_api.py"), str(home), SECRET, str(threads), str(pool)],
+        [sys.executable, str(ROOT / "bench" / "serve_api.py"), *args],
         env=baseline.env_for(variant, env),
         stdout=subprocess.PIPE,
         text=True,
@@ -189,7 +199,7 @@ def measure(variants: list[str]) -> dict[str, Any]:
     clients = int(os.environ.get("CLIENTS", "8"))
     duration = float(os.environ.get("DURATION_S", "20"))
     seed = int(os.environ.get("SEED", "7"))
-    home, work, tokens, engine = prepare(scenes, seed)
+    home, urls, work, tokens, engine = prepare(scenes, seed, variants)
     settled = Settings()
     figures: dict[str, Any] = {"scenes": scenes, "clients": clients}
     try:
@@ -199,7 +209,7 @@ def measure(variants: list[str]) -> dict[str, Any]:
                 pool = int(os.environ.get("POOL", max(settled.db_pool_size, threads)))
             else:
                 threads, pool = clients, clients + 2
-            proc, url = start_server(variant, home, threads, pool)
+            proc, url = start_server(variant, home, urls[variant], threads, pool)
             try:
                 print(f"{variant}: {clients} clients for {duration:g}s against {url} ...", file=sys.stderr)
                 found = drive(url, work, tokens, clients, duration, seed, [proc.pid, postmaster_pid(home)])

@@ -1,6 +1,8 @@
 """Serve the API of whichever heimdex package is first on PYTHONPATH (this checkout or the baseline)
-on waitress, for bench_load. Run as a script: `python bench/serve_api.py HOME SECRET THREADS POOL`;
-prints the port, then serves until terminated. Uses only what both trees have."""
+on waitress, for bench_load. Run as a script: `python bench/serve_api.py HOME SECRET THREADS POOL
+[DATABASE_URL]`;
+DATABASE_URL is optional (default: the embedded server under HOME). Prints the port, then serves until
+terminated. Uses only what both trees have."""
 
 import sys
 
@@ -13,8 +15,9 @@ from heimdex.embedded.engine import Engine
 
 if __name__ == "__main__":
     home, secret, threads, pool = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    url = sys.argv[5] if len(sys.argv) > 5 else None
     logs.setup("WARNING")
-    engine = Engine(Settings(home=home, database_url=None, jwt_secret=secret, db_pool_size=pool))
+    engine = Engine(Settings(home=home, database_url=url, jwt_secret=secret, db_pool_size=pool))
     server = waitress.create_server(create_app(engine), host="127.0.0.1", port=0, threads=threads)
     print(server.effective_port, flush=True)
     try:
