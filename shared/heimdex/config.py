@@ -49,6 +49,7 @@ STAGE_DEADLINES_S: dict[str, float] = {
     "shots": 1800 + 600,
     "ocr": 1800 + 600,
     "vision": 1800 + 600,
+    "faces": 1800 + 600,
     "index": 900 + 600,
 }
 
@@ -136,6 +137,42 @@ class Settings(BaseSettings):
     )
     ocr_languages: str = "eng"
     torch_threads: int = 1
+
+    # Faces (heimdex.stages.faces, heimdex.people): biometric data, README "People and faces".
+    faces: Literal["on", "off"] = Field(
+        default="on",
+        description="off: the faces stage is skipped for every file and no face is stored.",
+    )
+    no_faces_orgs: list[str] = Field(
+        default_factory=list,
+        description="Organisations whose videos are never searched for faces (JSON list).",
+    )
+    faces_sample_fps: float = Field(
+        default=1.0,
+        gt=0,
+        description="Frames a second searched for faces in each shot (and its keyframes).",
+    )
+    faces_min_size: int = Field(
+        default=40, ge=20, description="Smallest face kept, in pixels of the frame at faces_detect_width."
+    )
+    faces_detect_width: int = Field(
+        default=640, ge=160, description="Width frames are scaled to before detection."
+    )
+    faces_detector: Literal["hog", "cnn"] = Field(
+        default="hog", description="dlib's HOG detector (CPU) or its CNN (mmod) detector (GPU)."
+    )
+    faces_models: str | None = Field(
+        default=None,
+        description="Folder with dlib's shape_predictor_5_face_landmarks.dat,"
+        " dlib_face_recognition_resnet_model_v1.dat and mmod_human_face_detector.dat; unset: the"
+        " face_recognition_models package.",
+    )
+    faces_match_distance: float = Field(
+        default=0.5,
+        gt=0,
+        description="A new face joins the nearest person of its organisation within this Euclidean"
+        " distance of dlib's 128-d embeddings (measured: NOTES/issue 15).",
+    )
 
     # Scenes and keyframes.
     scene_max_s: float = 10.0
@@ -343,6 +380,15 @@ class Settings(BaseSettings):
     @classmethod
     def _secret_unset_when_empty(cls, value: SecretStr | None) -> SecretStr | None:
         return value if value is not None and value.get_secret_value() else None
+
+    @field_validator("no_faces_orgs")
+    @classmethod
+    def _valid_orgs(cls, value: list[str]) -> list[str]:
+        return [validate_org(org) for org in value]
+
+    def faces_for(self, org: str) -> bool:
+        """Whether faces are looked for in this organisation's videos (both off switches)."""
+        return self.faces == "on" and org not in self.no_faces_orgs
 
     @field_validator("org")
     @classmethod

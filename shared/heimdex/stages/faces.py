@@ -1,0 +1,136 @@
+"""faces: face tracks of each shot, with dlib (heimdex.media.faces).
+
+The segment's frames are decoded once more with PyAV (decoding is cheap next to detection; the
+keyframe JPEGs alone would miss faces between keyframes), and frames are converted and searched at
+`faces_sample_fps` within each shot plus at each keyframe's time. Detections of one person within a
+shot become one track: its time range, normalised box, quality, embedding (the mean of its best
+detections') and the best crop as the face thumbnail. Grouping tracks into people happens in the
+index stage, where the organisation's people are (heimdex.vectorstore.people).
+
+Skipped, with the reason, when faces are off (HEIMDEX_FACES=off, or the organisation is in
+HEIMDEX_NO_FACES_ORGS) or dlib or its models are missing.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+import av
+import numpy as np
+
+from heimdex.core.context import StageContext
+from heimdex.domain import MediaError, StageSkipped
+from heimdex.media import faces
+from heimdex.models import FaceModels
+
+
+def sample_times(shots: list[dict[str, Any]], keyframes: list[dict[str, Any]], fps: float) -> list[float]:
+    """At least `fps` frames a second within each shot (the first half an interval in), plus every
+    keyframe's time; sorted, without duplicates."""
+    times = {round(float(kf["time"]), 3) for kf in keyframes}
+    step = 1.0 / fps
+    for shot in shots:
+        t = float(shot["start"]) + step / 2
+        while t < float(shot["end"]):
+            times.add(round(t, 3))
+            t += step
+    return sorted(times)
+
+
+def frames_at(
+    path: str, times: list[float], width: int, rotation: int, start: float
+) -> list[tuple[float, np.ndarray]]:
+    """RGB frames at (the first frame at or after) each wanted time, scaled to `width`."""
+    out: list[tuple[float, np.ndarray]] = []
+    if not times:
+        return out
+    i = 0
+    with av.open(path, metadata_errors="ignore") as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 1
+        if start > 0 and stream.time_base is not None:
+            container.seek(int(max(0.0, start - 1.0) / stream.time_base), stream=stream)
+        size: tuple[int, int] | None = None
+        for packet in container.demux(stream):
+            try:
+                decoded = packet.decode()
+            except av.FFmpegError:
+                continue  # the shots stage has judged corrupt packets already
+            for frame in decoded:
+                if frame.time is None:
+                    continue
+                t = float(frame.time)
+                if t + 1e-3 < times[i]:
+                    continue
+                if size is None:
+                    w = min(width, frame.width)
+                    size = (w - w % 2, max(2, round(frame.height * w / frame.width / 2) * 2))
+                rgb = frame.reformat(width=size[0], height=size[1], format="rgb24").to_ndarray()
+                turns = (-rotation // 90) % 4
+                if turns:
+                    rgb = np.rot90(rgb, k=-turns)
+                out.append((t, np.ascontiguousarray(rgb)))
+                i = bisect.bisect_right(times, t + 1e-3)
+                if i >= len(times):
+                    return out
+    return out
+
+
+def track_shot(
+    models: FaceModels, frames: list[tuple[float, np.ndarray]], *, min_size: int, max_gap_s: float
+) -> list[faces.Track]:
+    tracks: list[faces.Track] = []
+    for t, rgb in frames:
+        found = faces.detect(models, rgb, t, min_size)
+        if found:
+            faces.link(tracks, found, max_gap_s)
+    return tracks
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    s = ctx.settings
+    if not s.faces_for(ctx.ref.org_id):
+        why = "HEIMDEX_FACES=off" if s.faces == "off" else "the organisation is set to no faces"
+        raise StageSkipped(f"faces are off ({why})")
+    models = ctx.models.faces()  # ModelUnavailable (dlib or its models missing): the stage is skipped
+    probe = ctx.read_output("probe")
+    shots_doc = ctx.read_output("shots")
+    shots, keyframes = shots_doc["shots"], shots_doc["keyframes"]
+    times = sample_times(shots, keyframes, s.faces_sample_fps)
+    seg_start = ctx.segment[0] if ctx.segment else 0.0
+    with ctx.sources.local_path(ctx.ref.source) as path:
+        frames = frames_at(str(path), times, s.faces_detect_width, probe["video"]["rotation"], seg_start)
+    if times and not frames:
+        raise MediaError("no decodable video frames for face detection")
+    starts = [float(sh["start"]) for sh in shots]
+    by_shot: dict[int, list[tuple[float, np.ndarray]]] = {}
+    for t, rgb in frames:
+        by_shot.setdefault(max(0, bisect.bisect_right(starts, t) - 1), []).append((t, rgb))
+    prefix = "" if ctx.part is None else f"{ctx.part:03d}-"
+    tracks_out: list[dict[str, Any]] = []
+    for shot_index, shot_frames in sorted(by_shot.items()):
+        h, w = shot_frames[0][1].shape[:2]
+        for track in track_shot(
+            models, shot_frames, min_size=s.faces_min_size, max_gap_s=2.5 / s.faces_sample_fps
+        ):
+            vec, best = faces.summarise(models, track)
+            key = ctx.ref.derived_key(f"thumbs/faces/{prefix}{len(tracks_out):05d}.jpg")
+            ctx.derived.write_bytes(key, faces.thumbnail(best), "image/jpeg")
+            left, top, right, bottom = best.box
+            tracks_out.append(
+                {
+                    "shot": shot_index,
+                    "start": round(track.detections[0].time, 3),
+                    "end": round(track.last.time, 3),
+                    "time": round(best.time, 3),
+                    "box": [round(left / w, 4), round(top / h, 4), round(right / w, 4), round(bottom / h, 4)],
+                    "quality": best.quality,
+                    "detections": len(track.detections),
+                    "thumb": key,
+                    "embedding": [round(float(x), 6) for x in vec],
+                }
+            )
+    doc = {"model": models.name, "frames": len(frames), "tracks": tracks_out}
+    ctx.write_output("faces", doc)
+    return doc
