@@ -122,8 +122,8 @@ def compose(out: Path, parts: list[tuple[str, str, float]], captions: dict[int, 
     for i, text in (captions or {}).items():
         chains[i] = chains[i].replace(
             f"[v{i}]",
-            f",drawtext=fontfile={FONT}:text='{text}':fontsize=28:fontcolor=white:box=1:boxcolor=black"
-            f":x=(w-text_w)/2:y=h-60[v{i}]",
+            f",drawtext=fontfile={FONT}:text='{text}':fontsize=36:fontcolor=black:box=1:boxcolor=white"
+            f":boxborderw=14:x=(w-text_w)/2:y=h-70[v{i}]",
         )
     joined = "".join(f"[v{i}]" for i in range(len(parts)))
     graph = ";".join([*chains, f"{joined}concat=n={len(parts)}:v=1[v]"])

@@ -218,7 +218,7 @@ def forget(conn: Conn, org: str, person: int) -> list[str]:
     """Erase a person: their faces (embeddings, boxes, crops' rows) and the person. Returns the
     face thumbnails to delete from storage. Future appearances start an unnamed person again."""
     lock_people(conn, org)
-    if not conn.execute("SELECT FROM people WHERE org_id = %s AND person_id = %s", (org, person)).fetchone():
+    if not conn.execute("SELECT 1 FROM people WHERE org_id = %s AND person_id = %s", (org, person)).fetchone():
         raise NoSuchPerson(f"no person {person}")
     rows = conn.execute(
         "DELETE FROM faces WHERE org_id = %s AND person_id = %s RETURNING thumbnail", (org, person)
@@ -270,7 +270,7 @@ def regroup(conn: Conn, org: str, threshold: float) -> dict[str, int]:
     ).fetchall()
     if not rows:
         return {"faces": 0, "people": 0, "moved": 0}
-    vecs = [dlib.vector([float(x) for x in np.asarray(r[2], np.float64)]) for r in rows]
+    vecs = [dlib.vector([float(x) for x in r[2].to_numpy()]) for r in rows]
     labels = dlib.chinese_whispers_clustering(vecs, threshold)
     clusters: dict[int, list[int]] = {}
     for i, label in enumerate(labels):
