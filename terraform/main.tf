@@ -24,11 +24,12 @@ locals {
     shots  = ["probe"]
     ocr    = ["shots"]
     vision = ["shots"]
-    index  = ["asr", "ocr", "vision"]
+    faces  = ["shots"]
+    index  = ["asr", "ocr", "vision", "faces"]
   }
   stages = sort(keys(local.pipeline))
   # Stages that read the video itself (from the bucket, or Drive with the organisation's grant).
-  source_stages = ["probe", "asr", "shots"]
+  source_stages = ["probe", "asr", "shots", "faces"]
 }
 
 module "project_services" {
@@ -66,7 +67,8 @@ module "storage" {
   # The derived bucket is versioned; replaced or deleted objects are kept this long.
   derived_noncurrent_days = var.derived_noncurrent_days
 
-  # Stages that read the video itself; ocr and vision read keyframes from the derived bucket.
+  # Stages that read the video itself; ocr and vision read keyframes from the derived bucket. Faces
+  # decodes frames between keyframes too.
   source_readers = {
     for s in local.source_stages : "stage-${s}" => module.service_accounts.members["stage-${s}"]
   }

@@ -36,8 +36,8 @@ ALL = ("functions", "stages")
 MIN_SECRET_BYTES = 32
 ENQUEUERS = ("ingest", "drive_watch", "stages")
 # Who reads Drive with an organisation's credentials: drive_watch (changes) and the stages that read the
-# video itself (probe, asr, shots; terraform's `source_stages`).
-DRIVE_READERS = ("drive_watch", "probe", "asr", "shots")
+# video itself (probe, asr, shots, faces; terraform's `source_stages`).
+DRIVE_READERS = ("drive_watch", "probe", "asr", "shots", "faces")
 
 # How long one attempt of a stage may go without progress before the sweep ends its job (heimdex.core.sweep):
 # the stage's Cloud Run request timeout (terraform modules/stage_services) plus 600 s, the longest
