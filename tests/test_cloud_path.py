@@ -182,7 +182,7 @@ def test_bucket_upload_becomes_searchable_through_the_api(
     assert asset["status"] == "ready" and rows == asset["scenes"] == len(sidecar["scenes"]), asset
     assert job["expire_at"] is not None  # TTL field on finished jobs
     status = api(stack, f"/v1/jobs/{job['job_id']}").json()
-    segmented = {f"{stage}_{i}" for stage in ("asr", "shots", "ocr", "vision") for i in range(2)}
+    segmented = {f"{stage}_{i}" for stage in ("asr", "shots", "ocr", "vision", "faces") for i in range(2)}
     assert status["status"] == "ready" and set(status["stages"]) == {"probe", "index"} | segmented
 
 

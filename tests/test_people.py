@@ -25,6 +25,7 @@ from heimdex.vectorstore import people as people_store
 from heimdex.vectorstore import store
 from heimdex.vectorstore.people import NoSuchPerson
 from tests import face_media
+from tests.conftest import settings_for
 
 ORG = "people-test"
 OTHER = "people-other"
@@ -288,3 +289,50 @@ def test_merge_regroup_forget_and_delete(engine: Engine, embeddings: dict[str, n
         (again,) = people_store.replace_faces(conn, org, d.asset_id, [face(d, embeddings["obama3.jpg"])], t)
         assert again not in (obama, biden)
         assert people_store.get_person(conn, org, again)["name"] is None
+
+
+# -- off switches and a missing model ----------------------------------------------------------------
+
+
+def test_faces_off_for_everyone_or_one_organisation(
+    home: Path, clips: dict[str, Path], engine: Engine
+) -> None:
+    """HEIMDEX_FACES=off, or an organisation in HEIMDEX_NO_FACES_ORGS: the stage is skipped with the
+    reason, the asset is indexed without faces and no face or person is stored."""
+    cases = [
+        ({"faces": "off"}, "people-off", "faces are off (HEIMDEX_FACES=off)"),
+        (
+            {"no_faces_orgs": ["people-quiet"]},
+            "people-quiet",
+            "faces are off (the organisation is set to no faces)",
+        ),
+    ]
+    for overrides, org, reason in cases:
+        eng = Engine(settings_for(home, **overrides))
+        try:
+            (result,) = eng.index([clips["interview"]], org=org)
+            assert result.status == "ready", result
+            (asset,) = eng.assets(org=org)
+            assert asset["skipped"]["faces"] == reason
+            assert eng.people(org=org) == []
+            with eng.db.org_tx(org) as conn:
+                assert conn.execute("SELECT count(*) FROM faces").fetchone() == (0,)
+            doc = eng.sidecar(str(clips["interview"]), org=org)
+            assert doc is not None and doc["stages"]["faces"] == {"status": "skipped", "note": reason}
+            assert not any(sc.get("faces") for sc in doc["scenes"])
+        finally:
+            eng.close()
+
+
+def test_missing_face_models_are_reported_before_indexing(tmp_path: Path) -> None:
+    from heimdex.models import ModelUnavailable
+
+    models = Models(settings_for(tmp_path, faces_models=str(tmp_path / "nowhere")))
+    (problem,) = models.check(["faces"])
+    assert problem.stage == "faces" and not problem.fatal
+    assert "shape_predictor_5_face_landmarks.dat" in problem.problem and "faces will be skipped" in str(
+        problem
+    )
+    with pytest.raises(ModelUnavailable):
+        models.faces()
+    assert Models(settings_for(tmp_path, faces="off", faces_models=str(tmp_path))).check(["faces"]) == []

@@ -165,7 +165,8 @@ def secret_names(module: str, component: str) -> set[str]:
     return names
 
 
-SOURCE_STAGES = ("probe", "asr", "shots", "faces")  # stage_services' var.source_stages default and env's local
+# stage_services' var.source_stages default and env's local
+SOURCE_STAGES = ("probe", "asr", "shots", "faces")
 
 
 def function_env(function: str) -> dict[str, Any]:

@@ -218,7 +218,8 @@ def forget(conn: Conn, org: str, person: int) -> list[str]:
     """Erase a person: their faces (embeddings, boxes, crops' rows) and the person. Returns the
     face thumbnails to delete from storage. Future appearances start an unnamed person again."""
     lock_people(conn, org)
-    if not conn.execute("SELECT 1 FROM people WHERE org_id = %s AND person_id = %s", (org, person)).fetchone():
+    found = conn.execute("SELECT 1 FROM people WHERE org_id = %s AND person_id = %s", (org, person))
+    if not found.fetchone():
         raise NoSuchPerson(f"no person {person}")
     rows = conn.execute(
         "DELETE FROM faces WHERE org_id = %s AND person_id = %s RETURNING thumbnail", (org, person)
