@@ -178,6 +178,9 @@ def test_public_endpoints(client: FlaskClient) -> None:
         "/v1/search",
         "/v1/assets",
         "/v1/jobs/{job_id}",
+        "/v1/people",
+        "/v1/people/{person_id}",
+        "/v1/people/{person_id}/merge",
     }
     nope = client.get("/nope", headers=bearer())
     assert nope.status_code == 404 and nope.get_json() == {"error": "not found", "code": "not_found"}

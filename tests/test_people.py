@@ -8,6 +8,7 @@ their own on the session's database.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import subprocess
@@ -336,3 +337,71 @@ def test_missing_face_models_are_reported_before_indexing(tmp_path: Path) -> Non
     with pytest.raises(ModelUnavailable):
         models.faces()
     assert Models(settings_for(tmp_path, faces="off", faces_models=str(tmp_path))).check(["faces"]) == []
+
+
+# -- the HTTP API ----------------------------------------------------------------------------------------
+
+
+def test_the_api_mirrors_the_cli(engine: Engine, indexed: dict[str, str], photos: dict[str, Path]) -> None:
+    from heimdex.api.app import create_app
+    from heimdex.api.auth import issue_token
+    from tests.conftest import JWT_SECRET
+
+    client = create_app(engine).test_client()
+    auth = {"Authorization": f"Bearer {issue_token(JWT_SECRET, ORG)}"}
+    other = {"Authorization": f"Bearer {issue_token(JWT_SECRET, OTHER)}"}
+    (obama,) = who_is(engine, indexed, "interview", 1.5)
+    (biden,) = who_is(engine, indexed, "interview", 7.5)
+
+    listed = client.get("/v1/people", headers=auth).get_json()["people"]
+    assert {p["id"] for p in listed} == {obama, biden}
+    assert client.get("/v1/people", headers=other).get_json() == {"people": []}
+
+    # Name through PATCH; GET lists the appearances in both assets.
+    resp = client.patch(f"/v1/people/{obama}", json={"name": "President Obama"}, headers=auth)
+    assert resp.status_code == 200 and resp.get_json()["name"] == "President Obama"
+    detail = client.get(f"/v1/people/{obama}", headers=auth).get_json()
+    assert {a["source"] for a in detail["appearances"]} == {indexed["interview"], indexed["speech"]}
+    assert all(a["thumbnail"] and a["end"] >= a["start"] for a in detail["appearances"])
+    # Another organisation's person is not there, for every verb.
+    assert client.get(f"/v1/people/{obama}", headers=other).status_code == 404
+    assert client.patch(f"/v1/people/{obama}", json={"name": "x"}, headers=other).status_code == 404
+    assert client.delete(f"/v1/people/{obama}", headers=other).status_code == 404
+    assert client.post(f"/v1/people/{obama}/merge", json={"other": biden}, headers=other).status_code == 404
+    assert client.get(f"/v1/people/{2**64}", headers=auth).status_code == 404
+    assert client.patch(f"/v1/people/{obama}", json={"nom": "x"}, headers=auth).status_code == 400
+
+    # person= on /v1/search: by name, repeatable, with and without q.
+    hits = client.get("/v1/search", query_string={"person": "president obama"}, headers=auth).get_json()
+    assert {h["source"] for h in hits["results"]} == {indexed["interview"], indexed["speech"]}
+    both = client.get(
+        "/v1/search", query_string=[("person", "President Obama"), ("person", str(biden))], headers=auth
+    ).get_json()["results"]
+    assert [h["source"] for h in both] == [indexed["speech"]]
+    ranked = client.get(
+        "/v1/search", query_string={"q": "press conference", "person": str(obama)}, headers=auth
+    ).get_json()["results"]
+    assert ranked[0]["start"] == 0.0 and {"id": obama, "name": "President Obama"} in ranked[0]["people"]
+    unknown = client.get("/v1/search", query_string={"person": "Nobody"}, headers=auth)
+    assert unknown.status_code == 400 and unknown.get_json()["code"] == "invalid_parameter"
+    assert client.get("/v1/search", query_string={"person": str(obama)}, headers=other).status_code == 400
+
+    # Enrol with a photo: 201 and the matching group; a file that is not an image is a 400.
+    with photos["obama3.jpg"].open("rb") as f:
+        resp = client.post(
+            "/v1/people", data={"name": "President Obama", "photo": (f, "obama3.jpg")}, headers=auth
+        )
+    assert resp.status_code == 201 and resp.get_json()["id"] == obama
+    bad = client.post(
+        "/v1/people", data={"name": "X", "photo": (io.BytesIO(b"not an image"), "x.jpg")}, headers=auth
+    )
+    assert bad.status_code == 400 and "not an image" in bad.get_json()["error"]
+    # Enrolling Biden's photo under Obama's name is a conflict, not a silent rename.
+    assert client.patch(f"/v1/people/{biden}", json={"name": "Joe Biden"}, headers=auth).status_code == 200
+    with photos["biden.jpg"].open("rb") as f:
+        clash = client.post(
+            "/v1/people", data={"name": "President Obama", "photo": (f, "b.jpg")}, headers=auth
+        )
+    assert clash.status_code == 409
+    # Merge into itself is refused.
+    assert client.post(f"/v1/people/{obama}/merge", json={"other": obama}, headers=auth).status_code == 400

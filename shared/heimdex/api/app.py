@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
-from heimdex.api import errors
+from heimdex.api import errors, people
 from heimdex.api.auth import (
     AuthError,
     CertificatesUnavailable,
@@ -22,15 +22,19 @@ from heimdex.api.auth import (
 )
 from heimdex.config import Settings
 from heimdex.domain import JOB_ID_RE
+from heimdex.vectorstore.people import NoSuchPerson
 
 log = logging.getLogger(__name__)
 
 MAX_QUERY_CHARS = 1000
 MAX_SOURCE_CHARS = 2048
 MAX_K = 100
+MAX_PEOPLE = 10
+MAX_PERSON_CHARS = 200
 K_RE = re.compile(r"[0-9]{1,9}")  # ASCII digits only: no sign, blanks, '_' or other scripts' digits
 PUBLIC = {"/healthz", "/openapi.json"}
-QUERY_PARAMETERS = {"/v1/search": {"q", "k", "source"}}  # routes not listed take none
+QUERY_PARAMETERS = {"/v1/search": {"q", "k", "source", "person"}}  # routes not listed take none
+REPEATABLE = {"person"}  # query parameters that may be given more than once
 
 
 def openapi_document() -> dict[str, Any]:
@@ -103,7 +107,7 @@ def create_app(engine: Any) -> Flask:
         unknown = set(request.args) - QUERY_PARAMETERS.get(rule or "", set())
         if rule and unknown:
             return _invalid(f"unknown query parameter(s): {', '.join(sorted(unknown))}")
-        repeated = sorted(k for k in request.args if len(request.args.getlist(k)) > 1)
+        repeated = sorted(k for k in request.args if len(request.args.getlist(k)) > 1 and k not in REPEATABLE)
         if repeated:
             return _invalid(f"repeated query parameter(s): {', '.join(repeated)}")
         return None
@@ -121,8 +125,11 @@ def create_app(engine: Any) -> Flask:
         raw_q = request.args.get("q", "")
         q = raw_q.strip()
         source = request.args.get("source") or None
-        if not q:
-            return _invalid("q is required")
+        people = [p for p in request.args.getlist("person") if p.strip()]
+        if not q and not people:
+            return _invalid("q is required (or person)")
+        if len(people) > MAX_PEOPLE or any(len(p) > MAX_PERSON_CHARS for p in people):
+            return _invalid(f"at most {MAX_PEOPLE} person parameters of {MAX_PERSON_CHARS} characters")
         if len(raw_q) > MAX_QUERY_CHARS:  # the documented limit is on the parameter as sent
             return _invalid(f"q is longer than {MAX_QUERY_CHARS} characters")
         if source and len(source) > MAX_SOURCE_CHARS:
@@ -133,7 +140,10 @@ def create_app(engine: Any) -> Flask:
         k = int(raw_k)
         if not 1 <= k <= MAX_K:
             return _invalid(f"k must be between 1 and {MAX_K}")
-        results = engine.search(q, org=g.org_id, k=k, source=source)
+        try:
+            results = engine.search(q, org=g.org_id, k=k, source=source, people=people or None)
+        except NoSuchPerson as exc:
+            return _invalid(f"person: {exc}")
         return {"results": results}
 
     @app.get("/v1/assets")
@@ -149,4 +159,5 @@ def create_app(engine: Any) -> Flask:
             return errors.error(404, "not_found", "no such job")
         return {k: found.get(k) for k in ("job_id", "asset_id", "source", "status", "error", "stages")}
 
+    people.register(app, engine)  # /v1/people... (heimdex.api.people)
     return app
