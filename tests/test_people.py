@@ -383,8 +383,8 @@ def test_the_api_mirrors_the_cli(engine: Engine, indexed: dict[str, str], photos
     ).get_json()["results"]
     assert ranked[0]["start"] == 0.0 and {"id": obama, "name": "President Obama"} in ranked[0]["people"]
     unknown = client.get("/v1/search", query_string={"person": "Nobody"}, headers=auth)
-    assert unknown.status_code == 400 and unknown.get_json()["code"] == "invalid_parameter"
-    assert client.get("/v1/search", query_string={"person": str(obama)}, headers=other).status_code == 400
+    assert unknown.status_code == 404 and unknown.get_json()["code"] == "not_found"
+    assert client.get("/v1/search", query_string={"person": str(obama)}, headers=other).status_code == 404
 
     # Enrol with a photo: 201 and the matching group; a file that is not an image is a 400.
     with photos["obama3.jpg"].open("rb") as f:
@@ -404,4 +404,4 @@ def test_the_api_mirrors_the_cli(engine: Engine, indexed: dict[str, str], photos
         )
     assert clash.status_code == 409
     # Merge into itself is refused.
-    assert client.post(f"/v1/people/{obama}/merge", json={"other": obama}, headers=auth).status_code == 400
+    assert client.post(f"/v1/people/{obama}/merge", json={"other": obama}, headers=auth).status_code == 409

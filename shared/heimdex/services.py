@@ -42,15 +42,14 @@ MAX_NAME_CHARS = 200
 
 
 def clean_name(name: str | None) -> str | None:
-    """A person's name on one line, or None (unnamed); ValueError if too long or not printable."""
-    if name is None or not name.strip():
+    """A person's name on one line without control characters or lone surrogates (which no
+    database text holds), or None (unnamed); ValueError if longer than MAX_NAME_CHARS."""
+    if name is None:
         return None
-    name = " ".join(name.split())
+    name = " ".join("".join(ch if ch.isprintable() else " " for ch in name).split())
     if len(name) > MAX_NAME_CHARS:
         raise ValueError(f"a name is at most {MAX_NAME_CHARS} characters")
-    if not name.isprintable():
-        raise ValueError("a name must be printable text")
-    return name
+    return name or None
 
 
 def decode_photo(data: bytes, number: int) -> np.ndarray:

@@ -143,7 +143,7 @@ def create_app(engine: Any) -> Flask:
         try:
             results = engine.search(q, org=g.org_id, k=k, source=source, people=people or None)
         except NoSuchPerson as exc:
-            return _invalid(f"person: {exc}")
+            return errors.error(404, "not_found", f"person: {exc}")
         return {"results": results}
 
     @app.get("/v1/assets")

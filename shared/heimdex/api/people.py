@@ -19,7 +19,7 @@ from flask import Flask, Response, g, request
 
 from heimdex.api import errors
 from heimdex.models import ModelUnavailable
-from heimdex.vectorstore.people import NameConflict, NoSuchPerson
+from heimdex.vectorstore.people import NameConflict, NoSuchPerson, SamePerson
 
 MAX_ID = 2**63 - 1
 MAX_PHOTOS = 10
@@ -43,7 +43,7 @@ def register(app: Flask, engine: Any) -> None:
             return fn()
         except NoSuchPerson:
             return _not_found()
-        except NameConflict as exc:
+        except (NameConflict, SamePerson) as exc:
             return errors.error(409, "conflict", str(exc))
         except ModelUnavailable as exc:
             return errors.error(503, "unavailable", f"face models are not available: {exc}")

@@ -41,6 +41,10 @@ class NoSuchPerson(LookupError):
     """No person with this id (or name) in the caller's organisation."""
 
 
+class SamePerson(ValueError):
+    """A person merged with itself."""
+
+
 class NameConflict(ValueError):
     """An enrolment photo matches a person who already has another name."""
 
@@ -194,7 +198,7 @@ def rename(conn: Conn, org: str, person: int, name: str | None) -> None:
 def merge(conn: Conn, org: str, keep: int, other: int) -> None:
     """`other`'s faces join `keep`, which takes `other`'s name if it has none; `other` goes."""
     if keep == other:
-        raise ValueError("cannot merge a person with itself")
+        raise SamePerson("cannot merge a person with itself")
     lock_people(conn, org)
     rows = conn.execute(
         "SELECT person_id, name FROM people WHERE org_id = %s AND person_id = ANY(%s) FOR UPDATE",
