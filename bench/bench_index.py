@@ -3,9 +3,10 @@
     make bench                      # 20-minute clip, 3 runs
     BENCH_MINUTES=5 BENCH_RUNS=5 make bench
 
-The clip is generated once (speech throughout, a cut every 6-14 s, captions on a third of the shots)
-and cached under .bench/. Each run indexes it from scratch into a fresh HEIMDEX_HOME-like store with
-`--force`; the first run includes model loading (reported as `cold_*`), the median is over all runs.
+The clip is generated once (speech throughout, a cut every 6-14 s, captions on a third of the shots,
+a face photograph in a third of the shots: tests/face_media.py) and cached under .bench/. Each run
+indexes it from scratch into a fresh HEIMDEX_HOME-like store with `--force`; the first run includes
+model loading (reported as `cold_*`), the median is over all runs.
 Speech recognition alone runs the ASR stage's own transcribe() on the same file with the same
 settings. The last line printed is one JSON object with every figure.
 """
@@ -69,8 +70,9 @@ CAPTIONS = [
 ]
 
 
-def bench_segments(minutes: float, seed: int = 11) -> list[Segment]:
+def bench_segments(minutes: float, seed: int = 11, pictures: list[str] | None = None) -> list[Segment]:
     rng = random.Random(seed)
+    faces_rng = random.Random(seed + 1)  # its own draws: the other shots stay as they were
     segments: list[Segment] = []
     total = 0.0
     while total < minutes * 60:
@@ -78,7 +80,8 @@ def bench_segments(minutes: float, seed: int = 11) -> list[Segment]:
         caption = rng.choice(CAPTIONS) if rng.random() < 0.33 else None
         # Narration as in news and interviews: one sentence in a short shot, two in a long one.
         speech = " ".join(rng.sample(SENTENCES, 2 if seconds >= 10 else 1))
-        segments.append(Segment(seconds, speech=speech, speech_at=0.5, caption=caption))
+        picture = faces_rng.choice(pictures) if pictures and faces_rng.random() < 1 / 3 else None
+        segments.append(Segment(seconds, speech=speech, speech_at=0.5, caption=caption, picture=picture))
         total += seconds
     return segments
 
@@ -153,10 +156,15 @@ def main() -> None:
     minutes = float(os.environ.get("BENCH_MINUTES", "20"))
     runs = int(os.environ.get("BENCH_RUNS", "3"))
     CACHE.mkdir(exist_ok=True)
-    clip = CACHE / f"bench_{minutes:g}min.mp4"
+    clip = CACHE / f"bench_{minutes:g}min_faces.mp4"
     if not clip.exists():
         print(f"generating a {minutes:g}-minute clip at {clip} (once) ...", file=sys.stderr)
-        make_clip(bench_segments(minutes), clip)
+        from tests import face_media
+
+        photos = face_media.face_photos(Path(tempfile.mkdtemp(prefix="faces-", dir=CACHE)))
+        make_clip(
+            bench_segments(minutes, pictures=[str(photos[n]) for n in ("obama.jpg", "biden.jpg")]), clip
+        )
     truth = json.loads(clip.with_suffix(".truth.json").read_text())
     duration = truth["duration"]
     speech_share = sum(s["end"] - s["start"] for s in truth["speech"]) / duration
@@ -237,6 +245,12 @@ def main() -> None:
         "model_load_s": round(model_load_s, 2),
         "model_load_share_cold": round(model_load_s / walls[0], 4),
         "stages": stages,
+        # Faces (issue 15): stage-seconds per minute of video, and its share of all stages' busy time.
+        "faces_s_per_video_minute": round(stages.get("faces", {}).get("busy_s", 0.0) / (duration / 60), 2),
+        "faces_share_of_stage_time": round(
+            stages.get("faces", {}).get("busy_s", 0.0) / max(sum(f["busy_s"] for f in stages.values()), 1e-9),
+            3,
+        ),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "worker_peak_rss_mb": round(children_peak_rss_mb(), 1),
         "cpus": os.cpu_count(),

@@ -340,26 +340,29 @@ LIMIT %(k)s
 RANKED_SQL = (
     PERSON_SCENES
     + """,
-scored AS (
+tq AS MATERIALIZED (SELECT to_tsquery('english', %(or_q)s) AS q),
+scored AS MATERIALIZED (
   SELECT s.asset_id, s.idx,
     CASE WHEN s.text_model = %(text_model)s THEN s.text_vec <=> %(qt)s::halfvec END AS dt,
     CASE WHEN s.image_model = %(image_model)s THEN s.image_vec <=> %(qi)s::halfvec END AS di,
-    ts_rank_cd(s.tsv, to_tsquery('english', %(or_q)s)) AS kr
-  FROM cand c JOIN scenes s ON s.org_id = %(org)s AND s.asset_id = c.asset_id AND s.idx = c.idx
+    CASE WHEN s.tsv @@ tq.q THEN ts_rank_cd(s.tsv, tq.q) ELSE 0 END AS kr
+  FROM cand c CROSS JOIN tq
+  JOIN scenes s ON s.org_id = %(org)s AND s.asset_id = c.asset_id AND s.idx = c.idx
 ),
-fused AS (
+top AS MATERIALIZED (
   SELECT asset_id, idx,
     coalesce(1.0 / (%(rrf_k)s + CASE WHEN dt IS NOT NULL THEN rank() OVER (ORDER BY dt) END), 0)
     + coalesce(1.0 / (%(rrf_k)s + CASE WHEN di IS NOT NULL THEN rank() OVER (ORDER BY di) END), 0)
     + coalesce(1.0 / (%(rrf_k)s + CASE WHEN kr > 0 THEN rank() OVER (ORDER BY kr DESC) END), 0) AS score
   FROM scored
+  ORDER BY score DESC, asset_id, idx
+  LIMIT %(k)s
 )
 SELECT a.source, s.asset_id, s.idx, s.start_s, s.end_s, s.transcript, s.ocr_text, s.thumbnail, f.score
-FROM fused f
+FROM top f
 JOIN scenes s ON s.org_id = %(org)s AND s.asset_id = f.asset_id AND s.idx = f.idx
 JOIN assets a ON a.org_id = %(org)s AND a.asset_id = s.asset_id
 ORDER BY f.score DESC, s.asset_id, s.idx
-LIMIT %(k)s
 """
 )
 
