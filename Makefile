@@ -45,6 +45,7 @@ bench-cold: $(STAMP)
 
 bench-search: $(STAMP)
 	$(BIN)/python -m bench.bench_search
+	$(BIN)/python -m bench.bench_people
 
 # The cloud path on local emulators; writes .heimdex-dev.json when ready, Ctrl-C stops everything.
 dev: $(STAMP)
