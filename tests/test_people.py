@@ -405,3 +405,46 @@ def test_the_api_mirrors_the_cli(engine: Engine, indexed: dict[str, str], photos
     assert clash.status_code == 409
     # Merge into itself is refused.
     assert client.post(f"/v1/people/{obama}/merge", json={"other": obama}, headers=auth).status_code == 409
+
+
+def test_forget_erases_crops_and_stage_outputs_and_regroup_runs_from_the_cli(
+    engine: Engine, clips: dict[str, Path], heimdex_cmd: list[str], cli_env: dict[str, str]
+) -> None:
+    org = "people-forget"
+    (result,) = engine.index([clips["interview"]], org=org)
+    assert result.status == "ready", result
+
+    def cli(*args: str) -> Any:
+        proc = subprocess.run(
+            [*heimdex_cmd, "people", *args, "--org", org],
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    before = cli("--json")
+    assert len(before) == 2
+    regrouped = cli("regroup")
+    assert regrouped["faces"] == 2 and regrouped["people"] == 2
+    person = before[0]["id"]
+    crops = [a["thumbnail"] for a in engine.person(person, org=org)["appearances"]]
+    assert crops and all(Path(c).is_file() for c in crops)
+    outputs = list((engine.settings.home / "derived" / org).glob("*/faces.json"))
+    tracks_before = sum(len(json.loads(o.read_text())["tracks"]) for o in outputs)
+    erased = cli("forget", str(person))
+    assert erased == {"id": person, "forgotten": True, "faces": len(crops)}
+    assert [p["id"] for p in cli("--json")] == [before[1]["id"]]
+    assert not any(Path(c).exists() for c in crops)
+    tracks_after = [t for o in outputs for t in json.loads(o.read_text())["tracks"]]
+    assert len(tracks_after) == tracks_before - len(crops)
+    assert all(Path(t["thumb"]).name not in {Path(c).name for c in crops} for t in tracks_after)
+    proc = subprocess.run(
+        [*heimdex_cmd, "people", "forget", str(person), "--org", org],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and f"no person {person}" in proc.stderr
