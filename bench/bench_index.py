@@ -35,7 +35,7 @@ from heimdex.embedded.dispatch import JobResult
 from heimdex.embedded.engine import Engine
 from heimdex.embedded.segment_pool import SegmentPool
 from heimdex.models import Models
-from heimdex.stages import asr
+from heimdex.stages import asr, faces
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".bench"
@@ -151,6 +151,18 @@ def asr_segmented(pool: SegmentPool, ctx: StageContext) -> tuple[float, float]:
     return time.perf_counter() - started, cpu_s(pool.pids()) - cpu_before
 
 
+def faces_alone(ctx: StageContext) -> tuple[float, int, int]:
+    """(CPU seconds, frames searched, tracks) of the faces stage over every segment, in this process
+    (its models loaded before the clock starts)."""
+    ctx.models.faces()
+    started, searched, tracks = time.process_time(), 0, 0
+    for i in range(len(ctx.segments)):
+        doc = faces.run(replace(ctx, part=i if len(ctx.segments) > 1 else None))
+        searched += doc.get("searched", 0)
+        tracks += len(doc.get("tracks", []))
+    return time.process_time() - started, searched, tracks
+
+
 def main() -> None:
     logs.setup("WARNING")
     minutes = float(os.environ.get("BENCH_MINUTES", "20"))
@@ -161,10 +173,13 @@ def main() -> None:
         print(f"generating a {minutes:g}-minute clip at {clip} (once) ...", file=sys.stderr)
         from tests import face_media
 
-        photos = face_media.face_photos(Path(tempfile.mkdtemp(prefix="faces-", dir=CACHE)))
-        make_clip(
-            bench_segments(minutes, pictures=[str(photos[n]) for n in ("obama.jpg", "biden.jpg")]), clip
-        )
+        folder = Path(tempfile.mkdtemp(prefix="faces-", dir=CACHE))
+        photos = face_media.face_photos(folder)
+        pictures = [
+            str(face_media.head_and_shoulders(photos[n], folder / f"hs-{n}"))
+            for n in ("obama.jpg", "biden.jpg")
+        ]
+        make_clip(bench_segments(minutes, pictures=pictures), clip)
     truth = json.loads(clip.with_suffix(".truth.json").read_text())
     duration = truth["duration"]
     speech_share = sum(s["end"] - s["start"] for s in truth["speech"]) / duration
@@ -193,6 +208,8 @@ def main() -> None:
         # Speech recognition alone on the same file, same settings: the floor set by the slowest model.
         ctx = engine.context(results[-1].ref)
         segmented = [asr_segmented(engine.segments, ctx) for _ in range(runs)]
+        # The faces stage alone, in this process, one segment after another: its CPU seconds.
+        faces_cpu = [faces_alone(ctx) for _ in range(runs)]
     finally:
         engine.close()
     whole = [asr_whole_file(settings, ctx, clip) for _ in range(runs)]
@@ -245,7 +262,14 @@ def main() -> None:
         "model_load_s": round(model_load_s, 2),
         "model_load_share_cold": round(model_load_s / walls[0], 4),
         "stages": stages,
-        # Faces (issue 15): stage-seconds per minute of video, and its share of all stages' busy time.
+        # Faces (issue 15): the stage alone (CPU seconds per minute of video, its share of the pipeline's
+        # CPU seconds), and in the pipeline (stage-seconds, share of all stages' busy time).
+        "faces_cpu_s_per_video_minute": round(
+            statistics.median(c for c, _, _ in faces_cpu) / (duration / 60), 2
+        ),
+        "faces_cpu_share": round(statistics.median(c for c, _, _ in faces_cpu) / statistics.median(cpus), 3),
+        "faces_frames_searched": faces_cpu[-1][1],
+        "faces_tracks": faces_cpu[-1][2],
         "faces_s_per_video_minute": round(stages.get("faces", {}).get("busy_s", 0.0) / (duration / 60), 2),
         "faces_share_of_stage_time": round(
             stages.get("faces", {}).get("busy_s", 0.0) / max(sum(f["busy_s"] for f in stages.values()), 1e-9),

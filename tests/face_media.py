@@ -82,7 +82,12 @@ def ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *args], check=True, timeout=300)
 
 
-FIT = "scale=640:360:force_original_aspect_ratio=decrease,pad=640:360:(ow-iw)/2:(oh-ih)/2,setsar=1,fps=25"
+# Portraits are cut to their upper square (head and shoulders), so faces are 100-160 px high at 360p:
+# above HEIMDEX_FACES_MIN_SIZE (80).
+TOP = "crop=iw:'min(ih,iw)':0:0,"
+FIT = (
+    TOP + "scale=640:360:force_original_aspect_ratio=decrease,pad=640:360:(ow-iw)/2:(oh-ih)/2,setsar=1,fps=25"
+)
 
 
 def compose(out: Path, parts: list[tuple[str, str, float]], captions: dict[int, str] | None = None) -> Path:
@@ -104,14 +109,13 @@ def compose(out: Path, parts: list[tuple[str, str, float]], captions: dict[int, 
         elif kind == "pair":
             left, right = src.split("|")
             inputs += ["-loop", "1", "-t", str(secs), "-i", left, "-loop", "1", "-t", str(secs), "-i", right]
-            half = (
-                "scale=320:360:force_original_aspect_ratio=decrease,pad=320:360:(ow-iw)/2:(oh-ih)/2,setsar=1"
-            )
+            half = TOP + "scale=320:360:force_original_aspect_ratio=decrease,"
+            half += "pad=320:360:(ow-iw)/2:(oh-ih)/2,setsar=1"
             chains.append(f"[{n}]{half}[l{i}];[{n + 1}]{half}[r{i}];[l{i}][r{i}]hstack,fps=25[v{i}]")
             n += 2
         elif kind == "video":
             inputs += ["-t", str(secs), "-i", src]
-            chains.append(f"[{n}]{FIT}[v{i}]")
+            chains.append(f"[{n}]{FIT.removeprefix(TOP)}[v{i}]")
             n += 1
         elif kind == "bars":
             inputs += ["-f", "lavfi", "-t", str(secs), "-i", "testsrc2=size=640x360:rate=25"]
@@ -130,4 +134,10 @@ def compose(out: Path, parts: list[tuple[str, str, float]], captions: dict[int, 
     ffmpeg(
         *inputs, "-filter_complex", graph, "-map", "[v]", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(out)
     )
+    return out
+
+
+def head_and_shoulders(photo: Path, out: Path) -> Path:
+    """The upper square of a portrait (where the face is), as JPEG: for pictures shown small."""
+    ffmpeg("-i", str(photo), "-vf", TOP.rstrip(","), "-frames:v", "1", str(out))
     return out
