@@ -4,15 +4,15 @@
     FACES=300000 python -m bench.bench_people
 
 One organisation gets SCENES scenes (default 100,000: 2,000 videos of 50) and FACES face tracks
-(default 100,000) grouped into PEOPLE people (default 2,000) with a skewed size distribution (a few
-people appear very often, as presenters do; most rarely), plus a second organisation of the same
+(default 100,000) grouped into PEOPLE people (default 2,000): log-normal sizes (most people are
+seen a few times, some often) and one presenter with 5% of all faces, plus a second organisation of the same
 size, so row-level security and the organisation filter have work to do. Faces are loaded with
 COPY into .bench/people-{FACES}/ (kept: a re-run skips the load). Queries run through the
 product's code inside db.org_tx, as Engine.search does: heimdex.vectorstore.people.search_people,
-then people_in_scenes for the hits' `people`. Three kinds, QUERIES each (default 200): one person
-and no query (their appearances), one person with a query (ranked), two people together. People are
-drawn by their number of faces (a popular person is asked for more often), the most frequent one
-always included. The last line printed is one JSON object with every figure.
+then people_in_scenes for the hits' `people`. Five kinds, QUERIES each (default 200): one person
+and no query (their appearances), one person with a query (ranked), two people together, each with
+people drawn by their number of faces (a popular person is asked for more often); and the presenter
+(5% of all faces) alone, without and with a query. The last line printed is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -45,8 +45,12 @@ def say(msg: str) -> None:
 def load(db: Database, org: str, scenes: int, faces: int, people: int, rng: np.random.Generator) -> list[int]:
     """Assets, scenes, people and faces of one organisation; returns each person's face count."""
     videos = scenes // SCENES_PER_VIDEO
-    sizes = rng.zipf(1.6, people).astype(np.float64)
-    counts = np.maximum(1, np.round(sizes / sizes.sum() * faces)).astype(int)
+    # Log-normal sizes (most people seen a few times, some often) plus one presenter with 5% of faces.
+    sizes = rng.lognormal(0.0, 1.2, people)
+    sizes[0] = 0.0
+    sizes = sizes / sizes.sum() * faces * 0.95
+    sizes[0] = faces * 0.05
+    counts = np.maximum(1, np.round(sizes)).astype(int)
     centroids = rng.normal(size=(people, 128)).astype(np.float32) * 0.1
     # As the owner (a superuser in the embedded server): COPY FROM is refused under row-level security.
     with psycopg.connect(db.url) as conn:
@@ -100,7 +104,7 @@ def main() -> None:
     people = int(os.environ.get("PEOPLE", "2000"))
     nq = int(os.environ.get("QUERIES", "200"))
     rng = np.random.default_rng(int(os.environ.get("SEED", "7")))
-    home = ROOT / ".bench" / f"people-{faces}-{scenes}-{people}"
+    home = ROOT / ".bench" / f"people-v2-{faces}-{scenes}-{people}"
     home.mkdir(parents=True, exist_ok=True)
     db = Database(Settings(home=home, database_url=None))
     meta = home / "loaded.json"
@@ -127,10 +131,11 @@ def main() -> None:
             times: list[float] = []
             hits: list[int] = []
             for q in range(nq + 20):  # 20 warm-up queries
-                pick = [top] if q % 10 == 0 else [int(rng.choice(ids, p=weights))]
+                first = top if kind.startswith("presenter") else int(rng.choice(ids, p=weights))
+                pick = [first]
                 if kind == "two people":
                     pick.append(int(rng.choice(ids, p=weights)))
-                query = "words archive" if kind == "with query" else ""
+                query = "words archive" if kind.endswith("with query") else ""
                 started = time.perf_counter()
                 with db.org_tx(org) as conn:
                     rows = people_store.search_people(
@@ -155,7 +160,8 @@ def main() -> None:
                 "mean_hits": round(statistics.mean(hits), 1),
             }
 
-        results = {kind: run(kind) for kind in ("appearances", "with query", "two people")}
+        kinds = ("appearances", "with query", "two people", "presenter", "presenter with query")
+        results = {kind: run(kind) for kind in kinds}
     finally:
         db.close()
     for kind, fig in results.items():

@@ -322,6 +322,24 @@ cand AS (
   SELECT asset_id, idx FROM hits GROUP BY asset_id, idx HAVING count(DISTINCT grp) = %(n)s
 )"""
 
+# One person id and no query: the first k scenes in (asset, scene) order straight from the
+# faces_org_person index (an incremental sort stops after k): fast however often the person appears.
+APPEARANCES_ONE_SQL = """
+WITH cand AS (
+  SELECT DISTINCT f.asset_id, sc.idx
+  FROM faces f CROSS JOIN LATERAL generate_series(f.scene_lo, f.scene_hi) AS sc(idx)
+  WHERE f.org_id = %(org)s AND f.person_id = %(pid)s AND f.asset_id IS NOT NULL
+  ORDER BY f.asset_id, sc.idx
+  LIMIT %(k)s
+)
+SELECT a.source, s.asset_id, s.idx, s.start_s, s.end_s, s.transcript, s.ocr_text, s.thumbnail,
+       1.0::float8 AS score
+FROM cand c
+JOIN scenes s ON s.org_id = %(org)s AND s.asset_id = c.asset_id AND s.idx = c.idx
+JOIN assets a ON a.org_id = %(org)s AND a.asset_id = s.asset_id
+ORDER BY s.asset_id, s.start_s
+"""
+
 APPEARANCES_SQL = (
     PERSON_SCENES
     + """
@@ -330,7 +348,7 @@ SELECT a.source, s.asset_id, s.idx, s.start_s, s.end_s, s.transcript, s.ocr_text
 FROM cand c
 JOIN scenes s ON s.org_id = %(org)s AND s.asset_id = c.asset_id AND s.idx = c.idx
 JOIN assets a ON a.org_id = %(org)s AND a.asset_id = s.asset_id
-ORDER BY a.source, s.start_s
+ORDER BY s.asset_id, s.start_s
 LIMIT %(k)s
 """
 )
@@ -390,10 +408,13 @@ def search_people(
     image_model: str | None = None,
     rrf_k: int = 60,
 ) -> list[dict[str, Any]]:
-    """Scenes where every group appears: by time with no query, else ranked by the query."""
+    """Scenes where every group appears: with no query by asset and time (the first k), else
+    ranked by the query."""
     params: dict[str, Any] = {"org": org, "k": k, **_wanted(groups)}
     with conn.cursor(row_factory=dict_row) as cur:
         if not query:
+            if len(params["pids"]) == 1:
+                return cur.execute(APPEARANCES_ONE_SQL, params | {"pid": params["pids"][0]}).fetchall()
             return cur.execute(APPEARANCES_SQL, params).fetchall()
         params |= {
             "qt": text_vec,
