@@ -153,7 +153,9 @@ def asr_segmented(pool: SegmentPool, ctx: StageContext) -> tuple[float, float]:
 
 def faces_alone(ctx: StageContext) -> tuple[float, int, int]:
     """(CPU seconds, frames searched, tracks) of the faces stage over every segment, in this process
-    (its models loaded before the clock starts)."""
+    (its models loaded before the clock starts); zeros with HEIMDEX_FACES=off (the baseline)."""
+    if not ctx.settings.faces_for(ctx.ref.org_id):
+        return 0.0, 0, 0
     ctx.models.faces()
     started, searched, tracks = time.process_time(), 0, 0
     for i in range(len(ctx.segments)):
