@@ -152,6 +152,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Frames a second searched for faces in each shot (and its keyframes).",
     )
+    faces_keyframes_first: bool = Field(
+        default=False,
+        description="Search a shot's keyframes first and its other frames only if a keyframe shows a"
+        " face: far less detection where most shots have no one (a face seen only between keyframes,"
+        " under keyframe_interval_s, can be missed).",
+    )
     faces_min_size: int = Field(
         default=80,
         ge=20,

@@ -121,6 +121,16 @@ def track_shot(
     return tracks, searched
 
 
+def keyframes_first(
+    models: FaceModels, frames: list[tuple[float, np.ndarray]], kf_times: set[float], min_size: int
+) -> list[tuple[float, np.ndarray]]:
+    """A shot's frames to search: all of them if one of its keyframes shows a face, else none
+    (HEIMDEX_FACES_KEYFRAMES_FIRST). The keyframes' detections are run again by track_shot; a
+    face on a keyframe is rare enough next to the frames saved that this costs little."""
+    keys = [(t, rgb) for t, rgb in frames if round(t, 3) in kf_times] or frames[:1]
+    return frames if any(faces.detect(models, rgb, t, min_size) for t, rgb in keys) else []
+
+
 def run(ctx: StageContext) -> dict[str, Any]:
     s = ctx.settings
     if not s.faces_for(ctx.ref.org_id):
@@ -143,8 +153,11 @@ def run(ctx: StageContext) -> dict[str, Any]:
     prefix = "" if ctx.part is None else f"{ctx.part:03d}-"
     tracks_out: list[dict[str, Any]] = []
     searched = 0
+    kf_times = {round(float(kf["time"]), 3) for kf in keyframes}
     for shot_index, shot_frames in sorted(by_shot.items()):
         h, w = shot_frames[0][1].shape[:2]
+        if s.faces_keyframes_first:
+            shot_frames = keyframes_first(models, shot_frames, kf_times, s.faces_min_size)
         tracks, n = track_shot(
             models, shot_frames, min_size=s.faces_min_size, max_gap_s=2.5 / s.faces_sample_fps
         )
