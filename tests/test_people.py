@@ -448,3 +448,19 @@ def test_forget_erases_crops_and_stage_outputs_and_regroup_runs_from_the_cli(
         text=True,
     )
     assert proc.returncode == 2 and f"no person {person}" in proc.stderr
+
+
+def test_keyframes_first_skips_only_shots_without_a_face(engine: Engine, clips: dict[str, Path]) -> None:
+    """HEIMDEX_FACES_KEYFRAMES_FIRST: the test pattern's shot is not searched beyond its keyframe;
+    the shots with a face are searched at every sample."""
+    from heimdex.stages.faces import frames_at, keyframes_first, sample_times
+
+    models = Models(engine.settings).faces()
+    shots = [{"start": 0.0, "end": 3.0}, {"start": 3.0, "end": 6.0}, {"start": 6.0, "end": 9.0}]
+    keyframes = [{"time": 1.0}, {"time": 4.0}, {"time": 7.0}]
+    frames = frames_at(str(clips["interview"]), sample_times(shots, keyframes, 1.0), 640, 0, 0.0)
+    kf_times = {round(t, 3) for t, _ in frames if any(abs(t - k["time"]) < 0.05 for k in keyframes)}
+    by_shot = [[(t, rgb) for t, rgb in frames if sh["start"] <= t < sh["end"]] for sh in shots]
+    kept = [keyframes_first(models, f, kf_times, engine.settings.faces_min_size) for f in by_shot]
+    assert [len(k) for k in kept] == [len(by_shot[0]), 0, len(by_shot[2])]
+    assert all(len(f) >= 3 for f in by_shot)  # at least 1 a second in each 3-second shot

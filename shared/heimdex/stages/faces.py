@@ -32,17 +32,25 @@ STATIC_MAD = 2.0  # mean absolute difference (0-255) under which two frames show
 
 def sample_times(shots: list[dict[str, Any]], keyframes: list[dict[str, Any]], fps: float) -> list[float]:
     """Every keyframe's time, and `fps` frames a second within each shot (the first half an interval
-    in); a grid time within half an interval of a keyframe is that keyframe (the sharpest frame
-    near it), so no second is left without a frame. Sorted."""
+    in); a grid time within half an interval of a keyframe that no other grid time took becomes
+    that keyframe (the sharpest frame near it), so a shot still gets one frame per interval. Sorted."""
     step = 1.0 / fps
     kf_times = sorted({round(float(kf["time"]), 3) for kf in keyframes})
     times = set(kf_times)
+    taken: set[float] = set()
     for shot in shots:
         t = float(shot["start"]) + step / 2
         while t < float(shot["end"]):
             i = bisect.bisect_left(kf_times, t)
-            near = [kf_times[j] for j in (i - 1, i) if 0 <= j < len(kf_times)]
-            if not any(abs(k - t) <= step / 2 for k in near):
+            near = [
+                k
+                for k in (kf_times[j] for j in (i - 1, i) if 0 <= j < len(kf_times))
+                if abs(k - t) <= step / 2
+            ]
+            free = [k for k in near if k not in taken]
+            if free:
+                taken.add(free[0])
+            else:
                 times.add(round(t, 3))
             t += step
     return sorted(times)
