@@ -464,3 +464,15 @@ def test_keyframes_first_skips_only_shots_without_a_face(engine: Engine, clips: 
     kept = [keyframes_first(models, f, kf_times, engine.settings.faces_min_size) for f in by_shot]
     assert [len(k) for k in kept] == [len(by_shot[0]), 0, len(by_shot[2])]
     assert all(len(f) >= 3 for f in by_shot)  # at least 1 a second in each 3-second shot
+
+
+def test_the_faces_service_starts_with_faces_off_and_no_models(tmp_path: Path) -> None:
+    """The cloud stage service preloads its model; with HEIMDEX_FACES=off it loads nothing (and a
+    missing model does not stop it), with faces on a missing model is reported, not raised."""
+    from types import SimpleNamespace
+
+    from heimdex.cloud.service import preload
+
+    for faces_on in ("off", "on"):
+        settings = settings_for(tmp_path, faces=faces_on, faces_models=str(tmp_path / "nowhere"))
+        preload("faces", SimpleNamespace(settings=settings, models=Models(settings)))  # type: ignore[arg-type]
