@@ -6,7 +6,7 @@ SAMPLES  := $(CURDIR)/samples
 # State goes to HEIMDEX_HOME (default: ~/.local/share/heimdex, /var/lib/heimdex for root), so the
 # CLI finds the demo's index afterwards without any variable set.
 
-.PHONY: setup demo test lint bench bench-load bench-cold bench-search dev clean
+.PHONY: setup demo test lint bench bench-load bench-cold bench-search eval dev clean
 
 $(STAMP): pyproject.toml constraints.txt scripts/setup.sh
 	./scripts/setup.sh
@@ -30,11 +30,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check shared tests bench functions containers
 	$(BIN)/mypy
 
-# Search under load and the search function's cold start first, indexing speed last: the last
-# line printed is indexing's JSON.
+# The query path first (cold start, CLI, memory and load, each next to the torch baseline: one JSON
+# line), indexing speed last: the last line printed is indexing's JSON.
 bench: $(STAMP)
-	$(BIN)/python -m bench.bench_load
-	$(BIN)/python -m bench.bench_cold_start
+	$(BIN)/python -m bench.bench_query
 	$(BIN)/python -m bench.bench_index
 
 bench-load: $(STAMP)
@@ -46,6 +45,10 @@ bench-cold: $(STAMP)
 bench-search: $(STAMP)
 	$(BIN)/python -m bench.bench_search
 	$(BIN)/python -m bench.bench_people
+
+# Search quality on generated news-like clips (bench/eval_quality.py): recall@1, recall@5, MRR per kind.
+eval: $(STAMP)
+	$(BIN)/python -m bench.eval_quality
 
 # The cloud path on local emulators; writes .heimdex-dev.json when ready, Ctrl-C stops everything.
 dev: $(STAMP)
@@ -84,6 +87,7 @@ functions-src:
 	  find functions/$$f/heimdex-src \( -name __pycache__ -o -name '*.egg-info' \) -prune -exec rm -rf {} + ; \
 	done
 	@echo "==> heimdex-src prepared for: $(FUNCTIONS)"
+	$(BIN)/heimdex export-text-model --out functions/search/text-onnx  # queries: ONNX, no torch
 
 # First apply of a new environment: the APIs and the image registry, so that images can be pushed
 # before the services that run them are created.

@@ -2,13 +2,16 @@
 
     make bench                      # 20-minute clip, 3 runs
     BENCH_MINUTES=5 BENCH_RUNS=5 make bench
+    BENCH_LANG_RUNS=0 make bench    # without the multilingual model's figures
 
 The clip is generated once (speech throughout, a cut every 6-14 s, captions on a third of the shots,
 a face photograph in a third of the shots: tests/face_media.py) and cached under .bench/. Each run
 indexes it from scratch into a fresh HEIMDEX_HOME-like store with `--force`; the first run includes
 model loading (reported as `cold_*`), the median is over all runs.
 Speech recognition alone runs the ASR stage's own transcribe() on the same file with the same
-settings. The last line printed is one JSON object with every figure.
+settings, then with Whisper base (multilingual): with per-segment language detection, with English
+segments routed to tiny.en, and told the language (`asr_multilingual`, BENCH_LANG_RUNS runs each, 1 by
+default). The last line printed is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -142,6 +145,36 @@ def asr_whole_file(settings: Settings, ctx: StageContext, clip: Path) -> tuple[f
     return time.perf_counter() - started, time.process_time() - cpu_before
 
 
+# Speech recognition alone with the multilingual model on the same clip (issue 18): per-segment
+# language detection, the same with English segments routed to tiny.en, and base told the language
+# (no detection): the difference between the last and the first is what detection costs.
+MULTILINGUAL = {
+    "base_detect": {"asr_model": "base"},
+    "base_detect_route_en": {"asr_model": "base", "asr_route_english": True},
+    "base_language_given": {"asr_model": "base", "asr_language": "en"},
+}
+
+
+def asr_multilingual(
+    settings: Settings, ctx: StageContext, clip: Path, runs: int
+) -> dict[str, dict[str, float]]:
+    out = {}
+    for name, update in MULTILINGUAL.items():
+        variant = settings.model_copy(update=update)
+        timed = [asr_whole_file(variant, replace(ctx, settings=variant), clip) for _ in range(runs)]
+        wall = statistics.median(w for w, _ in timed)
+        out[name] = {
+            "wall_s": round(wall, 2),
+            "cpu_s": round(statistics.median(c for _, c in timed), 1),
+            "x_realtime": round(float(truth_duration(clip)) / wall, 2),
+        }
+    return out
+
+
+def truth_duration(clip: Path) -> float:
+    return float(json.loads(clip.with_suffix(".truth.json").read_text())["duration"])
+
+
 def asr_segmented(pool: SegmentPool, ctx: StageContext) -> tuple[float, float]:
     """Heimdex's speech recognition alone: every segment through the segment processes, nothing
     else. (wall, CPU) seconds."""
@@ -209,12 +242,15 @@ def main() -> None:
 
         # Speech recognition alone on the same file, same settings: the floor set by the slowest model.
         ctx = engine.context(results[-1].ref)
+        ocr_parts = [p for p in ctx.read_parts("ocr") if "skipped" not in p]
         segmented = [asr_segmented(engine.segments, ctx) for _ in range(runs)]
         # The faces stage alone, in this process, one segment after another: its CPU seconds.
         faces_cpu = [faces_alone(ctx) for _ in range(runs)]
     finally:
         engine.close()
     whole = [asr_whole_file(settings, ctx, clip) for _ in range(runs)]
+    lang_runs = int(os.environ.get("BENCH_LANG_RUNS", "1"))
+    multilingual = asr_multilingual(settings, ctx, clip, lang_runs) if lang_runs > 0 else {}
 
     load_started = time.perf_counter()
     fresh = Models(settings)
@@ -233,6 +269,14 @@ def main() -> None:
             file=sys.stderr,
         )
     print(f"{'end2end':<10}{e2e:>9.1f}{duration / e2e:>13.1f}", file=sys.stderr)
+    # OCR's own cost (the last run): CPU seconds spent reading frames per minute of video.
+    ocr_cpu = sum(float(p.get("ocr_cpu_s", 0.0)) for p in ocr_parts)
+    ocr_reads = sum(int(p.get("ocr_runs", 0)) for p in ocr_parts)
+    ocr_per_min = round(ocr_cpu / (duration / 60), 3)
+    print(
+        f"ocr: {ocr_reads} frames read, {ocr_cpu:.1f} CPU s, {ocr_per_min:.2f} CPU s per minute",
+        file=sys.stderr,
+    )
     print(
         f"{'asr alone':<10}{asr_alone:>9.1f}{duration / asr_alone:>13.1f}  (whole file, one process)",
         file=sys.stderr,
@@ -241,6 +285,11 @@ def main() -> None:
         f"{'asr segm.':<10}{asr_seg:>9.1f}{duration / asr_seg:>13.1f}  (segments, process pool)",
         file=sys.stderr,
     )
+    for name, fig in multilingual.items():
+        print(
+            f"{name:<22}{fig['wall_s']:>9.1f}{fig['x_realtime']:>9.1f}x  (asr alone, whole file)",
+            file=sys.stderr,
+        )
     figures = {
         "clip_s": duration,
         "speech_share": round(speech_share, 3),
@@ -261,9 +310,13 @@ def main() -> None:
         "end_to_end_cpu_s": round(statistics.median(cpus), 1),
         "asr_alone_cpu_s": round(statistics.median(c for _, c in whole), 1),
         "asr_segmented_cpu_s": round(statistics.median(c for _, c in segmented), 1),
+        "asr_multilingual": multilingual,
         "model_load_s": round(model_load_s, 2),
         "model_load_share_cold": round(model_load_s / walls[0], 4),
         "stages": stages,
+        "ocr_frames_read": ocr_reads,
+        "ocr_cpu_s": round(ocr_cpu, 2),
+        "ocr_cpu_s_per_min": ocr_per_min,
         # Faces (issue 15): the stage alone (CPU seconds per minute of video, its share of the pipeline's
         # CPU seconds), and in the pipeline (stage-seconds, share of all stages' busy time).
         "faces_cpu_s_per_video_minute": round(

@@ -24,7 +24,9 @@ does, for the largest organisation ("overall", graph path), the 1% organisation 
 the smallest organisation above the exact limit ("mid", graph path). Recall@10 compares each top 10
 with the same fusion computed with exact vector distances (ORDER BY distance + 0: no vector index).
 Where the float32 run's exact answers are cached (DATA_VERSION 1, same corpus and queries), recall
-against float32 is reported too: what halfvec costs. The last line printed is one JSON object with
+against float32 is reported too: what halfvec costs. The queries run first on the server this run
+started (warmed by heimdex.vectorstore.prewarm), then again on the same server once it has been
+serving (`warm_*` figures). The last line printed is one JSON object with
 every figure.
 """
 
@@ -48,6 +50,7 @@ import psycopg
 from heimdex import logs
 from heimdex.config import Settings
 from heimdex.vectorstore import orgindex
+from heimdex.vectorstore import prewarm as prewarm_mod
 from heimdex.vectorstore import search as search_mod
 from heimdex.vectorstore.db import Database
 
@@ -491,29 +494,15 @@ def measure(
     return out
 
 
-def prewarm(conn: psycopg.Connection[Any], orgs: list[str]) -> float:
-    """Read once the files of what the timed queries touch (the scenes and assets tables, their keys,
-    the shared GIN and the organisations' own indexes), so that the OS page cache holds them as a
-    serving database's memory holds its working set; returns the seconds it took. Each run starts
-    its own server with empty shared buffers, and 200 warm-up queries reach only part of a
-    350,000-row graph: without this, a run right after another process used the memory measured p95
-    257 ms for the largest organisation. pg_prewarm is not in the embedded build."""
-    t0 = time.perf_counter()
-    row = conn.execute("SHOW data_directory").fetchone()
-    datadir = Path(row[0]) if row else None
-    names = ["scenes", "scenes_pkey", "scenes_tsv", "assets", "assets_pkey"]
-    names += [orgindex.index_name(o, s) for o in orgs for s in orgindex.SIGNALS]
-    for name in names:
-        path = conn.execute("SELECT pg_relation_filepath(to_regclass(%s))", (name,)).fetchone()
-        if datadir is None or not (path and path[0]):
-            continue
-        base = datadir / path[0]
-        for segment in [base, *base.parent.glob(base.name + ".*")]:  # 1 GB segments: base, base.1, ...
-            with segment.open("rb") as f:
-                while f.read(1 << 24):
-                    pass
-    say(f"prewarm: {len(names)} relations read in {time.perf_counter() - t0:.1f}s")
-    return time.perf_counter() - t0
+def prewarm(conn: psycopg.Connection[Any]) -> float:
+    """The product's warm-up of a freshly started server (heimdex.vectorstore.prewarm: pg_prewarm
+    where the server has it, else a read of the relations' files, as here: the embedded build has no
+    pg_prewarm); returns the seconds it took. Each run starts its own server with empty shared
+    buffers; without a warm-up, a run right after another process used the memory measured p95
+    257 ms for the largest organisation."""
+    done = prewarm_mod.warm(conn)
+    say(f"prewarm: {done.relations} relations ({done.mb:,.0f} MB) by {done.method} in {done.seconds:.1f}s")
+    return done.seconds
 
 
 def index_plan(db: Database, org: str, settings: Settings) -> str:
@@ -533,6 +522,7 @@ def index_plan(db: Database, org: str, settings: Settings) -> str:
         "k": K,
         "source": None,
         "rrf_k": search_mod.RRF_K,
+        **search_mod.NO_FILTERS,
     }
     with db.org_tx(org) as conn:
         conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
@@ -583,7 +573,7 @@ def main() -> None:
         prewarm_s = None
         if os.environ.get("BENCH_PREWARM", "1") != "0":
             with psycopg.connect(db.url, autocommit=True) as admin:
-                prewarm_s = prewarm(admin, [LARGEST_ORG, ONE_PCT_ORG, mid_org])
+                prewarm_s = prewarm(admin)
         report: dict[str, dict[str, Any]] = {}
         plans = {}
         for label, org in (("overall", LARGEST_ORG), ("filtered", ONE_PCT_ORG), ("mid", mid_org)):
@@ -596,6 +586,14 @@ def main() -> None:
             if ft is not None:
                 report[label]["exact_halfvec_vs_float"] = round(recall(exact, ft), 4)
             say(f"{label} ({org}, {sizes[org]:,} rows, {plans[label]}): {report[label]}")
+        # The same queries again on the server that has now been serving: the warm figures, beside
+        # the fresh ones above (a freshly started server, warmed only by the product's prewarm).
+        for label, org in (("overall", LARGEST_ORG), ("filtered", ONE_PCT_ORG)):
+            queries, warmup = corpus.queries(org, nq), corpus.queries(org, nw, stream=3)
+            truth_q = queries[: nq if org == ONE_PCT_ORG else nr]
+            exact = ground_truth(db, home, org, truth_q, settings)
+            report[f"warm_{label}"] = measure(db, org, queries, warmup, exact, settings)
+            say(f"warm {label}: {report[f'warm_{label}']}")
     finally:
         db.close()
 
@@ -612,7 +610,7 @@ def main() -> None:
         f"\n{'queries (' + str(nq) + ' each)':<26}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'recall@10':>11}"
         f"{'min rows':>10}  path"
     )
-    for label, f in report.items():
+    for label, f in report.items():  # overall/filtered/mid: fresh server; warm_*: after serving
         print(
             f"{label:<26}{f['p50_ms']:>9.2f}{f['p95_ms']:>9.2f}{f['p99_ms']:>9.2f}{f['recall_at_10']:>11.4f}"
             f"{f['min_rows']:>10}  {f['path']}"
@@ -672,6 +670,9 @@ def main() -> None:
         if "recall_vs_float_exact" in r:
             figures[f"{prefix}recall_vs_float_exact"] = r["recall_vs_float_exact"]
             figures[f"{prefix}exact_vs_float_exact"] = r["exact_halfvec_vs_float"]
+    for label, prefix in (("warm_overall", "warm_"), ("warm_filtered", "warm_filtered_")):
+        for key in ("p50_ms", "p95_ms", "p99_ms", "recall_at_10"):
+            figures[prefix + key] = report[label][key]
     figures.update(
         {
             "shared_buffers": shared_buffers,

@@ -38,11 +38,22 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 echo "==> torch"
 "${PIP[@]}" install "torch==2.13.0"
 echo "==> heimdex and its dependencies"
-"${PIP[@]}" install -c constraints.txt -e ".[dev]"
+"${PIP[@]}" install -c constraints.txt -e ".[dev,pipeline]"
 # open_clip and torchvision declare dependencies that would replace the CPU torch: install them
 # without their resolver (their own needs are already present or listed here).
 echo "==> vision extras (open_clip, torchvision) without dependency resolution"
 "${PIP[@]}" install -c constraints.txt --no-deps "open_clip_torch>=2.24" "torchvision==0.28.0" ftfy wcwidth "timm>=1.0"
+# RapidOCR (PP-OCRv4 ONNX models inside its wheel) declares opencv-python, which would sit beside the
+# headless build: installed without its resolver, its other requirements come from pyproject.toml.
+echo "==> rapidocr-onnxruntime without dependency resolution"
+"${PIP[@]}" install -c constraints.txt --no-deps "rapidocr-onnxruntime==1.4.4"
+# Queries are encoded with ONNX Runtime, not torch: export the text model once (seconds), unless an
+# export of the configured model is already there.
+if ! "$VENV/bin/python" -c "import sys; from heimdex.config import Settings; from heimdex.models import Models
+sys.exit(1 if Models(Settings()).onnx_missing() else 0)" 2>/dev/null; then
+  echo "==> text model to ONNX (heimdex export-text-model)"
+  "$VENV/bin/heimdex" export-text-model
+fi
 # Real faces and footage for the people tests (tests/face_media.py): downloaded once, never committed.
 echo "==> test media (.cache/test-media)"
 mkdir -p .cache/test-media

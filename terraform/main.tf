@@ -30,6 +30,9 @@ locals {
   stages = sort(keys(local.pipeline))
   # Stages that read the video itself (from the bucket, or Drive with the organisation's grant).
   source_stages = ["probe", "asr", "shots", "faces"]
+  # Functions that read Drive with an organisation's grant: drive_watch (changes), search (streams
+  # Drive media to signed media URLs).
+  drive_functions = ["drive_watch", "search"]
 }
 
 module "project_services" {
@@ -67,11 +70,16 @@ module "storage" {
   # The derived bucket is versioned; replaced or deleted objects are kept this long.
   derived_noncurrent_days = var.derived_noncurrent_days
 
-  # Stages that read the video itself; ocr and vision read keyframes from the derived bucket. Faces
-  # decodes frames between keyframes too.
-  source_readers = {
-    for s in local.source_stages : "stage-${s}" => module.service_accounts.members["stage-${s}"]
-  }
+  # Stages that read the video itself (faces decodes frames between keyframes too); ocr and vision
+  # read keyframes from the derived bucket. search signs URLs of source objects (a signed URL can read
+  # only what its signer can) and streams thumbnails and sidecars from the derived bucket.
+  source_readers = merge(
+    { for s in local.source_stages : "stage-${s}" => module.service_accounts.members["stage-${s}"] },
+    { "fn-search" = module.service_accounts.members["fn-search"] },
+  )
+  derived_readers = { "fn-search" = module.service_accounts.members["fn-search"] }
+  # search signs uploads into <org>/uploads/ of the source bucket.
+  upload_creators = { "fn-search" = module.service_accounts.members["fn-search"] }
   # Every stage writes its output; ingest and drive_watch delete a removed source's derived files.
   derived_writers = merge(
     { for s in local.stages : "stage-${s}" => module.service_accounts.members["stage-${s}"] },
@@ -151,9 +159,23 @@ module "drive_auth" {
   project_id = var.project_id
 
   accessors = merge(
-    { "fn-drive_watch" = module.service_accounts.members["fn-drive_watch"] },
+    { for f in local.drive_functions : "fn-${f}" => module.service_accounts.members["fn-${f}"] },
     { for s in local.source_stages : "stage-${s}" => module.service_accounts.members["stage-${s}"] },
   )
+
+  depends_on = [module.project_services]
+}
+
+# Signed media URLs of the search API: one HMAC key for every instance, and the right to sign V4 URLs
+# of bucket objects as itself (IAM signBlob; the function has no key file).
+module "media_urls" {
+  source     = "./modules/media_urls"
+  project_id = var.project_id
+
+  accessors = { "fn-search" = module.service_accounts.members["fn-search"] }
+  signers = {
+    "fn-search" = { id = module.service_accounts.ids["fn-search"], member = module.service_accounts.members["fn-search"] }
+  }
 
   depends_on = [module.project_services]
 }
@@ -253,6 +275,9 @@ module "functions" {
   drive_token_key_secret_id      = module.drive_auth.token_key_secret_id
   drive_token_key_secret_version = module.drive_auth.token_key_secret_version
   drive_oauth_client_secret_id   = module.drive_auth.oauth_client_secret_id
+
+  media_url_key_secret_id      = module.media_urls.key_secret_id
+  media_url_key_secret_version = module.media_urls.key_secret_version
 
   depends_on = [module.project_services, module.task_queues]
 }

@@ -21,6 +21,10 @@ PACKAGE = ROOT / "shared" / "heimdex"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("heimdex", "heimdex.domain", "heimdex.logs", "heimdex.retry"),  # foundation: no heimdex imports
     ("heimdex.config",),  # HEIMDEX_* settings
+    (
+        "heimdex.textenc",
+        "heimdex.whisper_models",
+    ),  # peers: sentence vectors on ONNX Runtime; where a Whisper setting points
     ("heimdex.models",),  # model loading and the checks behind "skipped: no model"
     ("heimdex.media",),  # the media timeline: segments, scenes, sidecar
     ("heimdex.vectorstore",),  # PostgreSQL + pgvector: schema, scene rows, search SQL

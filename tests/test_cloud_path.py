@@ -347,7 +347,104 @@ def test_s3_source_through_moto(stack: dict[str, Any], clips: dict[str, Path], m
         lambda: top_hit(stack, "copper dome of the lighthouse", "s3://archive/reels/lighthouse.mp4"),
         "the S3 object",
     )
-    assert hit["link"] == "s3://archive/reels/lighthouse.mp4#t=0.0"
+    assert hit["link"] == f"{hit['media_url']}#t=0.0"
+    # The media URL (no credentials) redirects to a presigned S3 URL: moto serves the bytes.
+    media = requests.get(hit["media_url"], headers={"Range": "bytes=0-99"}, timeout=30)
+    assert media.history[0].status_code == 302 and "Signature=" in media.url
+    assert media.status_code == 206 and media.content == clips["lighthouse"].read_bytes()[:100]
+
+
+def test_upload_play_caption_export_and_delete_through_the_api(
+    stack: dict[str, Any], clips: dict[str, Path]
+) -> None:
+    """Issue 14 on the cloud path: a V4 signed upload into the source bucket (the bucket trigger
+    indexes it), the hit's thumbnail and media opened without credentials (media: a redirect to a V4
+    signed URL on fake-gcs-server, which serves ranges), captions, an EDL, and delete."""
+    import io
+
+    import pycmx
+
+    from heimdex.adapters.cloud_tasks import CloudTasksDispatcher
+    from heimdex.cloud.ingest import ingest
+    from heimdex.config import Settings
+    from heimdex.services import Services
+
+    auth = {"Authorization": f"Bearer {stack['token']}", "Idempotency-Key": "vineyard-1"}
+    data = clips["vineyard"].read_bytes()
+    body = {"filename": "vine yard.mp4", "size": len(data), "content_type": "video/mp4"}
+    made = requests.post(f"{stack['api_url']}/v1/uploads", json=body, headers=auth, timeout=30)
+    assert made.status_code == 201, made.text
+    up = made.json()
+    source = f"gs://{stack['bucket']}/default/uploads/{up['upload_id']}/vine yard.mp4"
+    assert up["source"] == source and up["resumable_url"]
+    again = requests.post(f"{stack['api_url']}/v1/uploads", json=body, headers=auth, timeout=30)
+    assert again.status_code == 200 and again.json()["upload_id"] == up["upload_id"]
+    sent = requests.put(up["upload_url"], data=data, headers={"Content-Type": "video/mp4"}, timeout=60)
+    assert sent.status_code == 200, sent.text
+
+    def indexed() -> dict[str, Any] | None:
+        now = api(stack, f"/v1/uploads/{up['upload_id']}").json()
+        return now if now["status"] == "ready" else None
+
+    asset_id = wait_for(indexed, "the uploaded file to be indexed")["asset_id"]
+    hit = wait_for(lambda: top_hit(stack, "grape harvesters vineyard slopes", source), "the upload's hit")
+    thumb = requests.get(hit["thumbnail_url"], timeout=30)
+    assert thumb.status_code == 200 and thumb.content[:3] == b"\xff\xd8\xff"
+    media = requests.get(hit["media_url"], headers={"Range": "bytes=10-109"}, timeout=30)
+    assert media.history[0].status_code == 302 and "X-Goog-Signature=" in media.url
+    assert media.status_code == 206 and media.content == data[10:110]
+    vtt = api(stack, f"/v1/assets/{asset_id}/captions.vtt")
+    assert vtt.status_code == 200 and "vineyard" in vtt.text.lower()
+    edl = api(stack, "/v1/search/export", q="grape harvesters vineyard slopes", k=1, format="edl")
+    (event,) = pycmx.parse_cmx3600(io.StringIO(edl.text)).events
+    assert event.edits[0].clip_name == "vine yard.mp4"
+
+    # Re-index: a new run through the task queues, as a new asset of the same source that replaces it.
+    redo = requests.post(f"{stack['api_url']}/v1/assets/{asset_id}/reindex", headers=auth, timeout=30)
+    assert redo.status_code == 202, redo.text
+    rerun = redo.json()
+    assert rerun["asset_id"] != asset_id and rerun["job_id"] == f"job-{rerun['asset_id']}"
+    wait_for(
+        lambda: (
+            [a["asset_id"] for a in assets_for(stack, source) if a["status"] == "ready"]
+            == [rerun["asset_id"]]
+        ),
+        "the re-index to replace the asset",
+    )
+    assert api(stack, f"/v1/assets/{asset_id}").status_code == 404
+    asset_id = rerun["asset_id"]
+
+    gone = requests.delete(f"{stack['api_url']}/v1/assets/{asset_id}", headers=auth, timeout=30)
+    assert gone.status_code == 200
+    assert not assets_for(stack, source)
+    assert top_hit(stack, "grape harvesters vineyard slopes", source) is None
+    assert bucket(stack).get_blob(f"default/uploads/{up['upload_id']}/vine yard.mp4") is not None  # stays
+    # The same object delivered again (a replayed event, a re-scan) is not indexed again.
+    blob = bucket(stack).get_blob(f"default/uploads/{up['upload_id']}/vine yard.mp4")
+    settings = Settings(
+        home=Path(stack["logs"]).parent / "home",
+        database_url=stack["database_url"],
+        project=stack["project"],
+        job_store="firestore",
+        tasks_emulator_host=stack["tasks_emulator_host"],
+        stage_urls=stack["stage_urls"],
+        derived_bucket=stack["derived_bucket"],
+    )
+    services = Services(settings)
+    try:
+        again_in = ingest(
+            services,
+            CloudTasksDispatcher(settings),
+            org_id="default",
+            source=source,
+            version=str(blob.generation),
+            size=len(data),
+            name=blob.name,
+            content_type="video/mp4",
+        )
+    finally:
+        services.close()
+    assert again_in.status == "duplicate" and again_in.reason == "this version was deleted from the index"
 
 
 def test_drive_folder_watch_end_to_end(
@@ -386,8 +483,14 @@ def test_drive_folder_watch_end_to_end(
 
     file_id = drive.add_file("vineyard.mp4", clips["vineyard"].read_bytes(), folder)  # pushes a notification
     source = f"drive://{file_id}"
-    wait_for(lambda: top_hit(stack, "grape harvesters on the vineyard slopes", source), "the Drive file")
+    hit = wait_for(
+        lambda: top_hit(stack, "grape harvesters on the vineyard slopes", source), "the Drive file"
+    )
     assert any(d.state == "change" and d.status == 200 for d in drive.deliveries)
+    # The hit plays without credentials: the API streams the Drive file by ranges, with the org's grant.
+    played = requests.get(hit["media_url"], headers={"Range": "bytes=100-299"}, timeout=30)
+    assert played.status_code == 206 and played.content == clips["vineyard"].read_bytes()[100:300]
+    assert played.headers["Content-Range"].startswith("bytes 100-299/")
     media = [r for r in drive.requests if r.args.get("alt") == "media"]
     assert media and {r.principal for r in media} == {editor}  # the stages read with the org's grant
     assert [j["org_id"] for j in jobs(stack) if j["source"] == source] == ["default"]  # beta: none

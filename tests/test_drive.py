@@ -350,6 +350,12 @@ def test_download_and_stat(drive: FakeDrive, access: DriveAccess, tmp_path: Path
     ranges = [r.range for r in drive.media_requests(fid)]
     assert ranges == [f"bytes={i * 65536}-{(i + 1) * 65536 - 1}" for i in range(5)]
 
+    # Ranged reads, as the media API streams a Drive file to a player (api/media.py).
+    assert store.read_range(f"drive://{fid}", 100, 199) == data[100:200]
+    assert drive.media_requests(fid)[-1].range == "bytes=100-199"
+    with pytest.raises(MediaError, match="not found"):
+        store.read_range("drive://1doesNotExist", 0, 9)
+
     drive.update_file(fid, data[:1000])
     assert store.stat(f"drive://{fid}").version != info.version
 

@@ -190,7 +190,10 @@ def make_env(drive: FakeDrive, firestore_client: firestore.Client, tmp_path: Pat
         )
         env = Env(drive, client, settings, server, watcher, grants)
         late.app = create_drive_app(
-            SimpleNamespace(settings=settings, jobs=env.jobs), Dispatcher(), lambda: watcher
+            # ingest also asks whether a version was deleted through the API (no index here: never)
+            SimpleNamespace(settings=settings, jobs=env.jobs, is_deleted=lambda *_, **__: False),
+            Dispatcher(),
+            lambda: watcher,
         )
         servers.append(server.start())
         return env

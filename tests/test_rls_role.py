@@ -97,13 +97,13 @@ def test_the_application_cannot_become_the_owner(app_conn: psycopg.Connection[An
 
 
 def test_no_organisation_set_reads_nothing(engine: Engine, app_conn: psycopg.Connection[Any]) -> None:
-    for table in ("scenes", "assets", "jobs"):
+    for table in ("scenes", "scene_units", "assets", "jobs"):
         assert count(app_conn, table) == 0
     assert app_conn.execute("SELECT heimdex_current_org()").fetchone() == (None,)
     qt = np.ones(384, dtype=np.float32)
     assert search_sql.search(app_conn, "lighthouse", text_vec=qt, text_model="x") == []
     with engine.db.org_tx(OTHER) as conn:  # the data is there
-        assert count(conn, "scenes") > 0
+        assert count(conn, "scenes") > 0 and count(conn, "scene_units") > 0
 
 
 def test_forging_the_organisation_inside_a_search_sees_nothing(
@@ -117,12 +117,10 @@ def test_forging_the_organisation_inside_a_search_sees_nothing(
         assert conn.execute("SELECT heimdex_current_org()").fetchone() == (OWN,)
         conn.execute("SELECT set_config('heimdex.org_id', %s, true)", (OTHER,))
         assert conn.execute("SELECT heimdex_current_org()").fetchone() == (None,)
-        for table in ("scenes", "assets", "jobs"):
+        for table in ("scenes", "scene_units", "assets", "jobs"):
             assert count(conn, table, OTHER) == 0 and count(conn, table) == 0
         assert search_sql.search(conn, "lighthouse", text_vec=qt, text_model=text_model) == []
-        hits = conn.execute(
-            "SELECT count(*) FROM heimdex_keyword_hits(to_tsquery('english', 'lighthouse'), NULL, 100)"
-        ).fetchone()
+        hits = conn.execute("SELECT count(*) FROM heimdex_keyword_hits('lighthouse', NULL, 100)").fetchone()
         assert hits == (0,)
     with engine.db.org_tx(OWN) as conn:
         # Both settings, session-wide, and in the same statement as the read: still nothing.
@@ -176,6 +174,7 @@ def test_writes_into_another_organisation_are_refused(engine: Engine, corpus: di
     with engine.db.org_tx(OWN) as conn:
         conn.execute("SELECT set_config('heimdex.org_id', %s, true)", (OTHER,))
         assert conn.execute("DELETE FROM scenes WHERE org_id = %s", (OTHER,)).rowcount == 0
+        assert conn.execute("DELETE FROM scene_units WHERE org_id = %s", (OTHER,)).rowcount == 0
         assert conn.execute("UPDATE assets SET error = 'x' WHERE org_id = %s", (OTHER,)).rowcount == 0
 
 
@@ -193,6 +192,8 @@ def test_writes_into_another_organisation_are_refused(engine: Engine, corpus: di
         "ALTER TABLE scenes DISABLE ROW LEVEL SECURITY",
         "ALTER TABLE scenes NO FORCE ROW LEVEL SECURITY",
         "DROP POLICY org_isolation ON scenes",
+        "ALTER TABLE scene_units DISABLE ROW LEVEL SECURITY",
+        "DROP POLICY org_isolation ON scene_units",
         "CREATE OR REPLACE FUNCTION heimdex_current_org() RETURNS text LANGUAGE sql AS 'SELECT 1::text'",
         "GRANT postgres TO heimdex_app",
         "ALTER ROLE heimdex_app BYPASSRLS",
@@ -223,7 +224,7 @@ def test_migrations_and_maintenance_run_as_the_owner(engine: Engine) -> None:
         assert row == ("postgres", len(db_mod.migrations(engine.settings)))
         owners = owner.execute(
             "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class"
-            " WHERE relname IN ('scenes', 'assets', 'jobs', 'heimdex_sessions')"
+            " WHERE relname IN ('scenes', 'scene_units', 'assets', 'jobs', 'heimdex_sessions')"
         ).fetchall()
         assert owners == [("postgres",)]
     with orgindex.connect(engine.db) as conn:  # index maintenance: the owner's connection

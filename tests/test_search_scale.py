@@ -233,6 +233,7 @@ def test_dedicated_index_is_used_for_its_organisation_only(old_db: tuple[Databas
         "k": 10,
         "source": None,
         "rrf_k": 60,
+        **search_sql.NO_FILTERS,
     }
     for org, own in (("alpha", True), ("beta", False)):
         with db.org_tx(org) as conn:

@@ -37,7 +37,9 @@ CLIP = [
     Segment(6.0, speech="The museum will open a new dinosaur exhibition next summer."),
     Segment(6.0, caption="MOUNTAIN RESCUE TEAM"),
 ]
-NO_WHISPER = "no CTranslate2 Whisper model at base"
+# A Whisper setting that is neither a folder nor a faster-whisper model name (`base` is one: issue 18).
+MISSING_ASR = "whisper-base"
+NO_WHISPER = f"no CTranslate2 Whisper model at {MISSING_ASR}"
 MISSING_WEIGHTS = "/nonexistent/open_clip/ViT-B-32.pt"
 
 
@@ -139,15 +141,16 @@ def texts(hits: list[dict[str, Any]], clip: Path) -> str:
 # -- each optional stage, skipped -------------------------------------------------------------------
 
 
-def test_asr_model_name_instead_of_a_path(
+def test_asr_model_that_points_at_nothing(
     cli_env: dict[str, str], clip: Path, engine_with: Any, base_engine: Engine
 ) -> None:
-    """HEIMDEX_ASR_MODEL=base: said once before any file, the file indexed without speech (exit 0);
+    """HEIMDEX_ASR_MODEL=whisper-base (no such folder, no such model name): said once before any file,
+    the file indexed without speech (exit 0);
     once the model is there, the next run indexes it again with speech."""
-    out = run_cli({**cli_env, "HEIMDEX_ASR_MODEL": "base"}, "index", str(clip), "--org", "noasr")
+    out = run_cli({**cli_env, "HEIMDEX_ASR_MODEL": MISSING_ASR}, "index", str(clip), "--org", "noasr")
     assert out.returncode == 0, out.stdout
     lines = out.stdout.splitlines()
-    problem = [i for i, line in enumerate(lines) if "HEIMDEX_ASR_MODEL=base" in line]
+    problem = [i for i, line in enumerate(lines) if f"HEIMDEX_ASR_MODEL={MISSING_ASR}" in line]
     first_file = next(i for i, line in enumerate(lines) if line.startswith(("ok ", "FAIL")))
     assert len(problem) == 1 and problem[0] < first_file, out.stdout
     assert "speech will be skipped for every file" in lines[problem[0]]
@@ -161,7 +164,7 @@ def test_asr_model_name_instead_of_a_path(
     assert "dinosaur" not in texts(base_engine.search("dinosaur exhibition", org="noasr", k=10), clip)
 
     # Still no model: nothing to redo. The model configured: the asset is indexed again, with speech.
-    again = engine_with(asr_model="base").index([clip], org="noasr")
+    again = engine_with(asr_model=MISSING_ASR).index([clip], org="noasr")
     assert isinstance(again[0], Skipped) and again[0].status == "ready"
     fixed = base_engine.index([clip], org="noasr")
     assert isinstance(fixed[0], JobResult) and fixed[0].status == "ready", fixed
@@ -170,18 +173,32 @@ def test_asr_model_name_instead_of_a_path(
     assert "dinosaur" in texts(base_engine.search("dinosaur exhibition", org="noasr"), clip)
 
 
-def test_ocr_skipped_when_tesseract_is_missing(
-    monkeypatch: pytest.MonkeyPatch, cli_env: dict[str, str], clip: Path, engine_with: Any
+@pytest.mark.parametrize(
+    ("engine_name", "missing", "why"),
+    [
+        ("rapidocr", "heimdex.models.find_rapidocr", "rapidocr-onnxruntime is not installed"),
+        ("tesseract", "heimdex.models.find_tesseract", "tesseract is not installed"),
+    ],
+)
+def test_ocr_skipped_when_its_engine_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+    cli_env: dict[str, str],
+    clip: Path,
+    engine_with: Any,
+    engine_name: str,
+    missing: str,
+    why: str,
 ) -> None:
-    monkeypatch.setattr("heimdex.models.find_tesseract", lambda: None)
-    engine = engine_with()
-    [result] = engine.index([clip], org="noocr")
+    monkeypatch.setattr(missing, lambda: None)
+    engine = engine_with(ocr_engine=engine_name)
+    org = f"noocr-{engine_name}"
+    [result] = engine.index([clip], org=org)
     assert result.status == "ready", result
-    doc = assert_indexed_without(engine, cli_env, clip, "noocr", {"ocr": "tesseract is not installed"})
+    doc = assert_indexed_without(engine, cli_env, clip, org, {"ocr": why})
     assert all(scene["ocr"] == "" for scene in doc["scenes"])
     assert doc["transcript"]["words"]
-    assert "dinosaur" in texts(engine.search("dinosaur exhibition", org="noocr"), clip)
-    assert "rescue" not in texts(engine.search("mountain rescue team", org="noocr", k=10), clip)
+    assert "dinosaur" in texts(engine.search("dinosaur exhibition", org=org), clip)
+    assert "rescue" not in texts(engine.search("mountain rescue team", org=org, k=10), clip)
 
 
 def test_vision_skipped_when_its_weights_are_missing(
@@ -205,13 +222,13 @@ def test_every_optional_signal_skipped(
     monkeypatch: pytest.MonkeyPatch, cli_env: dict[str, str], clip: Path, engine_with: Any
 ) -> None:
     """No speech, no on-screen text, no image vectors: scenes from shots, ready, nothing to find."""
-    monkeypatch.setattr("heimdex.models.find_tesseract", lambda: None)
-    engine = engine_with(asr_model="base", vision_weights=MISSING_WEIGHTS)
+    monkeypatch.setattr("heimdex.models.find_rapidocr", lambda: False)
+    engine = engine_with(asr_model=MISSING_ASR, vision_weights=MISSING_WEIGHTS)
     [result] = engine.index([clip], org="nosignal")
     assert result.status == "ready", result
     expected = {
         "asr": NO_WHISPER,
-        "ocr": "tesseract is not installed",
+        "ocr": "rapidocr-onnxruntime is not installed",
         "vision": f"vision weights not found: {MISSING_WEIGHTS}",
     }
     doc = assert_indexed_without(engine, cli_env, clip, "nosignal", expected)
@@ -245,7 +262,7 @@ def test_missing_text_model_stops_before_any_file(
 def test_index_is_not_optional(monkeypatch: pytest.MonkeyPatch, clip: Path, engine_with: Any) -> None:
     """Past the check (the model gone mid-run), a missing text model fails the job with the reason:
     never a `skipped` index stage that would leave the asset `processing`."""
-    engine = engine_with(asr_model="base", text_model="/gone/text-model")
+    engine = engine_with(asr_model=MISSING_ASR, text_model="/gone/text-model")
     monkeypatch.setattr(engine.models, "check", lambda stages=None: [])
     [result] = engine.index([clip], org="textgone")
     assert result.status == "failed"
@@ -257,11 +274,24 @@ def test_index_is_not_optional(monkeypatch: pytest.MonkeyPatch, clip: Path, engi
 @pytest.mark.parametrize(
     ("overrides", "stage", "words"),
     [
-        ({"asr_model": "base"}, "asr", ["HEIMDEX_ASR_MODEL=base", NO_WHISPER, "speech will be skipped"]),
+        (
+            {"asr_model": MISSING_ASR},
+            "asr",
+            [f"HEIMDEX_ASR_MODEL={MISSING_ASR}", NO_WHISPER, "speech will be skipped"],
+        ),
+        (
+            {"asr_model": "small", "asr_download": False},
+            "asr",
+            ["HEIMDEX_ASR_MODEL=small", "Whisper small is not on this machine and downloads are off"],
+        ),
         ({"asr_model": "/opt/models/whisper-small"}, "asr", ["no CTranslate2 Whisper model at /opt"]),
         ({"vision_weights": MISSING_WEIGHTS}, "vision", ["HEIMDEX_VISION_WEIGHTS", "image vectors"]),
         ({"text_model": "/nope"}, "index", ["HEIMDEX_TEXT_MODEL=/nope", "nothing can be indexed"]),
-        ({"ocr_languages": "eng+xx"}, "ocr", ["HEIMDEX_OCR_LANGUAGES=eng+xx", "language data for xx"]),
+        (
+            {"ocr_engine": "tesseract", "ocr_languages": "eng+xx"},
+            "ocr",
+            ["HEIMDEX_OCR_LANGUAGES=eng+xx", "language data for xx"],
+        ),
     ],
 )
 def test_check_names_the_setting_and_the_effect(
@@ -283,7 +313,7 @@ def test_stage_services_report_at_start_up(
 ) -> None:
     """Cloud: the asr service logs the problem once and starts (its tasks are then skipped); the
     index service cannot work without the text model and does not start."""
-    engine = engine_with(asr_model="base")
+    engine = engine_with(asr_model=MISSING_ASR)
     with caplog.at_level(logging.ERROR, logger="heimdex.cloud.service"):
         preload("asr", engine)
         preload("ocr", engine)

@@ -27,7 +27,7 @@ from typing import Any
 import hcl2
 import pytest
 
-from heimdex.config import Settings
+from heimdex.config import DRIVE_READERS, Settings
 from heimdex.core.graph import PIPELINE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,7 +151,10 @@ def names_in(loc: dict[str, Any], value: Any) -> dict[str, Any]:
     ref = re.fullmatch(r"\$\{local\.([a-z_]+)\}", value)
     if ref:
         return names_in(loc, loc[ref.group(1)])
-    return dict.fromkeys(HEIMDEX_VAR.findall(value), "${computed}")
+    found = dict.fromkeys(HEIMDEX_VAR.findall(value), "${computed}")
+    for name in re.findall(r"\blocal\.([a-z_]+)\b", value):  # `${merge(local.a, local.b)}`
+        found.update(names_in(loc, loc[name]))
+    return found
 
 
 def secret_names(module: str, component: str) -> set[str]:
@@ -420,9 +423,18 @@ def test_drive_secrets_only_where_drive_is_read() -> None:
     OAuth client secret: both come from Secret Manager (never a plain variable), and only drive_watch
     and the stages that read the video from its source get them, or may read the secrets."""
     drive_secrets = {"HEIMDEX_DRIVE_TOKEN_KEY", "HEIMDEX_DRIVE_OAUTH_CLIENT_SECRET"}
+    # drive_watch (changes) and search (streams Drive media with the organisation's grant).
+    assert {f for f in FUNCTIONS if f in DRIVE_READERS} == {"drive_watch", "search"}
+    assert {s for s in STAGES if s in DRIVE_READERS} == set(SOURCE_STAGES)
     for function in FUNCTIONS:
-        expected = drive_secrets if function == "drive_watch" else set()
+        expected = drive_secrets if function in DRIVE_READERS else set()
         assert secret_names("functions", function) & drive_secrets == expected, function
+        drive_plain = {
+            "HEIMDEX_DRIVE_SA_FOLDERS",
+            "HEIMDEX_DRIVE_GRANTS_COLLECTION",
+            "HEIMDEX_DRIVE_OAUTH_CLIENT_ID",
+        }
+        assert (drive_plain <= set(function_env(function))) == (function in DRIVE_READERS), function
     for stage in STAGES:
         expected = drive_secrets if stage in SOURCE_STAGES else set()
         assert secret_names("stage_services", stage) & drive_secrets == expected, stage
@@ -437,9 +449,10 @@ def test_drive_secrets_only_where_drive_is_read() -> None:
     assert tuple(stage_vars["source_stages"]["default"]) == SOURCE_STAGES
     env_locals = locals_of(TF)
     assert env_locals["source_stages"] == list(SOURCE_STAGES)
+    assert env_locals["drive_functions"] == [f for f in FUNCTIONS if f in DRIVE_READERS]
     call = module_calls()["drive_auth"]
     assert call["accessors"] == (
-        '${merge({"fn-drive_watch" = module.service_accounts.members["fn-drive_watch"]}, '
+        '${merge({for f in local.drive_functions : "fn-${f}" => module.service_accounts.members["fn-${f}"]}, '
         '{for s in local.source_stages : "stage-${s}" => module.service_accounts.members["stage-${s}"]})}'
     )
     assert module_calls()["stage_services"]["source_stages"] == "${local.source_stages}"
@@ -451,6 +464,101 @@ def test_drive_secrets_only_where_drive_is_read() -> None:
     accessors = resources(MODULES / "drive_auth", "google_secret_manager_secret_iam_member")
     assert {a["role"] for a in accessors.values()} == {"roles/secretmanager.secretAccessor"}
     assert {a["for_each"] for a in accessors.values()} == {"${var.accessors}"}
+
+
+def test_one_media_url_key_for_every_search_instance() -> None:
+    """Signed media URLs (heimdex.api.signing) open on any instance only if all share the HMAC key:
+    Terraform generates it (32 random bytes, base64) into Secret Manager and gives it to search, and
+    only search, as the secret HEIMDEX_MEDIA_URL_KEY; only search's account may read it."""
+    import base64
+    import os
+
+    from heimdex.api.signing import MediaSigner, media_key
+
+    module = MODULES / "media_urls"
+    key = resources(module, "random_bytes")["key"]
+    assert key["length"] == 32
+    version = resources(module, "google_secret_manager_secret_version")["key"]
+    assert version["secret_data"] == "${random_bytes.key.base64}"
+    assert version["secret"] == "${google_secret_manager_secret.key.id}"
+    [accessor] = resources(module, "google_secret_manager_secret_iam_member").values()
+    assert accessor["role"] == "roles/secretmanager.secretAccessor"
+    assert accessor["for_each"] == "${var.accessors}"
+    assert accessor["secret_id"] == "${google_secret_manager_secret.key.secret_id}"
+    call = module_calls()["media_urls"]
+    assert call["accessors"] == {"fn-search": '${module.service_accounts.members["fn-search"]}'}
+    # The secret reaches search's environment (and no other function's), never as a plain variable.
+    for function in FUNCTIONS:
+        has_key = "HEIMDEX_MEDIA_URL_KEY" in secret_names("functions", function)
+        assert has_key == (function == "search"), function
+    for module_name in ("functions", "stage_services"):
+        loc = locals_of(MODULES / module_name)
+        plain = [loc["common_env"], *loc["component_env"].values()]
+        assert not any("HEIMDEX_MEDIA_URL_KEY" in env for env in plain), module_name
+    secret = locals_of(MODULES / "functions")["media_secret_env"]["HEIMDEX_MEDIA_URL_KEY"]
+    assert secret == {
+        "secret": "${var.media_url_key_secret_id}",
+        "version": "${var.media_url_key_secret_version}",
+    }
+    functions = module_calls()["functions"]
+    assert functions["media_url_key_secret_id"] == "${module.media_urls.key_secret_id}"
+    assert functions["media_url_key_secret_version"] == "${module.media_urls.key_secret_version}"
+    # What Terraform generates is a key the code takes as it is: two instances given the same value
+    # accept each other's URLs (the HS256 fallback is not used when the key is set).
+    generated = base64.b64encode(os.urandom(32)).decode()
+    settings = Settings(media_url_key=generated, home=Path("/nonexistent-heimdex-home"))
+    one = MediaSigner(media_key(settings, "a" * 32), 3600)
+    other = MediaSigner(media_key(settings, "b" * 32), 3600)
+    path = one.path("acme", "a1", "video", now=1000.0)
+    exp, sig = re.search(r"exp=(\d+)&sig=([\w-]+)", path).groups()  # type: ignore[union-attr]
+    assert other.verify("acme", "a1", "video", int(exp), sig, now=1000.0)
+    assert not other.verify("acme", "a1", "thumbnails/0.jpg", int(exp), sig, now=1000.0)
+
+
+def test_search_signs_bucket_urls_as_itself_and_can_read_what_it_signs() -> None:
+    """A gs:// video answers with a V4 signed URL, signed through IAM signBlob as the function's own
+    account (heimdex.adapters.gcs.signed_url): that account holds serviceAccountTokenCreator on
+    itself only, the IAM Credentials API is on, and, since a signed URL can do only what its signer
+    may, search reads the source and derived buckets and creates objects only under <org>/uploads/."""
+    module = MODULES / "media_urls"
+    [grant] = resources(module, "google_service_account_iam_member").values()
+    assert grant["role"] == "roles/iam.serviceAccountTokenCreator"
+    assert grant["for_each"] == "${var.signers}"
+    assert grant["service_account_id"] == "${each.value.id}" and grant["member"] == "${each.value.member}"
+    [check] = variables_of(module)["signers"]["validation"]
+    itself = 'endswith(s.id, "/serviceAccounts/${trimprefix(s.member, "serviceAccount:")}")'
+    assert itself in check["condition"]
+    assert module_calls()["media_urls"]["signers"] == {
+        "fn-search": {
+            "id": '${module.service_accounts.ids["fn-search"]}',
+            "member": '${module.service_accounts.members["fn-search"]}',
+        }
+    }
+    code = (ROOT / "shared" / "heimdex" / "adapters" / "gcs.py").read_text()
+    assert 'kwargs["service_account_email"] = creds.service_account_email' in code  # signBlob as itself
+    services = variables_of(MODULES / "project_services")["services"]["default"]
+    assert {"iamcredentials.googleapis.com", "secretmanager.googleapis.com"} <= set(services)
+    # Bucket grants of search's account: read sources and derived files, create uploads.
+    storage = module_calls()["storage"]
+    member = 'module.service_accounts.members["fn-search"]'
+    assert f'"fn-search" = {member}' in storage["source_readers"]
+    assert storage["derived_readers"] == storage["upload_creators"] == {"fn-search": f"${{{member}}}"}
+    creators = resources(MODULES / "storage", "google_storage_bucket_iam_member")["upload_creators"]
+    assert creators["role"] == "roles/storage.objectCreator"
+    assert creators["bucket"] == "${google_storage_bucket.source[0].name}"
+    [condition] = creators["condition"]
+    assert "/objects/{org}/uploads/" in condition["expression"] and ".extract(" in condition["expression"]
+    readers = resources(MODULES / "storage", "google_storage_bucket_iam_member")
+    assert readers["source_readers"]["role"] == "roles/storage.objectViewer"
+    assert readers["derived_readers"]["role"] == "roles/storage.objectViewer"
+    assert readers["derived_readers"]["for_each"] == "${var.derived_readers}"
+    # The upload bucket is that same source bucket, and the code writes uploads where the grant allows.
+    assert module_calls()["functions"]["source_bucket"] == "${module.storage.source_bucket}"
+    env = function_env("search")
+    assert env["HEIMDEX_UPLOAD_BUCKET"] == '${var.source_bucket == null ? "" : var.source_bucket}'
+    uploads = (ROOT / "shared" / "heimdex" / "api" / "uploads.py").read_text()
+    assert 'f"gs://{cloud_bucket}/{org()}/uploads/{upload_id}/{filename}"' in uploads
+    assert Settings(upload_bucket="").upload_bucket == ""  # "" (no source bucket): no cloud uploads
 
 
 def test_the_drive_oauth_redirect_uri_is_the_callback_the_code_serves() -> None:
@@ -647,10 +755,13 @@ def test_firestore_ttl_on_jobs_and_events() -> None:
 
 
 def test_no_broad_roles_no_public_buckets_no_default_compute_account() -> None:
-    broad = re.compile(r'"roles/(owner|editor|viewer|[a-z]+\.admin|iam\.serviceAccountTokenCreator)"')
+    broad = re.compile(r'"roles/(owner|editor|viewer|[a-z]+\.admin)"')
+    token_creator = MODULES / "media_urls" / "main.tf"  # each signer on itself only: see below
     for path in sorted(TF.rglob("*.tf")):
         text = path.read_text()
         assert not broad.search(text), f"{path.relative_to(ROOT)} grants a broad role"
+        if path != token_creator:
+            assert "serviceAccountTokenCreator" not in text, f"{path.relative_to(ROOT)}: token creator"
         assert "compute@developer.gserviceaccount.com" not in text
         assert "allAuthenticatedUsers" not in text
         if path.parent.name != "functions":

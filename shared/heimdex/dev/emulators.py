@@ -184,6 +184,9 @@ def gcs(
         "warn",
         "-external-url",
         f"http://127.0.0.1:{port}",
+        # Path-style object URLs (`/BUCKET/OBJECT`, what V4 signed URLs name) are served for this host.
+        "-public-host",
+        f"127.0.0.1:{port}",
     ]
     env = {}
     if pubsub_host and project and topic:

@@ -40,6 +40,7 @@ class Segment:
     caption: str | None = None
     caption_span: tuple[float, float] | None = None  # within the segment; default: the whole segment
     look: int | None = None  # palette entry; default: the segment's position
+    voice: str = "en-us"  # espeak-ng voice of the speech: de, es, fr, ...
     picture: str | None = None  # an image (a face photograph) shown in the middle, 3/4 of the height
 
 
@@ -119,7 +120,7 @@ def make_clip(
                 truth["cuts"].append(round(t, 3))
             if seg.speech:
                 wav = work / f"speech{i:04d}.wav"
-                speech_len = speak(seg.speech, wav)
+                speech_len = speak(seg.speech, wav, seg.voice)
                 if seg.speech_at + speech_len > length:
                     raise ValueError(f"segment {i}: speech ({speech_len:.1f}s) does not fit in {length}s")
                 sound.append((t + seg.speech_at, wav))

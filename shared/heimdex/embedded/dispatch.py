@@ -99,6 +99,11 @@ class LocalDispatcher:
             log.exception("dispatch failed", extra={"job": ref.job_id, "stage": stage})
             self._finish(result, "failed", f"{stage}: {type(exc).__name__}: {exc}")
             return
+        if stage == LAST and outcome.status in ("done", "skipped"):
+            # The job is ready in the store: say so even when the run is being interrupted, or the
+            # file would be indexed with no run reporting it (the next run finds it unchanged).
+            self._finish(result, "ready", None)
+            return
         if self._stopping.is_set():
             return
         if outcome.status == "retry":
@@ -106,8 +111,6 @@ class LocalDispatcher:
             self._enqueue(ref, stage, RETRY_BACKOFF_S * 2 ** (result.retries[stage] - 1))
         elif outcome.status == "failed":
             self._finish(result, "failed", f"{stage}: {outcome.error}")
-        elif stage == LAST and outcome.status in ("done", "skipped"):
-            self._finish(result, "ready", None)
         else:
             for nxt in outcome.next:
                 self._enqueue(ref, nxt)

@@ -67,6 +67,8 @@ class Skipped:
     note: str | None = None  # why no work was needed, when it is not the usual "already indexed"
 
 
+DELETED_NOTE = "deleted from the index; not indexed again until the file changes (or with --force)"
+
 # How often a run checks whether another run has finished with a file it waits for.
 CLAIM_POLL_S = 0.5
 
@@ -122,6 +124,11 @@ class Engine(Services):
             if not force and self._up_to_date(ref, unavailable):
                 done.append(Skipped(ref.source, "ready", None, ref.asset_id))
                 continue
+            if self.is_deleted(ref.source, ref.version, org=org):
+                if not force:  # DELETE /v1/assets/{id}: not again until the file changes
+                    done.append(Skipped(ref.source, "ready", None, ref.asset_id, DELETED_NOTE))
+                    continue
+                self.forget_deleted(ref.source, ref.version, org=org)
             todo.append(ref)
         if todo:
             # Load the text model while the media stages run; the index stage would wait for it.

@@ -24,6 +24,8 @@ class Scene:
     keyframes: list[int] = field(default_factory=list)
     thumb: str | None = None
     image_vec: list[float] | None = None
+    texts: list[dict[str, Any]] = field(default_factory=list)  # on-screen texts with start and end
+    lang: str | None = None  # the language most of its words were spoken in (media.languages)
 
     @property
     def transcript(self) -> str:
@@ -84,7 +86,10 @@ def build_scenes(
     *,
     min_s: float,
     max_s: float,
+    texts: list[dict[str, Any]] | None = None,
 ) -> list[Scene]:
+    """Scenes from shots; with `texts` (tracked on-screen texts, each with its own start and end) a
+    scene's on-screen text is the texts on screen during it, else its keyframes' readings."""
     scenes: list[Scene] = []
     for shot in shots:
         inside = [w for w in words if shot["start"] <= (w["s"] + w["e"]) / 2 < shot["end"]]
@@ -107,11 +112,66 @@ def build_scenes(
         overlapping.sort(key=lambda pair: (-pair[0], -pair[1]["sharpness"]))
         scene.keyframes = sorted(kf["index"] for _, kf in overlapping)
         scene.thumb = overlapping[0][1]["thumb"]
-        scene.ocr = merge_readings([ocr_by_keyframe.get(idx, "") for idx in scene.keyframes])
+        if texts is None:
+            scene.ocr = merge_readings([ocr_by_keyframe.get(idx, "") for idx in scene.keyframes])
         # Keyframes of a segment whose vision was skipped have no vector: the others speak for the scene.
         present = [v for i in scene.keyframes if vectors and (v := vectors[i]) is not None]
         if present:
             mean = np.mean(present, axis=0)
             norm = float(np.linalg.norm(mean))
             scene.image_vec = (mean / norm).tolist() if norm > 0 else None
+    if texts is not None:
+        for scene in scenes:
+            # Texts without a letter (a running clock, a frame counter) stay in the sidecar only.
+            scene.texts = [
+                t
+                for t in texts
+                if t["start"] < scene.end and t["end"] > scene.start and any(c.isalpha() for c in t["text"])
+            ]
+            scene.ocr = merge_readings([t["text"] for t in scene.texts])
     return scenes
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What a scene says or shows, one sentence or one on-screen text, with its own time span: the
+    unit of matching (its own text vector) and of the moment a hit plays from."""
+
+    kind: str  # speech | screen
+    start: float
+    end: float
+    text: str
+
+
+SENTENCE_END = (".", "?", "!")
+
+
+def sentences(words: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Words grouped into sentences (ending at . ? !, or at a pause of over a second)."""
+    out: list[list[dict[str, Any]]] = []
+    cur: list[dict[str, Any]] = []
+    for w in words:
+        if cur and w["s"] - cur[-1]["e"] > 1.0:
+            out.append(cur)
+            cur = []
+        cur.append(w)
+        if w["w"].rstrip("\"')").endswith(SENTENCE_END):
+            out.append(cur)
+            cur = []
+    if cur:
+        out.append(cur)
+    return out
+
+
+def scene_units(scenes: list[Scene], words: list[dict[str, Any]]) -> list[list[Unit]]:
+    """For each scene, its units: every sentence with a word in it (whole, though it may run into a
+    neighbouring scene) and every on-screen text shown during it."""
+    owner = {id(w): i for i, sc in enumerate(scenes) for w in sc.words}
+    units: list[list[Unit]] = [[] for _ in scenes]
+    for sent in sentences(words):
+        text = " ".join(w["w"] for w in sent).strip()
+        for i in sorted({owner[id(w)] for w in sent if id(w) in owner}):
+            units[i].append(Unit("speech", float(sent[0]["s"]), float(sent[-1]["e"]), text))
+    for i, sc in enumerate(scenes):
+        units[i].extend(Unit("screen", float(t["start"]), float(t["end"]), t["text"]) for t in sc.texts)
+    return units

@@ -17,6 +17,8 @@ from typing import Any
 import av
 import numpy as np
 
+from heimdex.media import languages
+
 log = logging.getLogger(__name__)
 
 RATE = 16000  # Whisper's sample rate
@@ -133,13 +135,18 @@ def merge_asr(parts: list[dict[str, Any]]) -> dict[str, Any]:
     if len(parts) == 1 and ran:
         return parts[0]
     doc: dict[str, Any] = {
-        "language": next((p.get("language") for p in ran if p.get("language")), None),
+        "language": languages.dominant([s for p in ran for s in p.get("segments", [])])
+        or next((p.get("language") for p in ran if p.get("language")), None),
         "segments": [s for p in ran for s in p.get("segments", [])],
         "words": [w for p in ran for w in p.get("words", [])],
         "speech_s": round(sum(float(p.get("speech_s", 0.0)) for p in ran), 3),
     }
     if model := next((p["model"] for p in ran if p.get("model")), None):
         doc["model"] = model
+    if ran and "multilingual" in ran[0]:
+        doc["multilingual"] = ran[0]["multilingual"]
+    if any("speech" in p for p in ran):
+        doc["speech"] = [u for p in ran for u in p.get("speech", [])]
     notes = sorted({p["note"] for p in ran if p.get("note")})
     if notes:
         doc["note"] = "; ".join(notes)
@@ -192,7 +199,15 @@ def merge_ocr(parts: list[dict[str, Any]], offsets: list[int]) -> dict[str, Any]
             {**r, "keyframe": r["keyframe"] + offset} for part, offset in ran for r in part["keyframes"]
         ],
         "ocr_runs": sum(int(p.get("ocr_runs", 0)) for p, _ in ran),
-    }
+    } | (
+        {  # RapidOCR's parts: tracked texts (absolute times) and what reading them cost
+            "texts": [t for part, _ in ran for t in part["texts"]],
+            "ocr_cpu_s": round(sum(float(p.get("ocr_cpu_s", 0.0)) for p, _ in ran), 3),
+            "media_s": round(sum(float(p.get("media_s", 0.0)) for p, _ in ran), 3),
+        }
+        if ran and all("texts" in p for p, _ in ran)
+        else {}
+    )
 
 
 def merge_vision(parts: list[dict[str, Any]], offsets: list[int], keyframes: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 
 from heimdex.domain import AssetRef
-from heimdex.media.scenes import Scene
+from heimdex.media.scenes import Scene, Unit
 
 SCHEMA_VERSION = 1
 
@@ -36,6 +36,8 @@ def build(
     scenes: list[Scene],
     models: dict[str, str | None],
     stages: dict[str, dict[str, str]],
+    texts: list[dict[str, Any]] | None = None,
+    units: list[list[Unit]] | None = None,
 ) -> dict[str, Any]:
     doc = {
         "schema_version": SCHEMA_VERSION,
@@ -54,7 +56,11 @@ def build(
             | {"ocr": ocr_by_keyframe.get(kf["index"], "")}
             for kf in shots["keyframes"]
         ],
-        "transcript": {k: asr[k] for k in ("segments", "words", "language", "note") if k in asr},
+        "transcript": {
+            k: asr[k]
+            for k in ("segments", "words", "speech", "language", "language_note", "note")
+            if k in asr
+        },
         "scenes": [
             {
                 "index": i,
@@ -64,9 +70,22 @@ def build(
                 "ocr": s.ocr_text,
                 "keyframes": s.keyframes,
                 "thumbnail": s.thumb,
+                "lang": s.lang,
             }
+            | (
+                {
+                    "units": [
+                        {"kind": u.kind, "start": round(u.start, 3), "end": round(u.end, 3), "text": u.text}
+                        for u in units[i]
+                    ]
+                }
+                if units is not None
+                else {}
+            )
             for i, s in enumerate(scenes)
         ],
     }
+    if texts is not None:
+        doc["texts"] = texts
     validate(doc)
     return doc

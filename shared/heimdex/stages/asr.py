@@ -5,6 +5,11 @@ decoding; decoding does not condition on previous text (the usual source of loop
 look like no speech (high no-speech probability with low log-probability) or are highly repetitive
 (compression ratio) are dropped; a segment identical to the previous one is dropped; a word repeated
 more than MAX_WORD_REPEATS times in a row is cut back.
+
+Languages: an English-only model (the default tiny.en) or a configured HEIMDEX_ASR_LANGUAGE decodes
+the file in one call, as always. A multilingual model finds each speech segment's language first
+(heimdex.media.languages) and decodes each run of one language in it, so a file that switches
+language mid-way is transcribed in each; `speech` lists the detected segments.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import av
 import numpy as np
 
 from heimdex.core.context import StageContext
-from heimdex.media.segments import PAD_S, in_segment, read_audio
+from heimdex.media import languages
+from heimdex.media.segments import PAD_S, RATE, in_segment, read_audio
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +94,8 @@ def within(
         inside = [w for w in words if seg["start"] <= w["s"] and w["e"] <= seg["end"] and keep(w)]
         if inside:
             kept_segments.append(
-                {"start": inside[0]["s"], "end": inside[-1]["e"], "text": " ".join(w["w"] for w in inside)}
+                {k: v for k, v in seg.items() if k in ("lang", "lang_p")}
+                | {"start": inside[0]["s"], "end": inside[-1]["e"], "text": " ".join(w["w"] for w in inside)}
             )
     return kept_segments, [w for w in words if keep(w)]
 
@@ -102,28 +109,113 @@ def transcribe(ctx: StageContext, path: str) -> dict[str, Any]:
     audio = read_audio(path, window, end + PAD_S)
     doc = _transcribe(ctx, audio, window)
     doc["segments"], doc["words"] = within(doc["segments"], doc["words"], start, end, last=ctx.last_segment)
+    if "speech" in doc:  # detected speech segments: each kept by the segment that holds its midpoint
+        doc["speech"] = [
+            u
+            for u in doc["speech"]
+            if in_segment((u["start"] + u["end"]) / 2, (start, end), ctx.last_segment)
+        ]
     return doc
 
 
-def _transcribe(ctx: StageContext, audio: str | np.ndarray, offset: float) -> dict[str, Any]:
+def _decode(ctx: StageContext, model: Any, audio: str | np.ndarray, language: str) -> tuple[list[Any], Any]:
     s = ctx.settings
-    model = ctx.models.whisper()
     segments, info = model.transcribe(
         audio,
-        language=s.asr_language,
+        language=language,
         beam_size=s.asr_beam_size,
         word_timestamps=True,
         vad_filter=True,
         vad_parameters={"min_silence_duration_ms": 500},
         condition_on_previous_text=False,
     )
-    segs, words = clean_segments(list(segments), offset)
-    return {
+    return list(segments), info
+
+
+def _transcribe(ctx: StageContext, audio: str | np.ndarray, offset: float) -> dict[str, Any]:
+    model = ctx.models.whisper()
+    if model.model.is_multilingual and not ctx.settings.asr_language:
+        return _transcribe_languages(ctx, model, audio, offset)
+    # One language for the whole file: the English-only default, or HEIMDEX_ASR_LANGUAGE.
+    raw, info = _decode(ctx, model, audio, ctx.settings.asr_language or "en")
+    segs, words = clean_segments(raw, offset)
+    for seg in segs:
+        seg["lang"] = info.language
+    doc = {
         "model": ctx.models.asr_name,
         "language": info.language,
+        "multilingual": bool(model.model.is_multilingual),
         "segments": segs,
         "words": words,
         "speech_s": round(float(info.duration_after_vad), 3),
+    }
+    return doc
+
+
+def _detect(model: Any, samples: np.ndarray) -> dict[str, float]:
+    """Language probabilities of one speech segment, from the encoder run over the segment alone.
+
+    faster-whisper's detect_language pads every input to Whisper's 30-second window, so a 4-second
+    sentence costs a full encoder pass; CTranslate2 encodes the unpadded features too, at 10-15x less
+    CPU, with the same language chosen (after smoothing) for every segment of the test clips and of the
+    benchmark clip (measured when this was written; BENCHMARKS.md, "Speech in other languages").
+    """
+    features = model.feature_extractor(samples)[:, : model.feature_extractor.nb_max_frames]
+    encoded = model.encode(features)
+    return {token[2:-2]: float(p) for token, p in model.model.detect_language(encoded)[0]}
+
+
+def _transcribe_languages(
+    ctx: StageContext, model: Any, audio: str | np.ndarray, offset: float
+) -> dict[str, Any]:
+    """Each speech segment's language detected (and smoothed, heimdex.media.languages); each run of one
+    language transcribed in it, English runs by the English-only model when routing is on."""
+    from faster_whisper.audio import decode_audio
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    samples = decode_audio(audio, sampling_rate=RATE) if isinstance(audio, str) else audio
+    chunks = get_speech_timestamps(samples, VadOptions(min_silence_duration_ms=500))
+    units = [languages.Unit(a, b, _detect(model, samples[a:b])) for a, b in languages.speech_units(chunks)]
+    languages.smooth(units)
+    segs: list[dict[str, Any]] = []
+    words: list[dict[str, Any]] = []
+    speech_s = 0.0
+    pad = int(0.2 * RATE)  # VAD trims close to the voice; keep a little of the edges
+    for run in languages.runs(units):
+        lang = run[0].lang
+        routed = lang == "en" and ctx.settings.asr_route_english
+        decoder = ctx.models.whisper_english() if routed else model
+        a, b = max(0, run[0].start - pad), min(len(samples), run[-1].end + pad)
+        raw, info = _decode(ctx, decoder, samples[a:b], lang)
+        run_segs, run_words = clean_segments(raw, offset + a / RATE)
+        for seg in run_segs:
+            mid = (seg["start"] + seg["end"]) / 2 - offset
+            unit = min(run, key=lambda u: abs((u.start + u.end) / 2 / RATE - mid))
+            seg["lang"], seg["lang_p"] = lang, unit.p
+        segs.extend(run_segs)
+        words.extend(run_words)
+        speech_s += float(info.duration_after_vad)
+    log.info(
+        "speech segments %d, languages %s",
+        len(units),
+        ",".join(f"{u.lang}:{u.p:.2f}" for u in units),
+    )
+    return {
+        "model": ctx.models.asr_name,
+        "language": languages.dominant(segs),
+        "speech": [
+            {
+                "start": round(offset + u.start / RATE, 3),
+                "end": round(offset + u.end / RATE, 3),
+                "lang": u.lang,
+                "p": u.p,
+            }
+            for u in units
+        ],
+        "multilingual": True,
+        "segments": segs,
+        "words": words,
+        "speech_s": round(speech_s, 3),
     }
 
 

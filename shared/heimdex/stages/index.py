@@ -19,8 +19,8 @@ from heimdex.core.context import StageContext
 from heimdex.core.graph import OPTIONAL
 from heimdex.core.storage import write_json
 from heimdex.domain import AssetRef
-from heimdex.media import segments, sidecar
-from heimdex.media.scenes import Scene, build_scenes
+from heimdex.media import languages, segments, sidecar
+from heimdex.media.scenes import Scene, Unit, build_scenes, scene_units
 from heimdex.vectorstore import orgindex, store
 from heimdex.vectorstore import people as people_store
 from heimdex.vectorstore.db import backup_fence
@@ -30,11 +30,14 @@ from heimdex.vectorstore.db import backup_fence
 class Assembled:
     duration: float
     scenes: list[Scene]
+    units: list[list[Unit]]  # per scene: its sentences and on-screen texts
     sidecar: dict[str, Any]
     skipped: dict[str, str]  # signal -> why it is missing (from all its segments, or some)
     image_model: str | None
     faces: list[dict[str, Any]]  # face tracks of every segment, with the scenes they overlap
     faces_model: str | None
+    lang: str | None = None  # the language most words were spoken in
+    lang_note: str | None = None  # an English-only model heard speech that may not be English
 
 
 def assemble(
@@ -63,7 +66,14 @@ def assemble(
         vision.get("vectors"),
         min_s=min_s,
         max_s=max_s,
+        texts=ocr.get("texts"),
     )
+    units = scene_units(scenes, asr["words"])
+    scene_langs = languages.scene_languages([sc.words for sc in scenes], asr["segments"])
+    for scene, lang in zip(scenes, scene_langs, strict=True):
+        scene.lang = lang
+    if asr.get("multilingual") is False and (note := languages.not_english(asr["segments"], asr["words"])):
+        asr = {**asr, "language_note": note}
     states = {name: segments.skip_state(parts[name]) for name in OPTIONAL}
     stages: dict[str, dict[str, str]] = {"probe": {"status": "done"}, "shots": {"status": "done"}}
     for name, (status, note) in states.items():
@@ -83,15 +93,20 @@ def assemble(
         scenes=scenes,
         models=models,
         stages=stages,
+        texts=ocr.get("texts"),
+        units=units,
     )
     return Assembled(
         duration=float(shots["duration"]),
         scenes=scenes,
+        units=units,
         sidecar=doc,
         skipped={name: note for name, (_, note) in states.items() if note},
         image_model=vision.get("model"),
         faces=scene_faces([t for p in face_parts for t in p["tracks"]], scenes),
         faces_model=face_parts[0].get("model") if face_parts else None,
+        lang=asr.get("language") if asr["words"] else None,
+        lang_note=asr.get("language_note"),
     )
 
 
@@ -164,11 +179,23 @@ def run(ctx: StageContext) -> dict[str, Any]:
     texts = [sc.text for sc in scenes]
     with_text = [i for i, t in enumerate(texts) if t.strip()]
     text_vecs: list[np.ndarray | None] = [None] * len(scenes)
+    # One vector per scene, and one per sentence and per on-screen text (their own matches, fused
+    # per scene at search time), encoded in one batch.
+    unit_vec: dict[str, np.ndarray] = {}
+    unit_texts = list(dict.fromkeys(u.text for units in built.units for u in units if u.text.strip()))
     if with_text:
-        emb = ctx.models.embed_texts([texts[i] for i in with_text])
+        emb = ctx.models.embed_texts([texts[i] for i in with_text] + unit_texts)
         for row, i in enumerate(with_text):
             text_vecs[i] = emb[row].astype(np.float32)
-    rows = [store.SceneRow(scene, vec) for scene, vec in zip(scenes, text_vecs, strict=True)]
+        unit_vec = {t: emb[len(with_text) + k].astype(np.float32) for k, t in enumerate(unit_texts)}
+    rows = [
+        store.SceneRow(
+            scene,
+            vec,
+            [store.UnitRow(u, unit_vec[u.text]) for u in units if u.text.strip()],
+        )
+        for scene, vec, units in zip(scenes, text_vecs, built.units, strict=True)
+    ]
     with ctx.db.org_tx(ctx.ref.org_id) as conn:
         # The sidecar is written inside the transaction that points the asset at it, fenced against
         # `heimdex backup`: a backup holds both or neither (heimdex.embedded.backup, "Consistency").
@@ -184,6 +211,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
             text_model=ctx.models.text_name,
             image_model=built.image_model,
             skipped=built.skipped,
+            lang=built.lang,
+            lang_note=built.lang_note,
         )
         people_store.tidy(conn, ctx.ref.org_id)  # people left without faces by an older version
     orgindex.after_ingest(ctx.db, ctx.ref.org_id)  # the scenes are committed: it never fails the stage

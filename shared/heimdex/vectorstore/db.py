@@ -344,6 +344,16 @@ class Database:
             conn.execute(ENTER_ORG.format(sql.Literal(org_id), sql.Literal(mac)))
             yield conn
 
+    def warm_cache(self) -> Any:
+        """Read the search relations into memory after a (re)start (heimdex.vectorstore.prewarm);
+        None where this process has no owner endpoint."""
+        from heimdex.vectorstore import prewarm
+
+        if self.owner is None:
+            return None
+        with self.owner.connect(autocommit=True) as conn:
+            return prewarm.warm(conn)
+
     def close(self) -> None:
         if not self._closed.is_set():
             self._closed.set()

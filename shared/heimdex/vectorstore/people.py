@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 from psycopg.rows import dict_row
 
+from heimdex.vectorstore import search as search_sql
 from heimdex.vectorstore.store import Conn
 
 EMBEDDING_DIM = 128
@@ -309,7 +311,9 @@ def regroup(conn: Conn, org: str, threshold: float) -> dict[str, int]:
 # -- search -------------------------------------------------------------------------------------------
 
 # Scenes of the caller's organisation where every group of people appears (a group: the ids one
-# `person=` names; any of them counts). Driven from faces by person (faces_org_person).
+# `person=` names; any of them counts), and which pass the search's filters (source prefix, asset,
+# kind, language, asset dates: heimdex.vectorstore.search.scene_filters on the scene row). Driven from
+# faces by person (faces_org_person).
 PERSON_SCENES = """
 WITH wanted AS (SELECT * FROM unnest(%(pids)s::bigint[], %(groups)s::int[]) AS w(pid, grp)),
 hits AS (
@@ -319,21 +323,28 @@ hits AS (
   WHERE f.org_id = %(org)s AND f.person_id = ANY(%(pids)s) AND f.asset_id IS NOT NULL
 ),
 cand AS (
-  SELECT asset_id, idx FROM hits GROUP BY asset_id, idx HAVING count(DISTINCT grp) = %(n)s
+  SELECT h.asset_id, h.idx FROM hits h
+  JOIN scenes s ON s.org_id = %(org)s AND s.asset_id = h.asset_id AND s.idx = h.idx
+  WHERE true {filters}
+  GROUP BY h.asset_id, h.idx HAVING count(DISTINCT h.grp) = %(n)s
 )"""
+
+_HIT_COLUMNS = (
+    "a.source, s.asset_id, s.idx, s.start_s, s.end_s, s.transcript, s.ocr_text, s.thumbnail, s.lang"
+)
 
 # One person id and no query: the first k scenes in (asset, scene) order straight from the
 # faces_org_person index (an incremental sort stops after k): fast however often the person appears.
-APPEARANCES_ONE_SQL = """
+APPEARANCES_ONE_SQL = f"""
 WITH cand AS (
   SELECT DISTINCT f.asset_id, sc.idx
   FROM faces f CROSS JOIN LATERAL generate_series(f.scene_lo, f.scene_hi) AS sc(idx)
-  WHERE f.org_id = %(org)s AND f.person_id = %(pid)s AND f.asset_id IS NOT NULL
+  JOIN scenes s ON s.org_id = %(org)s AND s.asset_id = f.asset_id AND s.idx = sc.idx
+  WHERE f.org_id = %(org)s AND f.person_id = %(pid)s AND f.asset_id IS NOT NULL {{filters}}
   ORDER BY f.asset_id, sc.idx
-  LIMIT %(k)s
+  LIMIT %(k)s OFFSET %(offset)s
 )
-SELECT a.source, s.asset_id, s.idx, s.start_s, s.end_s, s.transcript, s.ocr_text, s.thumbnail,
-       1.0::float8 AS score
+SELECT {_HIT_COLUMNS}, 1.0::float8 AS score
 FROM cand c
 JOIN scenes s ON s.org_id = %(org)s AND s.asset_id = c.asset_id AND s.idx = c.idx
 JOIN assets a ON a.org_id = %(org)s AND a.asset_id = s.asset_id
@@ -342,30 +353,30 @@ ORDER BY s.asset_id, s.start_s
 
 APPEARANCES_SQL = (
     PERSON_SCENES
-    + """
-SELECT a.source, s.asset_id, s.idx, s.start_s, s.end_s, s.transcript, s.ocr_text, s.thumbnail,
-       1.0::float8 AS score
+    + f"""
+SELECT {_HIT_COLUMNS}, 1.0::float8 AS score
 FROM cand c
 JOIN scenes s ON s.org_id = %(org)s AND s.asset_id = c.asset_id AND s.idx = c.idx
 JOIN assets a ON a.org_id = %(org)s AND a.asset_id = s.asset_id
 ORDER BY s.asset_id, s.start_s
-LIMIT %(k)s
+LIMIT %(k)s OFFSET %(offset)s
 """
 )
 
-# With a query: the candidate scenes ranked exactly (text and image distance, keyword rank) and fused
-# by reciprocal rank as heimdex.vectorstore.search does; a person's scenes are few next to an archive.
+# With a query: the candidate scenes ranked exactly (text and image distance, keyword rank with the
+# query parsed in each scene's own language as heimdex_keyword_hits does, 009) and fused by reciprocal
+# rank as heimdex.vectorstore.search does; a person's scenes are few next to an archive.
 RANKED_SQL = (
     PERSON_SCENES
-    + """,
-tq AS MATERIALIZED (SELECT to_tsquery('english', %(or_q)s) AS q),
+    + f""",
 scored AS MATERIALIZED (
   SELECT s.asset_id, s.idx,
     CASE WHEN s.text_model = %(text_model)s THEN s.text_vec <=> %(qt)s::halfvec END AS dt,
     CASE WHEN s.image_model = %(image_model)s THEN s.image_vec <=> %(qi)s::halfvec END AS di,
     CASE WHEN s.tsv @@ tq.q THEN ts_rank_cd(s.tsv, tq.q) ELSE 0 END AS kr
-  FROM cand c CROSS JOIN tq
+  FROM cand c
   JOIN scenes s ON s.org_id = %(org)s AND s.asset_id = c.asset_id AND s.idx = c.idx
+  CROSS JOIN LATERAL (SELECT to_tsquery(public.heimdex_ts_config(s.lang), %(or_q)s) AS q) tq
 ),
 top AS MATERIALIZED (
   SELECT asset_id, idx,
@@ -374,15 +385,42 @@ top AS MATERIALIZED (
     + coalesce(1.0 / (%(rrf_k)s + CASE WHEN kr > 0 THEN rank() OVER (ORDER BY kr DESC) END), 0) AS score
   FROM scored
   ORDER BY score DESC, asset_id, idx
-  LIMIT %(k)s
+  LIMIT %(k)s OFFSET %(offset)s
 )
-SELECT a.source, s.asset_id, s.idx, s.start_s, s.end_s, s.transcript, s.ocr_text, s.thumbnail, f.score
+SELECT {_HIT_COLUMNS}, f.score
 FROM top f
 JOIN scenes s ON s.org_id = %(org)s AND s.asset_id = f.asset_id AND s.idx = f.idx
 JOIN assets a ON a.org_id = %(org)s AND a.asset_id = s.asset_id
 ORDER BY f.score DESC, s.asset_id, s.idx
 """
 )
+_FILTERS = search_sql.scene_filters("s.")
+PERSON_SCENES = PERSON_SCENES.replace("{filters}", _FILTERS)
+APPEARANCES_ONE_SQL = APPEARANCES_ONE_SQL.replace("{filters}", _FILTERS)
+APPEARANCES_SQL = APPEARANCES_SQL.replace("{filters}", _FILTERS)
+RANKED_SQL = RANKED_SQL.replace("{filters}", _FILTERS)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The search filters (heimdex.vectorstore.search.search's), applied to a person's scenes too."""
+
+    source: str | None = None
+    asset: str | None = None
+    kind: str | None = None
+    after: datetime | None = None
+    before: datetime | None = None
+    lang: str | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "asset": self.asset,
+            "kind": self.kind,
+            "after": self.after,
+            "before": self.before,
+            "lang": self.lang,
+        }
 
 
 def _wanted(groups: list[list[int]]) -> dict[str, Any]:
@@ -400,6 +438,8 @@ def search_people(
     groups: list[list[int]],
     *,
     k: int,
+    offset: int = 0,
+    filters: Filters = Filters(),
     query: str | None = None,
     or_q: str = "",
     text_vec: np.ndarray | None = None,
@@ -408,9 +448,9 @@ def search_people(
     image_model: str | None = None,
     rrf_k: int = 60,
 ) -> list[dict[str, Any]]:
-    """Scenes where every group appears: with no query by asset and time (the first k), else
-    ranked by the query."""
-    params: dict[str, Any] = {"org": org, "k": k, **_wanted(groups)}
+    """Scenes where every group appears and the filters hold: with no query by asset and time (`k`
+    of them after the first `offset`), else ranked by the query."""
+    params: dict[str, Any] = {"org": org, "k": k, "offset": offset, **filters.params(), **_wanted(groups)}
     with conn.cursor(row_factory=dict_row) as cur:
         if not query:
             if len(params["pids"]) == 1:

@@ -1,4 +1,6 @@
-"""Hybrid search in one SQL statement: text-vector, image-vector and full-text ranks fused by RRF.
+"""Hybrid search in one SQL statement: text-vector, image-vector, sentence/caption-vector and full-text
+ranks fused by RRF. A hit spans its scene and the sentence or on-screen text of it that matched best
+(scene_units, 007), so it plays from that sentence's first word.
 
 Each signal takes its own top `pool` candidates; reciprocal rank fusion (1 / (60 + rank)) adds up the
 ranks. Row-level security confines every statement to the caller's organisation; the vector
@@ -29,11 +31,13 @@ and could never use the GIN index.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
 from psycopg.rows import dict_row
 
+from heimdex.media.textnorm import keyword_variants
 from heimdex.vectorstore import orgindex
 from heimdex.vectorstore.store import Conn
 
@@ -44,20 +48,55 @@ EXACT_MAX_ROWS = 10_000
 _TAIL = """
 keyword_hits AS (
   SELECT asset_id, idx, row_number() OVER (ORDER BY rank DESC) AS r
-  FROM heimdex_keyword_hits(to_tsquery('english', %(or_q)s), %(source)s::text, %(pool)s)
+  FROM heimdex_keyword_hits(%(or_q)s, %(source)s::text, %(pool)s, %(lang)s::text)
+  {keyword_filters}
 ),
 fused AS (
   SELECT asset_id, idx, sum(1.0 / (%(rrf_k)s + r)) AS score
-  FROM (SELECT * FROM text_hits UNION ALL SELECT * FROM image_hits UNION ALL SELECT * FROM keyword_hits) u
+  FROM (SELECT * FROM text_hits UNION ALL SELECT * FROM image_hits UNION ALL SELECT * FROM keyword_hits
+        UNION ALL SELECT * FROM unit_hits) u
   GROUP BY asset_id, idx
 )
-SELECT a.source, s.asset_id, s.idx, s.start_s, s.end_s, s.transcript, s.ocr_text, s.thumbnail, f.score
+SELECT a.source, s.asset_id, s.idx,
+  least(s.start_s, coalesce(ub.start_s, s.start_s)) AS start_s,
+  greatest(s.end_s, coalesce(ub.end_s, s.end_s)) AS end_s,
+  s.transcript, s.ocr_text, s.thumbnail, s.lang, f.score
 FROM fused f
 JOIN scenes s ON s.org_id = %(org)s AND s.asset_id = f.asset_id AND s.idx = f.idx
 JOIN assets a ON a.org_id = %(org)s AND a.asset_id = s.asset_id
+LEFT JOIN unit_best ub ON ub.asset_id = s.asset_id AND ub.idx = s.idx
 ORDER BY f.score DESC, s.asset_id, s.idx
-LIMIT %(k)s
+LIMIT %(k)s OFFSET %(offset)s
 """
+# Sentences and on-screen texts (scene_units, 007): each scene's best unit by exact distance over the
+# organisation's units of the candidate scenes (`cand`: the search's filters hold), one more rank, and
+# the span a hit plays. Exact search only: a large
+# organisation (the graph path) has no unit index yet, and scanning millions of units per query is
+# not an option, so there the units CTE is empty and hits span their scenes.
+UNITS_EXACT = """
+unit_best AS MATERIALIZED (
+  SELECT DISTINCT ON (asset_id, idx) asset_id, idx, start_s, end_s, d FROM (
+    SELECT asset_id, idx, start_s, end_s, text_vec <=> %(qt)s::halfvec AS d FROM scene_units
+    WHERE org_id = %(org)s AND text_model = %(text_model)s
+      AND (%(source)s::text IS NULL OR starts_with(source, %(source)s))
+      AND EXISTS (SELECT FROM cand c WHERE c.asset_id = scene_units.asset_id AND c.idx = scene_units.idx)
+    ORDER BY text_vec <=> %(qt)s::halfvec LIMIT %(unit_pool)s) u
+  ORDER BY asset_id, idx, d
+),
+unit_hits AS (
+  SELECT asset_id, idx, row_number() OVER (ORDER BY d) AS r FROM (
+    SELECT asset_id, idx, d FROM unit_best ORDER BY d LIMIT %(pool)s) t
+),
+"""
+UNITS_NONE = """
+unit_best AS (
+  SELECT NULL::text AS asset_id, NULL::integer AS idx, NULL::float8 AS start_s, NULL::float8 AS end_s,
+         NULL::float8 AS d
+  WHERE false
+),
+unit_hits AS (SELECT asset_id, idx, 1::bigint AS r FROM unit_best),
+"""
+
 # The organisation is named as a constant in the joins too (row-level security confines them anyway):
 # the policy's `(SELECT heimdex_current_org())` is an init plan, whose value the planner cannot see,
 # so without it the planner took a large organisation's assets for a couple of rows and joined them
@@ -74,6 +113,7 @@ WITH text_hits AS (
     SELECT asset_id, idx, text_vec <=> %(qt)s::halfvec AS d FROM scenes
     WHERE org_id = %(org)s AND text_model = %(text_model)s
       AND (%(source)s::text IS NULL OR starts_with(source, %(source)s))
+      {filters}
     ORDER BY text_vec <=> %(qt)s::halfvec LIMIT %(pool)s) t
 ),
 image_hits AS (
@@ -81,8 +121,10 @@ image_hits AS (
     SELECT asset_id, idx, image_vec <=> %(qi)s::halfvec AS d FROM scenes
     WHERE %(qi)s::halfvec IS NOT NULL AND org_id = %(org)s AND image_model = %(image_model)s
       AND (%(source)s::text IS NULL OR starts_with(source, %(source)s))
+      {filters}
     ORDER BY image_vec <=> %(qi)s::halfvec LIMIT %(pool)s) t
 ),"""
+    + UNITS_NONE
     + _TAIL
 )
 
@@ -95,6 +137,7 @@ WITH cand AS MATERIALIZED (
     CASE WHEN image_model = %(image_model)s THEN image_vec <=> %(qi)s::halfvec END AS di
   FROM scenes
   WHERE org_id = %(org)s AND (%(source)s::text IS NULL OR starts_with(source, %(source)s))
+    {filters}
 ),
 text_hits AS (
   SELECT asset_id, idx, row_number() OVER (ORDER BY dt) AS r FROM (
@@ -104,8 +147,51 @@ image_hits AS (
   SELECT asset_id, idx, row_number() OVER (ORDER BY di) AS r FROM (
     SELECT asset_id, idx, di FROM cand WHERE di IS NOT NULL ORDER BY di LIMIT %(pool)s) t
 ),"""
+    + UNITS_EXACT
     + _TAIL
 )
+
+
+# Search filters (issue 14), written into each candidate query above as `{filters}` and onto the
+# keyword candidates as `{keyword_filters}`; every one is a no-op when its parameter is NULL:
+# `asset` (one asset id), `lang` (the scene's spoken language), `kind` ('speech': scenes with a
+# transcript; 'text': with on-screen text),
+# `after`/`before` (the asset's date: when this version was first indexed, assets.created_at).
+def _filters(col: str) -> str:
+    return f"""AND (%(asset)s::text IS NULL OR {col}asset_id = %(asset)s::text)
+      AND (%(lang)s::text IS NULL OR {col}lang = %(lang)s::text)
+      AND (%(kind)s::text IS NULL OR (%(kind)s::text = 'speech' AND {col}transcript <> '')
+           OR (%(kind)s::text = 'text' AND {col}ocr_text <> ''))
+      AND ((%(after)s::timestamptz IS NULL AND %(before)s::timestamptz IS NULL) OR {col}asset_id IN (
+        SELECT d.asset_id FROM assets d WHERE d.org_id = %(org)s
+          AND (%(after)s::timestamptz IS NULL OR d.created_at >= %(after)s::timestamptz)
+          AND (%(before)s::timestamptz IS NULL OR d.created_at < %(before)s::timestamptz)))"""
+
+
+def scene_filters(col: str) -> str:
+    """The source prefix and the filters above on a scenes alias (`col`, e.g. "s."), for queries that
+    choose their candidate scenes another way (heimdex.vectorstore.people: a person's scenes)."""
+    return f"AND (%(source)s::text IS NULL OR starts_with({col}source, %(source)s))\n      {_filters(col)}"
+
+
+KEYWORD_FILTERS = f"""WHERE (%(asset)s::text IS NULL AND %(kind)s::text IS NULL
+    AND %(after)s::timestamptz IS NULL AND %(before)s::timestamptz IS NULL)
+    OR EXISTS (SELECT FROM scenes ks WHERE ks.org_id = %(org)s
+      AND ks.asset_id = heimdex_keyword_hits.asset_id AND ks.idx = heimdex_keyword_hits.idx
+      {_filters("ks.")})"""
+SQL = SQL.replace("{filters}", _filters("")).replace("{keyword_filters}", KEYWORD_FILTERS)
+EXACT_SQL = EXACT_SQL.replace("{filters}", _filters("")).replace("{keyword_filters}", KEYWORD_FILTERS)
+SearchKind = Literal["speech", "text"]
+# The filter parameters of a search without filters (for callers that run SQL / EXACT_SQL themselves).
+NO_FILTERS: dict[str, Any] = {
+    "asset": None,
+    "kind": None,
+    "after": None,
+    "before": None,
+    "lang": None,
+    "offset": 0,
+}
+
 
 # The caller's organisation as row-level security sees it (set by db.org_tx and verified by
 # heimdex_current_org(), migration 005; NULL if unset or forged), and its videos and scenes from
@@ -118,8 +204,11 @@ FROM (SELECT scenes FROM assets LIMIT %(videos)s) a
 
 def or_query(query: str) -> str:
     """A tsquery source matching any of the query's words, so partial lexical matches still rank
-    (ts_rank_cd puts scenes with more of the words first). Words are quoted: never tsquery syntax."""
-    words = [w for w in re.findall(r"\w+", query.lower()) if len(w) > 1][:32]
+    (ts_rank_cd puts scenes with more of the words first). Words are quoted: never tsquery syntax.
+    Each word's other spellings count too (textnorm.keyword_variants: "14%" / "fourteen percent",
+    neighbouring words run together as OCR may have read them)."""
+    words = [w for w in keyword_variants(query) if (len(w) > 1 or w.isdigit()) and re.fullmatch(r"\w+", w)]
+    words = words[:48]
     return " | ".join(f"'{w}'" for w in words)  # "" is an empty tsquery: no keyword hits
 
 
@@ -158,19 +247,31 @@ def search(
     ef_search: int = EF_SEARCH,
     exact_max_rows: int = EXACT_MAX_ROWS,
     path: Literal["auto", "exact", "hnsw"] = "auto",
+    asset: str | None = None,
+    kind: SearchKind | None = None,
+    after: datetime | None = None,
+    before: datetime | None = None,
+    lang: str | None = None,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
     """Rows of the top-k scenes; run inside db.org_tx so RLS applies. `path` is chosen by the
     organisation's size (`plan`) unless given: "exact" (the ground truth a benchmark measures
-    recall against) or "hnsw" (the graph query even for a small organisation)."""
+    recall against) or "hnsw" (the graph query even for a small organisation). Filters (`asset`,
+    `kind`, `after`, `before`, `lang`: only scenes spoken in this language, ISO 639-1) narrow the
+    candidates; `offset` skips the first hits (a page). Keywords are matched in each scene's own
+    language (009_languages.sql)."""
     org, how = plan(conn, exact_max_rows)
     if org is None:  # no organisation set: row-level security would show nothing anyway
         return []
     if path != "auto":
         how = path
-    pool = max(4 * k, 40)
+    pool = max(4 * (k + offset), 40)
     if how == "hnsw":
-        conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        conn.execute(f"SET LOCAL hnsw.ef_search = {int(max(pool, ef_search))}")
+        # One round trip for both settings (simple protocol: no parameters, an integer literal).
+        conn.execute(
+            "SET LOCAL hnsw.iterative_scan = relaxed_order;"
+            f" SET LOCAL hnsw.ef_search = {int(max(pool, ef_search))}"
+        )
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             SQL if how == "hnsw" else EXACT_SQL,
@@ -182,8 +283,15 @@ def search(
                 "text_model": text_model,
                 "image_model": image_model,
                 "pool": pool,
+                "unit_pool": 4 * pool,
                 "k": k,
                 "source": source,
+                "lang": lang,
                 "rrf_k": RRF_K,
+                "asset": asset,
+                "kind": kind,
+                "after": after,
+                "before": before,
+                "offset": offset,
             },
         ).fetchall()

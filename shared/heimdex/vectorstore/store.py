@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -11,15 +11,22 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from heimdex.domain import AssetRef
-from heimdex.media.scenes import Scene
+from heimdex.media.scenes import Scene, Unit
 
 Conn = psycopg.Connection[Any]
+
+
+@dataclass(frozen=True)
+class UnitRow:
+    unit: Unit
+    text_vec: np.ndarray
 
 
 @dataclass(frozen=True)
 class SceneRow:
     scene: Scene
     text_vec: np.ndarray | None
+    units: list[UnitRow] = field(default_factory=list)  # its sentences and on-screen texts (007)
 
 
 def upsert_processing(conn: Conn, ref: AssetRef) -> None:
@@ -50,9 +57,12 @@ def replace_scenes(
     text_model: str,
     image_model: str | None,
     skipped: dict[str, str] | None = None,
+    lang: str | None = None,
+    lang_note: str | None = None,
 ) -> None:
     """Swap the asset's scenes in one transaction; older versions of the same source go too.
-    `skipped`: the signals these scenes were made without, and why.
+    `skipped`: the signals these scenes were made without, and why. `lang`: the language most of the
+    speech is in; `lang_note`: why its speech may not be what an English-only model heard.
     Concurrent swaps of one asset (a task delivered twice at once) queue on a transaction lock, so
     the second replaces the first's rows instead of failing on their keys."""
     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{ref.org_id}/{ref.asset_id}",))
@@ -65,8 +75,8 @@ def replace_scenes(
         cur.executemany(
             """INSERT INTO scenes (org_id, asset_id, idx, source, start_s, end_s, transcript, ocr_text,
                                    thumbnail,
-                                   text_vec, image_vec, text_model, image_model)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                                   text_vec, image_vec, text_model, image_model, lang)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
             [
                 (
                     ref.org_id,
@@ -84,13 +94,44 @@ def replace_scenes(
                     else None,
                     text_model if r.text_vec is not None else None,
                     image_model if r.scene.image_vec is not None else None,
+                    r.scene.lang,
                 )
                 for i, r in enumerate(rows)
             ],
         )
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO scene_units (org_id, asset_id, idx, unit, source, kind, start_s, end_s, text,
+                                        text_vec, text_model)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            [
+                (
+                    ref.org_id,
+                    ref.asset_id,
+                    i,
+                    j,
+                    ref.source,
+                    u.unit.kind,
+                    u.unit.start,
+                    u.unit.end,
+                    u.unit.text,
+                    u.text_vec,
+                    text_model,
+                )
+                for i, r in enumerate(rows)
+                for j, u in enumerate(r.units)
+            ],
+        )
+    spoken = sorted({r.scene.lang for r in rows if r.scene.lang})
+    if spoken:  # the languages keyword search parses queries in (009_languages.sql)
+        conn.execute(
+            "INSERT INTO scene_languages (org_id, lang) SELECT %s, unnest(%s::text[]) ON CONFLICT DO NOTHING",
+            (ref.org_id, spoken),
+        )
     conn.execute(
         """UPDATE assets SET status = 'ready', error = NULL, duration = %s, scenes = %s, sidecar = %s,
-                  text_model = %s, image_model = %s, skipped = %s, updated_at = now()
+                  text_model = %s, image_model = %s, skipped = %s, lang = %s, lang_note = %s,
+                  updated_at = now()
            WHERE org_id = %s AND asset_id = %s""",
         (
             duration,
@@ -99,6 +140,8 @@ def replace_scenes(
             text_model,
             image_model,
             Jsonb(skipped or {}),
+            lang,
+            lang_note,
             ref.org_id,
             ref.asset_id,
         ),
@@ -120,7 +163,7 @@ def find_assets(conn: Conn, source: str) -> list[dict[str, Any]]:
 def list_assets(conn: Conn) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            "SELECT source, asset_id, status, error, duration, scenes, skipped, updated_at"
+            "SELECT source, asset_id, status, error, duration, scenes, skipped, lang, lang_note, updated_at"
             " FROM assets ORDER BY source"
         ).fetchall()
 

@@ -11,10 +11,12 @@
  *   checked in code), so it is public; /renew and /sweep are called by Cloud Scheduler with an OIDC
  *   token that the code verifies (HEIMDEX_VERIFY_TASK_TOKENS); /v1/watches and /v1/drive/* need an
  *   Identity Platform ID token, except /v1/drive/callback, where Google sends the consenting browser
- *   back (its signed `state` names the organisation). It alone of the functions reads the Drive secrets.
+ *   back (its signed `state` names the organisation).
  * - search: the public HTTPS API; it verifies Identity Platform ID tokens itself
  *   (HEIMDEX_AUTH_MODE=identity_platform: issuer https://securetoken.google.com/<project>, audience
- *   <project>, the organisation in the admin-set custom claim org_id).
+ *   <project>, the organisation in the admin-set custom claim org_id). Its signed media URLs need
+ *   one HMAC key on every instance (HEIMDEX_MEDIA_URL_KEY, modules/media_urls), and it streams Drive
+ *   media with the organisation's grant, so it also reads the Drive secrets.
  */
 
 locals {
@@ -35,7 +37,8 @@ locals {
   base_settings = {
     ingest      = merge(local.cpu_function, { timeout_s = 120, max_instances = 20 })
     drive_watch = merge(local.cpu_function, { timeout_s = 540, concurrency = 1, max_instances = 5 })
-    search      = merge(local.cpu_function, { timeout_s = 60, max_instances = 20 })
+    # No torch on the query path (ONNX Runtime): ~240 MB resident after the first query (BENCHMARKS.md).
+    search = merge(local.cpu_function, { memory = "1Gi", timeout_s = 60, max_instances = 20 })
   }
   settings = {
     for s in local.sources : s => merge(
@@ -97,21 +100,33 @@ locals {
     search = {
       HEIMDEX_AUTH_MODE       = "identity_platform"
       HEIMDEX_GOOGLE_AUDIENCE = var.google_audience
+      # Drive media (signed media URLs) are streamed with the organisation's own grant, or with the
+      # function's account for mapped folders, like drive_watch and the source stages read them.
+      HEIMDEX_DRIVE_SA_FOLDERS        = jsonencode(var.drive_sa_folders)
+      HEIMDEX_DRIVE_OAUTH_CLIENT_ID   = var.drive_oauth_client_id
+      HEIMDEX_DRIVE_GRANTS_COLLECTION = var.drive_grants_collection
+      # Uploads are signed into the source bucket (gs://<bucket>/<org>/uploads/...); "": none.
+      HEIMDEX_UPLOAD_BUCKET = var.source_bucket == null ? "" : var.source_bucket
     }
   }
   # Secret environment variables (none: the database takes IAM authentication, no password).
   secret_env = {}
-  # The Drive secrets, for drive_watch only; the client secret once an OAuth client is configured.
+  # The Drive secrets, for the functions that read Drive (drive_watch, search); the client secret once
+  # an OAuth client is configured.
   drive_secret_env = merge(
     { HEIMDEX_DRIVE_TOKEN_KEY = { secret = var.drive_token_key_secret_id, version = var.drive_token_key_secret_version } },
     var.drive_oauth_client_id == "" ? {} : {
       HEIMDEX_DRIVE_OAUTH_CLIENT_SECRET = { secret = var.drive_oauth_client_secret_id, version = var.drive_oauth_client_secret_version }
     },
   )
+  # The HMAC key of signed media URLs: one for every instance of search (modules/media_urls).
+  media_secret_env = {
+    HEIMDEX_MEDIA_URL_KEY = { secret = var.media_url_key_secret_id, version = var.media_url_key_secret_version }
+  }
   component_secret_env = {
     ingest      = {}
     drive_watch = local.drive_secret_env
-    search      = {}
+    search      = merge(local.drive_secret_env, local.media_secret_env)
   }
 }
 

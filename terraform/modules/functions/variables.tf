@@ -180,6 +180,16 @@ variable "drive_oauth_client_secret_version" {
   default     = "latest"
 }
 
+variable "media_url_key_secret_id" {
+  description = "Secret holding HEIMDEX_MEDIA_URL_KEY (search's signed media URLs)."
+  type        = string
+}
+
+variable "media_url_key_secret_version" {
+  description = "Version of that secret."
+  type        = string
+}
+
 variable "function_settings" {
   description = "function => overrides of memory, cpu, timeout_s, concurrency, min/max instances."
   type = map(object({

@@ -18,6 +18,7 @@ variable "services" {
     "eventarc.googleapis.com",
     "firestore.googleapis.com",
     "iam.googleapis.com",
+    "iamcredentials.googleapis.com",
     "identitytoolkit.googleapis.com",
     "pubsub.googleapis.com",
     "run.googleapis.com",

@@ -143,6 +143,22 @@ resource "google_storage_bucket_iam_member" "source_readers" {
   member = each.value
 }
 
+# The API signs uploads into the source bucket (V4 PUT or resumable POST as itself): a signed URL can
+# do only what its signer may, so the signer may create objects, and only under <org>/uploads/.
+resource "google_storage_bucket_iam_member" "upload_creators" {
+  for_each = var.create_source_bucket ? var.upload_creators : {}
+
+  bucket = google_storage_bucket.source[0].name
+  role   = "roles/storage.objectCreator"
+  member = each.value
+
+  condition {
+    title       = "heimdex-uploads-only"
+    description = "Objects under <org>/uploads/ only."
+    expression  = "resource.name.extract(\"projects/_/buckets/${google_storage_bucket.source[0].name}/objects/{org}/uploads/\") != \"\""
+  }
+}
+
 resource "google_storage_bucket_iam_member" "derived_writers" {
   for_each = var.derived_writers
 

@@ -67,6 +67,12 @@ variable "source_readers" {
   default     = {}
 }
 
+variable "upload_creators" {
+  description = "name => IAM member that may create objects under <org>/uploads/ of the source bucket (the API that signs upload URLs)."
+  type        = map(string)
+  default     = {}
+}
+
 variable "derived_writers" {
   description = "name => IAM member granted roles/storage.objectUser on the derived bucket."
   type        = map(string)
