@@ -453,7 +453,8 @@ def test_forget_erases_crops_and_stage_outputs_and_regroup_runs_from_the_cli(
 def test_keyframes_first_skips_only_shots_without_a_face(engine: Engine, clips: dict[str, Path]) -> None:
     """HEIMDEX_FACES_KEYFRAMES_FIRST: the test pattern's shot is not searched beyond its keyframe;
     the shots with a face are searched at every sample."""
-    from heimdex.stages.faces import frames_at, keyframes_first, sample_times
+    from heimdex.media.faceframes import sample_times
+    from heimdex.stages.faces import frames_at, keyframes_first
 
     models = Models(engine.settings).faces()
     shots = [{"start": 0.0, "end": 3.0}, {"start": 3.0, "end": 6.0}, {"start": 6.0, "end": 9.0}]

@@ -1,8 +1,10 @@
 """faces: face tracks of each shot, with dlib (heimdex.media.faces).
 
-The segment's frames are decoded once more with PyAV (decoding is cheap next to detection; the
-keyframe JPEGs alone would miss faces between keyframes), and frames are converted and searched at
-`faces_sample_fps` within each shot plus at each keyframe's time. Detections of one person within a
+Frames are searched at `faces_sample_fps` within each shot plus at each keyframe's time
+(faceframes.sample_times). They come from the shots stage, which decodes the video once and hands
+over the JPEGs of those frames in one object per segment (heimdex.media.faceframes); only where its
+output has none (faces were off when it ran, an older version, or this task ran before and removed
+them) is the segment decoded again here with PyAV. Detections of one person within a
 shot become one track: its time range, normalised box, quality, embedding (the mean of its best
 detections') and the best crop as the face thumbnail. Grouping tracks into people happens in the
 index stage, where the organisation's people are (heimdex.vectorstore.people).
@@ -23,43 +25,18 @@ import numpy as np
 
 from heimdex.core.context import StageContext
 from heimdex.domain import MediaError, StageSkipped
-from heimdex.media import faces
+from heimdex.media import faceframes, faces
 from heimdex.models import FaceModels
 
 SIGNATURE_SIZE = (64, 36)
 STATIC_MAD = 2.0  # mean absolute difference (0-255) under which two frames show the same picture
 
 
-def sample_times(shots: list[dict[str, Any]], keyframes: list[dict[str, Any]], fps: float) -> list[float]:
-    """Every keyframe's time, and `fps` frames a second within each shot (the first half an interval
-    in); a grid time within half an interval of a keyframe that no other grid time took becomes
-    that keyframe (the sharpest frame near it), so a shot still gets one frame per interval. Sorted."""
-    step = 1.0 / fps
-    kf_times = sorted({round(float(kf["time"]), 3) for kf in keyframes})
-    times = set(kf_times)
-    taken: set[float] = set()
-    for shot in shots:
-        t = float(shot["start"]) + step / 2
-        while t < float(shot["end"]):
-            i = bisect.bisect_left(kf_times, t)
-            near = [
-                k
-                for k in (kf_times[j] for j in (i - 1, i) if 0 <= j < len(kf_times))
-                if abs(k - t) <= step / 2
-            ]
-            free = [k for k in near if k not in taken]
-            if free:
-                taken.add(free[0])
-            else:
-                times.add(round(t, 3))
-            t += step
-    return sorted(times)
-
-
 def frames_at(
     path: str, times: list[float], width: int, rotation: int, start: float
 ) -> list[tuple[float, np.ndarray]]:
-    """RGB frames at (the first frame at or after) each wanted time, scaled to `width`."""
+    """RGB frames at (the first frame at or after) each wanted time, scaled to `width`, decoded from
+    the video (when the shots stage handed over none)."""
     out: list[tuple[float, np.ndarray]] = []
     if not times:
         return out
@@ -148,10 +125,18 @@ def run(ctx: StageContext) -> dict[str, Any]:
     probe = ctx.read_output("probe")
     shots_doc = ctx.read_output("shots")
     shots, keyframes = shots_doc["shots"], shots_doc["keyframes"]
-    times = sample_times(shots, keyframes, s.faces_sample_fps)
-    seg_start = ctx.segment[0] if ctx.segment else 0.0
-    with ctx.sources.local_path(ctx.ref.source) as path:
-        frames = frames_at(str(path), times, s.faces_detect_width, probe["video"]["rotation"], seg_start)
+    times = faceframes.sample_times(shots, keyframes, s.faces_sample_fps)
+    handed = shots_doc.get("face_frames")
+    if handed and ctx.derived.exists(handed["pack"]):
+        blob = ctx.derived.read_bytes(handed["pack"])
+        frames = [
+            (t, faceframes.decode(j, s.faces_detect_width))
+            for t, j in faceframes.unpack(blob, handed["frames"])
+        ]
+    else:
+        seg_start = ctx.segment[0] if ctx.segment else 0.0
+        with ctx.sources.local_path(ctx.ref.source) as path:
+            frames = frames_at(str(path), times, s.faces_detect_width, probe["video"]["rotation"], seg_start)
     if times and not frames:
         raise MediaError("no decodable video frames for face detection")
     starts = [float(sh["start"]) for sh in shots]
@@ -190,4 +175,6 @@ def run(ctx: StageContext) -> dict[str, Any]:
             )
     doc = {"model": models.name, "frames": len(frames), "searched": searched, "tracks": tracks_out}
     ctx.write_output("faces", doc)
+    if handed:  # the frames were for this stage alone: they go once its output is written
+        ctx.derived.delete_prefix(handed["pack"])
     return doc
