@@ -12,6 +12,7 @@ import io
 import itertools
 import json
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +210,82 @@ def test_people_are_confined_to_their_organisation(engine: Engine, indexed: dict
         assert conn.execute("SELECT count(*) FROM faces").fetchone() == (0,)
 
 
+def test_person_search_honours_the_search_filters(
+    engine: Engine, indexed: dict[str, str], heimdex_cmd: list[str], cli_env: dict[str, str]
+) -> None:
+    """source, asset, kind, lang, after/before and pages narrow a person's scenes exactly as they
+    narrow a plain search, with and without a query; none is ignored."""
+    (obama,) = who_is(engine, indexed, "interview", 1.5)
+    person = [str(obama)]
+
+    def sources(hits: list[dict[str, Any]]) -> set[str]:
+        return {h["source"] for h in hits}
+
+    everything = engine.search("", org=ORG, people=person, k=50)
+    assert sources(everything) == {indexed["interview"], indexed["speech"]}
+    for query in ("", "press conference"):
+        only = engine.search(query, org=ORG, people=person, source=indexed["speech"])
+        assert only and sources(only) == {indexed["speech"]}
+        asset = next(h["asset_id"] for h in everything if h["source"] == indexed["interview"])
+        assert sources(engine.search(query, org=ORG, people=person, asset=asset)) == {indexed["interview"]}
+        # Only the interview's first shot has on-screen text (its caption); no clip has speech.
+        text = engine.search(query, org=ORG, people=person, kind="text")
+        assert text and sources(text) == {indexed["interview"]} and all(h["text"] for h in text)
+        assert engine.search(query, org=ORG, people=person, kind="speech") == []
+        assert engine.search(query, org=ORG, people=person, lang="de") == []
+        future = datetime.now(UTC) + timedelta(days=1)
+        assert engine.search(query, org=ORG, people=person, after=future) == []
+        assert len(engine.search(query, org=ORG, people=person, before=future)) >= 2
+        # Pages: the second page goes on where the first stopped.
+        first = engine.search(query, org=ORG, people=person, k=1)
+        second = engine.search(query, org=ORG, people=person, k=1, offset=1)
+        both = engine.search(query, org=ORG, people=person, k=2)
+        assert [(h["asset_id"], h["scene"]) for h in first + second] == [
+            (h["asset_id"], h["scene"]) for h in both
+        ]
+    # The CLI passes them on (--source was once ignored with --person).
+    hits = json.loads(
+        run_cli(
+            heimdex_cmd, cli_env, "search", "--person", str(obama), "--source", indexed["speech"], "--json"
+        ).stdout
+    )
+    assert hits and sources(hits) == {indexed["speech"]}
+
+
+def test_the_faces_stage_searches_the_frames_the_shots_stage_decoded(
+    engine: Engine, clips: dict[str, Path]
+) -> None:
+    """The shots stage hands over the frames (1 a second in each shot, and the keyframes) in one
+    object; the faces stage searches those without decoding the video, removes them once used, and
+    finds the same tracks as a decode of its own (what it does when none were handed over)."""
+    from dataclasses import replace
+
+    from heimdex.media.faceframes import sample_times
+    from heimdex.stages import faces as faces_stage
+    from heimdex.stages import shots as shots_stage
+
+    (result,) = engine.index([clips["interview"]], org="people-frames")
+    assert result.status == "ready", result
+    ctx = engine.context(result.ref)
+    ctx = replace(ctx, part=0 if len(ctx.segments) > 1 else None)
+    shots_doc = ctx.read_output("shots")
+    handed = shots_doc["face_frames"]
+    times = [f["time"] for f in handed["frames"]]
+    wanted = sample_times(shots_doc["shots"], shots_doc["keyframes"], engine.settings.faces_sample_fps)
+    assert len(times) == len(wanted) and all(0 <= t - w < 0.55 for t, w in zip(times, wanted, strict=True))
+    assert not ctx.derived.exists(handed["pack"])  # used by the pipeline's faces task, then removed
+
+    shots_stage.run(ctx)  # hands them over again
+    assert ctx.derived.exists(handed["pack"])
+    from_shots = faces_stage.run(ctx)
+    assert not ctx.derived.exists(handed["pack"]) and from_shots["frames"] == len(times)
+    decoded = faces_stage.run(ctx)  # nothing handed over now: the stage decodes the segment itself
+    assert len(from_shots["tracks"]) == len(decoded["tracks"]) == 2
+    for a, b in zip(from_shots["tracks"], decoded["tracks"], strict=True):
+        assert a["shot"] == b["shot"] and abs(a["start"] - b["start"]) < 0.1
+        assert float(np.linalg.norm(np.subtract(a["embedding"], b["embedding"]))) < 0.1
+
+
 # -- grouping, merge, regroup, forget, delete: the store with real embeddings, no video ------------
 
 
@@ -382,6 +459,21 @@ def test_the_api_mirrors_the_cli(engine: Engine, indexed: dict[str, str], photos
         "/v1/search", query_string={"q": "press conference", "person": str(obama)}, headers=auth
     ).get_json()["results"]
     assert ranked[0]["start"] == 0.0 and {"id": obama, "name": "President Obama"} in ranked[0]["people"]
+    # The search filters and pages hold with person= (typed: asset must be an asset id).
+    asset = next(h["asset_id"] for h in hits["results"] if h["source"] == indexed["speech"])
+    narrowed = client.get(
+        "/v1/search", query_string={"person": str(obama), "asset": asset}, headers=auth
+    ).get_json()["results"]
+    assert narrowed and {h["asset_id"] for h in narrowed} == {asset}
+    page = client.get("/v1/search", query_string={"person": str(obama), "k": 1}, headers=auth).get_json()
+    following = client.get(
+        "/v1/search",
+        query_string={"person": str(obama), "k": 1, "cursor": page["next_cursor"]},
+        headers=auth,
+    ).get_json()["results"]
+    assert [h["start"] for h in page["results"] + following] == [h["start"] for h in hits["results"][:2]]
+    assert client.get("/v1/search", query_string={"person": ""}, headers=auth).status_code == 400
+    assert client.get("/v1/search", headers=auth).get_json()["code"] == "invalid_parameter"
     unknown = client.get("/v1/search", query_string={"person": "Nobody"}, headers=auth)
     assert unknown.status_code == 404 and unknown.get_json()["code"] == "not_found"
     assert client.get("/v1/search", query_string={"person": str(obama)}, headers=other).status_code == 404

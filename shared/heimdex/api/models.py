@@ -368,7 +368,7 @@ class PersonPath(BaseModel):
     person_id: int = Field(ge=0)
 
 
-class PersonName(Strict):
+class NameBody(Strict):
     name: Annotated[str, StringConstraints(max_length=MAX_PERSON_CHARS)] | None = Field(
         description="the person's name; null: unnamed"
     )
@@ -378,7 +378,7 @@ class MergeBody(Strict):
     other: StrictInt = Field(ge=1, description="the person whose faces join this one")
 
 
-class EnrolForm(BaseModel):
+class EnrolBody(BaseModel):
     name: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PERSON_CHARS)]
     photo: list[FileStorage] = Field(description="1 to 10 photographs of the person (one face each)")
 

@@ -23,14 +23,14 @@ from heimdex.api import errors
 from heimdex.api.context import BEARER, dump, error_responses, not_found, org
 from heimdex.api.models import (
     MAX_PERSON_ID,
-    EnrolForm,
+    EnrolBody,
     Error,
     Forgotten,
     MergeBody,
+    NameBody,
     PeopleList,
     Person,
     PersonDetail,
-    PersonName,
     PersonPath,
 )
 from heimdex.models import ModelUnavailable
@@ -85,7 +85,7 @@ def register(app: OpenAPI, engine: Any) -> None:
         security=BEARER,
         responses={201: Person, 409: Error, 413: Error, **ERRORS},
     )
-    def people_enrol(form: EnrolForm) -> Any:
+    def people_enrol(form: EnrolBody) -> Any:
         """Name whichever group the photos match (or a new person): every past and future
         appearance. 409 when the photos match a person who has another name."""
         if not form.name.strip():
@@ -107,7 +107,7 @@ def register(app: OpenAPI, engine: Any) -> None:
     @app.patch(
         "/v1/people/<int:person_id>", tags=[PEOPLE], security=BEARER, responses={200: Person, **ERRORS}
     )
-    def people_name(path: PersonPath, body: PersonName) -> Any:
+    def people_name(path: PersonPath, body: NameBody) -> Any:
         """Name (or unname, with null) a person: every past and future appearance, no re-indexing."""
         if path.person_id > MAX_PERSON_ID:
             return not_found("person")
