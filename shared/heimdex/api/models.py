@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from flask_openapi3 import FileStorage
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 MAX_QUERY_CHARS = 1000
 MAX_SOURCE_CHARS = 2048
@@ -374,8 +374,17 @@ class NameBody(Strict):
     )
 
 
+def _whole_number(value: Any) -> Any:
+    # JSON's integers, 7.0 included (JSON Schema's "integer"); not true/false, not "7".
+    if isinstance(value, bool | str):
+        raise ValueError("must be a person id (an integer)")
+    return value
+
+
 class MergeBody(Strict):
-    other: StrictInt = Field(ge=1, description="the person whose faces join this one")
+    other: Annotated[int, BeforeValidator(_whole_number)] = Field(
+        ge=1, description="the person whose faces join this one"
+    )
 
 
 class EnrolBody(BaseModel):
