@@ -311,9 +311,10 @@ def regroup(conn: Conn, org: str, threshold: float) -> dict[str, int]:
 # -- search -------------------------------------------------------------------------------------------
 
 # Scenes of the caller's organisation where every group of people appears (a group: the ids one
-# `person=` names; any of them counts), and which pass the search's filters (source prefix, asset,
-# kind, language, asset dates: heimdex.vectorstore.search.scene_filters on the scene row). Driven from
-# faces by person (faces_org_person).
+# `person=` names; any of them counts). Driven from faces by person (faces_org_person). The search's
+# filters (source prefix, asset, kind, language, asset dates: heimdex.vectorstore.search.scene_filters)
+# apply where each query below reads the scene rows: after the grouping, so the faces of popular
+# people cost no scene lookups of their own.
 PERSON_SCENES = """
 WITH wanted AS (SELECT * FROM unnest(%(pids)s::bigint[], %(groups)s::int[]) AS w(pid, grp)),
 hits AS (
@@ -323,10 +324,7 @@ hits AS (
   WHERE f.org_id = %(org)s AND f.person_id = ANY(%(pids)s) AND f.asset_id IS NOT NULL
 ),
 cand AS (
-  SELECT h.asset_id, h.idx FROM hits h
-  JOIN scenes s ON s.org_id = %(org)s AND s.asset_id = h.asset_id AND s.idx = h.idx
-  WHERE true {filters}
-  GROUP BY h.asset_id, h.idx HAVING count(DISTINCT h.grp) = %(n)s
+  SELECT asset_id, idx FROM hits GROUP BY asset_id, idx HAVING count(DISTINCT grp) = %(n)s
 )"""
 
 _HIT_COLUMNS = (
@@ -358,17 +356,23 @@ SELECT {_HIT_COLUMNS}, 1.0::float8 AS score
 FROM cand c
 JOIN scenes s ON s.org_id = %(org)s AND s.asset_id = c.asset_id AND s.idx = c.idx
 JOIN assets a ON a.org_id = %(org)s AND a.asset_id = s.asset_id
+WHERE true {{filters}}
 ORDER BY s.asset_id, s.start_s
 LIMIT %(k)s OFFSET %(offset)s
 """
 )
 
 # With a query: the candidate scenes ranked exactly (text and image distance, keyword rank with the
-# query parsed in each scene's own language as heimdex_keyword_hits does, 009) and fused by reciprocal
-# rank as heimdex.vectorstore.search does; a person's scenes are few next to an archive.
+# query parsed in each scene's own language as heimdex_keyword_hits does, 009: once per language of
+# the organisation, not per scene) and fused by reciprocal rank as heimdex.vectorstore.search does; a
+# person's scenes are few next to an archive.
 RANKED_SQL = (
     PERSON_SCENES
     + f""",
+tq AS MATERIALIZED (
+  SELECT coalesce(l.lang, '') AS lang, to_tsquery(public.heimdex_ts_config(l.lang), %(or_q)s) AS q
+  FROM (SELECT NULL::text AS lang UNION SELECT lang FROM scene_languages WHERE org_id = %(org)s) l
+),
 scored AS MATERIALIZED (
   SELECT s.asset_id, s.idx,
     CASE WHEN s.text_model = %(text_model)s THEN s.text_vec <=> %(qt)s::halfvec END AS dt,
@@ -376,7 +380,8 @@ scored AS MATERIALIZED (
     CASE WHEN s.tsv @@ tq.q THEN ts_rank_cd(s.tsv, tq.q) ELSE 0 END AS kr
   FROM cand c
   JOIN scenes s ON s.org_id = %(org)s AND s.asset_id = c.asset_id AND s.idx = c.idx
-  CROSS JOIN LATERAL (SELECT to_tsquery(public.heimdex_ts_config(s.lang), %(or_q)s) AS q) tq
+  LEFT JOIN tq ON tq.lang = coalesce(s.lang, '')
+  WHERE true {{filters}}
 ),
 top AS MATERIALIZED (
   SELECT asset_id, idx,
@@ -395,7 +400,6 @@ ORDER BY f.score DESC, s.asset_id, s.idx
 """
 )
 _FILTERS = search_sql.scene_filters("s.")
-PERSON_SCENES = PERSON_SCENES.replace("{filters}", _FILTERS)
 APPEARANCES_ONE_SQL = APPEARANCES_ONE_SQL.replace("{filters}", _FILTERS)
 APPEARANCES_SQL = APPEARANCES_SQL.replace("{filters}", _FILTERS)
 RANKED_SQL = RANKED_SQL.replace("{filters}", _FILTERS)
