@@ -209,7 +209,10 @@ class Settings(BaseSettings):
         " detector's window) frames are searched at twice the size: about 4x the detection time.",
     )
     faces_detect_width: int = Field(
-        default=640, ge=160, description="Width frames are scaled to before detection."
+        default=640,
+        ge=160,
+        description="Width frames are scaled to before detection; at most thumb_width (the frames"
+        " are the shots stage's keyframe candidates, heimdex.media.faceframes).",
     )
     faces_detector: Literal["hog", "cnn"] = Field(
         default="hog", description="dlib's HOG detector (CPU) or its CNN (mmod) detector (GPU)."
