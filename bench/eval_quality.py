@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from heimdex.config import Settings
-from heimdex.dev.samples import ffmpeg, speak
+from heimdex.dev.samples import ffmpeg, join_parts, speak
 from heimdex.embedded.engine import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -382,31 +382,7 @@ def render(clip: Clip, out: Path) -> dict[str, Any]:
             t += length
         track = work / "track.wav"
         _mix(sound, t, track, clip.noise, seed=int(hashlib.sha256(clip.name.encode()).hexdigest()[:8], 16))
-        listing = work / "parts.txt"
-        listing.write_text("".join(f"file '{p}'\n" for p in parts))
-        ffmpeg(
-            "-f",
-            "concat",
-            "-safe",
-            "0",
-            "-i",
-            listing,
-            "-i",
-            track,
-            "-map",
-            "0:v",
-            "-map",
-            "1:a",
-            "-c:v",
-            "copy",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "96k",
-            "-movflags",
-            "+faststart",
-            out,
-        )
+        join_parts(parts, track, out)
     return {"duration": round(t, 3), "shots": shots}
 
 

@@ -21,7 +21,9 @@ import waitress
 
 from heimdex.api.app import create_app, generated_document, openapi_document
 from heimdex.api.auth import issue_token
+from heimdex.api.context import ApiContext
 from heimdex.api.signing import MediaSigner
+from heimdex.config import Settings
 from heimdex.dev.samples import Segment, make_clip
 from heimdex.embedded.engine import DELETED_NOTE, Engine
 from heimdex.media import captions
@@ -201,6 +203,40 @@ def test_hits_and_scenes_open_without_credentials(base: str, speech_asset: dict[
     )
     scene = get(base, f"/v1/assets/{speech_asset['asset_id']}/scenes").json()["scenes"][0]
     assert requests.get(scene["thumbnail_url"], timeout=60).status_code == 200
+
+
+def test_public_url_leads_every_signed_url() -> None:
+    """HEIMDEX_PUBLIC_URL, when set, is where media and thumbnail URLs point, whatever host the
+    request came in on."""
+    settings = Settings(public_url="https://search.example.com/")
+    ctx = ApiContext(
+        engine=type("E", (), {"settings": settings})(),
+        signer=MediaSigner(b"k" * 32, 60),
+        reindex=lambda ref: ref,
+    )
+    with request_context():
+        assert ctx.media_url("default", "a1").startswith(
+            "https://search.example.com/v1/media/default/a1/video?"
+        )
+        assert ctx.link(ctx.media_url("default", "a1"), 14.0).endswith("#t=14.0")
+    # Unset: the request's host, with the scheme of the TLS-terminating proxy in front of the app
+    # (Cloud Functions, Cloud Run): a page on https cannot load http media.
+    ctx.engine.settings = Settings()
+    with request_context({"X-Forwarded-Proto": "https"}):
+        assert ctx.base() == "https://10.0.0.7:8080"
+    with request_context({"X-Forwarded-Proto": "gopher"}):
+        assert ctx.base() == "http://10.0.0.7:8080"
+    with request_context():
+        thumb = ctx.thumbnail_url("default", "a1", 3, "t.jpg") or ""
+        assert thumb.startswith("http://10.0.0.7:8080/v1/media/default/a1/thumbnails/3.jpg?exp="), thumb
+
+
+def request_context(headers: dict[str, str] | None = None) -> Any:
+    import flask
+
+    return flask.Flask(__name__).test_request_context(
+        "/v1/search", base_url="http://10.0.0.7:8080", headers=headers or {}
+    )
 
 
 def test_range_requests_follow_rfc_9110(

@@ -170,10 +170,21 @@ def test_bucket_upload_becomes_searchable_through_the_api(
     derived = bucket(stack, "derived_bucket")
     asset_id = job["asset_id"]
     prefix = f"derived/default/{asset_id}/"
-    outputs = {b.name for b in derived.list_blobs(prefix=prefix) if "/thumbs/" not in b.name}
+    written = {b.name for b in derived.list_blobs(prefix=prefix) if "/thumbs/" not in b.name}
+    outputs = {name for name in written if "/textframes/" not in name}
     # (index writes the sidecar, checked below, rather than a stage output)
     expected = {f"derived/default/{asset_id}/{key}.json" for key in job["stages"] if key != "index"}
     assert outputs == expected, outputs
+    # The frames the shots tasks picked for OCR: exactly those their outputs name. (The frames they
+    # handed the faces tasks, faceframes/, are gone: each faces task removes its own once used.)
+    named = {
+        frame["image"]
+        for key in job["stages"]
+        if key.startswith("shots")
+        for frame in json.loads(derived.blob(f"{prefix}{key}.json").download_as_bytes())["text_frames"]
+        if frame.get("image")
+    }
+    assert written - outputs == named, (written - outputs, named)
     # Indexed once: one asset row, and as many scene rows as the sidecar has scenes.
     (asset,) = assets_for(stack, source)
     sidecar = json.loads(derived.blob(f"derived/default/sidecars/{asset_id}.json").download_as_bytes())

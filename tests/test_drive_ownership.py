@@ -20,11 +20,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
+from google.api_core.exceptions import PermissionDenied
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 
@@ -447,6 +448,34 @@ def test_a_revocation_found_by_a_download_fails_the_job_once(make_env: Any, driv
         sources.stat(f"drive://{video}")
     # One refresh when alpha registered, the one Google refused, none since.
     assert [r.status for r in drive.token_requests if r.grant_type == "refresh_token"] == [200, 400]
+
+
+def test_a_reader_that_may_not_record_a_revocation_still_reports_it(make_env: Any, drive: FakeDrive) -> None:
+    """The search API streams an organisation's Drive media but may only read grants (Terraform
+    gives it no Firestore write): a revocation it finds is still AccessLost, which the media endpoint
+    answers with 403 `source_access_lost`, not an error about the bookkeeping write."""
+    env: Env = make_env()
+    folder = drive.add_folder("Archive")
+    env.connect("alpha", ALICE)
+    env.register("alpha", folder)
+    video = drive.add_file("a.mp4", VIDEO, folder)
+    drive.revoke_user(ALICE)
+    drive.expire_access_tokens()
+
+    class ReadOnlyGrants:
+        def __init__(self, inner: FirestoreGrantStore) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def mark_revoked(self, *args: Any, **kwargs: Any) -> None:
+            raise PermissionDenied("Missing or insufficient permissions.")
+
+    reader = OrgDriveSources(DriveAccess(env.settings, cast(Any, ReadOnlyGrants(env.grants))), "alpha")
+    with pytest.raises(AccessLost, match="revoked"):
+        reader.stat(f"drive://{video}")
+    assert env.watches("alpha")[folder]["status"] == "active"  # nothing recorded by this reader
 
 
 def test_disconnect_stops_the_watches_and_revokes_at_google(make_env: Any, drive: FakeDrive) -> None:

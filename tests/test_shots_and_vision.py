@@ -9,6 +9,7 @@ import pytest
 
 from heimdex.dev.samples import Segment, make_clip
 from heimdex.embedded.engine import Engine
+from heimdex.models import import_vision_libraries
 from heimdex.stages.shots import scan
 from tests.conftest import settings_for
 
@@ -36,7 +37,9 @@ def test_cuts_match_the_known_cuts(tmp_path: Path) -> None:
 
 def test_vision_vectors_with_a_random_init_model(home: Path, corpus: dict[str, Any]) -> None:
     """Random weights test the wiring only: vectors are made, stored with their model, and searched."""
-    import open_clip  # noqa: F401  # installed by scripts/setup.sh; missing must fail, not skip
+    # Installed by scripts/setup.sh: missing must fail, not skip. Imported as the vision stage does
+    # (with the CPU torch, `import open_clip` alone fails unless something declared torchvision's ops).
+    import_vision_libraries()
 
     engine = Engine(settings_for(home, vision_random_init=True))
     try:

@@ -101,11 +101,19 @@ def postmaster(home: Path) -> psutil.Process | None:
         proc = psutil.Process(pid)
     except (FileNotFoundError, IndexError, ValueError, psutil.NoSuchProcess):
         return None
-    return proc if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE else None
+    return proc if alive(proc) else None
+
+
+def alive(proc: psutil.Process) -> bool:
+    """Running and not a zombie; a process that ends while it is looked at is not alive."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def gone(procs: list[psutil.Process]) -> bool:
-    return not [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    return not [p for p in procs if alive(p)]
 
 
 def assets(heimdex_cmd: list[str], env: dict[str, str]) -> list[dict[str, Any]]:
@@ -174,6 +182,14 @@ def test_a_file_another_run_holds_is_waited_for_then_indexed(
     assert engine.search("hilltop beacon anniversary", org=org, k=1)[0]["source"] == str(clips["beacon"])
 
 
+def cmdline(proc: psutil.Process) -> str:
+    """A child's command line; "" for one that ended (a zombie not yet reaped, or gone)."""
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:
+        return ""
+
+
 def test_interrupted_run_leaves_no_process_and_the_next_run_finishes(
     tmp_path: Path, clips: dict[str, Path], cli_env: dict[str, str], heimdex_cmd: list[str]
 ) -> None:
@@ -182,9 +198,7 @@ def test_interrupted_run_leaves_no_process_and_the_next_run_finishes(
     env = home_env(cli_env, home, HEIMDEX_SEGMENT_S="5")
     run = Run([*heimdex_cmd, "index", *map(str, clips.values())], env)
     cli = psutil.Process(run.proc.pid)
-    workers = wait_for(
-        lambda: [p for p in cli.children() if "spawn_main" in " ".join(p.cmdline())], "segment workers"
-    )
+    workers = wait_for(lambda: [p for p in cli.children() if "spawn_main" in cmdline(p)], "segment workers")
     database = wait_for(lambda: postmaster(home), "the embedded PostgreSQL")
     descendants = cli.children(recursive=True)
     run.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends

@@ -272,24 +272,11 @@ def edit_list(engine: Any, args: argparse.Namespace, hits: list[dict[str, Any]])
     from heimdex.media import edl
     from heimdex.services import deep_link
 
-    rates: dict[str, float | None] = {}
-    clips = []
-    for h in hits:
-        if h["asset_id"] not in rates:
-            rates[h["asset_id"]] = engine.frame_rate(h["asset_id"], org=args.org)
-        clips.append(
-            edl.Clip(
-                name=Path(h["source"]).name or h["source"],
-                source=h["source"],
-                start=h["start"],
-                end=h["end"],
-                fps=rates[h["asset_id"]],
-                text=h["text"],
-                score=h["score"],
-                asset_id=h["asset_id"],
-                link=deep_link(h["source"], h["start"]),
-            )
-        )
+    clips = edl.clips(
+        hits,
+        lambda asset_id: engine.frame_rate(asset_id, org=args.org),
+        lambda h: deep_link(h["source"], h["start"]),
+    )
     return edl.table(clips) if args.csv else edl.edl(f"Heimdex {args.query}", clips)
 
 

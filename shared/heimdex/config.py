@@ -367,6 +367,13 @@ class Settings(BaseSettings):
         " in HEIMDEX_HOME. Set the same value on every instance in the cloud.",
         json_schema_extra=cloud("search"),
     )
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^/?#]+(/[^?#]*)?$",
+        description="The API's public base URL (https://search.example.com) that media and thumbnail URLs"
+        " start with; default: the request's own host, with the scheme a proxy names in"
+        " X-Forwarded-Proto (Cloud Functions and Cloud Run terminate TLS in front of the app).",
+    )
     media_url_ttl_s: int = Field(
         default=3600, gt=0, le=7 * 24 * 3600, description="Signed media URL lifetime."
     )

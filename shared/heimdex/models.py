@@ -143,6 +143,15 @@ def _register_torchvision_schemas() -> None:
         pass  # already defined in this process
 
 
+def import_vision_libraries() -> Any:
+    """open_clip, imported the one way that works with the CPU torch: the torchvision operator
+    schemas declared first (`import open_clip` alone imports torchvision and fails)."""
+    _register_torchvision_schemas()
+    import open_clip
+
+    return open_clip
+
+
 def import_text_libraries() -> None:
     """Import what the text model needs (torch, transformers, sentence-transformers): seconds of a
     process's start that can be paid before the first query."""
@@ -362,9 +371,7 @@ class Models:
             if missing := self._vision_missing():
                 raise ModelUnavailable(missing)
             self._torch_threads()
-            _register_torchvision_schemas()
-            import open_clip
-
+            open_clip = import_vision_libraries()
             model, _, preprocess = open_clip.create_model_and_transforms(
                 s.vision_model, pretrained=s.vision_weights or None
             )

@@ -19,6 +19,7 @@ delegated watches and the stages fail its Drive jobs at once with the reason (`A
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +36,8 @@ from heimdex.domain import MediaError
 
 FOLDER_MIME = "application/vnd.google-apps.folder"
 CONSENT_PATH = "/v1/drive/consent"
+
+log = logging.getLogger(__name__)
 
 
 class AccessDenied(Exception):
@@ -198,7 +201,12 @@ class DriveAccess:
                 raise
             reason = revoked_reason(session.org_id, google_says)
             if self.grants is not None and session.grant_id is not None:
-                self.grants.mark_revoked(session.org_id, session.grant_id, reason)
+                try:
+                    self.grants.mark_revoked(session.org_id, session.grant_id, reason)
+                except Exception:  # bookkeeping: a reader without write access (the search API)
+                    log.warning(
+                        "could not record a revoked grant", extra={"org": session.org_id}, exc_info=True
+                    )
             with self._lock:
                 self._delegated.pop(session.org_id, None)
             raise GrantRevoked(session.org_id, reason) from exc

@@ -79,7 +79,15 @@ class ApiContext:
     reindex: Callable[[AssetRef], AssetRef]  # the asset and job that the new run makes
 
     def base(self) -> str:
-        return request.host_url.rstrip("/")
+        """Where signed URLs point: HEIMDEX_PUBLIC_URL, else this request's host with the scheme the
+        TLS-terminating proxy in front of the app names (a browser page on https cannot load http
+        media). The header only shapes the URLs handed back to the same caller, so it needs no trust."""
+        public = self.engine.settings.public_url
+        if public:
+            return str(public).rstrip("/")
+        proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+        scheme = proto if proto in ("http", "https") else request.scheme
+        return f"{scheme}://{request.host}"
 
     def media_url(self, org_id: str, asset_id: str) -> str:
         return self.base() + self.signer.path(org_id, asset_id, "video")

@@ -4,7 +4,6 @@ editor (DaVinci Resolve, Premiere Pro) or a spreadsheet."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import PurePosixPath
 from typing import Any
 
 from flask import Response
@@ -18,32 +17,13 @@ ERRORS = error_responses(400, 401, 404, 503)  # 404: a `person=` of no one (heim
 SEARCH = Tag(name="search")
 
 
-def clip_name(source: str) -> str:
-    return PurePosixPath(source.rstrip("/")).name or source
-
-
 def clips(ctx: ApiContext, hits: list[dict[str, Any]]) -> list[edl.Clip]:
-    """The hits as clips at their assets' frame rates (read from each asset's sidecar once)."""
-    rates: dict[str, float | None] = {}
-    out = []
-    for h in hits:
-        if h["asset_id"] not in rates:
-            rates[h["asset_id"]] = ctx.engine.frame_rate(h["asset_id"], org=org())
-        media = ctx.media_url(org(), h["asset_id"])
-        out.append(
-            edl.Clip(
-                name=clip_name(h["source"]),
-                source=h["source"],
-                start=h["start"],
-                end=h["end"],
-                fps=rates[h["asset_id"]],
-                text=h["text"],
-                score=h["score"],
-                asset_id=h["asset_id"],
-                link=ctx.link(media, h["start"]),
-            )
-        )
-    return out
+    """The hits as clips at their assets' frame rates, linked to their signed media."""
+    return edl.clips(
+        hits,
+        lambda asset_id: ctx.engine.frame_rate(asset_id, org=org()),
+        lambda h: ctx.link(ctx.media_url(org(), h["asset_id"]), h["start"]),
+    )
 
 
 def register(

@@ -19,10 +19,12 @@ from typing import Any
 from flask import Response, redirect, request
 from flask_openapi3 import OpenAPI, Tag
 
+from heimdex.adapters.drive_access import AccessLost
 from heimdex.api import errors
 from heimdex.api.context import ApiContext, error_responses, not_found
 from heimdex.api.models import MediaPath, Signature, ThumbnailPath
 from heimdex.api.ranges import byte_range, bytes_chunks, file_chunks
+from heimdex.domain import MediaError
 
 MEDIA = Tag(name="media", description="Signed URLs an <img> or <video> tag loads without credentials")
 
@@ -97,7 +99,12 @@ def register(app: OpenAPI, ctx: ApiContext) -> None:
     def drive_media(org_id: str, source: str) -> Response:
         """A Drive file streamed with the organisation's own Drive credentials, a range at a time."""
         sources = engine.sources.for_org(org_id)
-        info = sources.stat(source)
+        try:
+            info = sources.stat(source)
+        except AccessLost as exc:  # the organisation's grant was revoked, or nothing maps the folder
+            return errors.error(403, "source_access_lost", str(exc))
+        except MediaError:  # Drive answers 404: the file is gone
+            return errors.error(404, "not_found", "the original file is gone")
         media_type = mimetypes.guess_type(source)[0] or "video/mp4"
 
         def chunks(first: int, length: int) -> Iterator[bytes]:

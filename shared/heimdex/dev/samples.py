@@ -139,35 +139,21 @@ def make_clip(
             t += length
         track = work / "track.wav"
         _mix(sound, t, track)
-        listing = work / "parts.txt"
-        listing.write_text("".join(f"file '{p}'\n" for p in parts))
-        ffmpeg(
-            "-f",
-            "concat",
-            "-safe",
-            "0",
-            "-i",
-            listing,
-            "-i",
-            track,
-            "-map",
-            "0:v",
-            "-map",
-            "1:a",
-            "-c:v",
-            "copy",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "96k",
-            "-movflags",
-            "+faststart",
-            out,
-        )
+        join_parts(parts, track, out)
     truth["duration"] = round(t, 3)
     truth["segments"] = [asdict(s) for s in segments]
     out.with_suffix(".truth.json").write_text(json.dumps(truth, indent=1))
     return truth
+
+
+def join_parts(parts: list[Path], track: Path, out: Path) -> None:
+    """Join encoded video parts without re-encoding and lay the sound track under them (AAC)."""
+    listing = track.with_name("parts.txt")
+    listing.write_text("".join(f"file '{p}'\n" for p in parts))
+    ffmpeg(
+        "-f", "concat", "-safe", "0", "-i", listing, "-i", track, "-map", "0:v", "-map", "1:a",
+        "-c:v", "copy", "-c:a", "aac", "-b:a", "96k", "-movflags", "+faststart", out,
+    )  # fmt: skip
 
 
 def _mix(sound: list[tuple[float, Path]], seconds: float, out: Path, rate: int = 22050) -> None:

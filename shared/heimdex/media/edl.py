@@ -11,7 +11,10 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
 
 RECORD_START_S = 3600.0
 DEFAULT_FPS = 25.0
@@ -28,6 +31,34 @@ class Clip:
     score: float = 0.0
     asset_id: str = ""
     link: str = ""
+
+
+def clips(
+    hits: list[dict[str, Any]],
+    frame_rate: Callable[[str], float | None],
+    link: Callable[[dict[str, Any]], str],
+) -> list[Clip]:
+    """Search hits as clips, each at its asset's frame rate (`frame_rate(asset_id)`, asked once per
+    asset), named by the file name, with `link(hit)` to open the moment."""
+    rates: dict[str, float | None] = {}
+    out = []
+    for h in hits:
+        if h["asset_id"] not in rates:
+            rates[h["asset_id"]] = frame_rate(h["asset_id"])
+        out.append(
+            Clip(
+                name=PurePosixPath(h["source"].rstrip("/")).name or h["source"],
+                source=h["source"],
+                start=h["start"],
+                end=h["end"],
+                fps=rates[h["asset_id"]],
+                text=h["text"],
+                score=h["score"],
+                asset_id=h["asset_id"],
+                link=link(h),
+            )
+        )
+    return out
 
 
 def nominal(fps: float | None) -> int:
