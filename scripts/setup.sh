@@ -38,7 +38,7 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 echo "==> torch"
 "${PIP[@]}" install "torch==2.13.0"
 echo "==> heimdex and its dependencies"
-"${PIP[@]}" install -c constraints.txt -e ".[dev,pipeline]"
+"${PIP[@]}" install -c constraints.txt -e ".[dev,pipeline,faces]"
 # open_clip and torchvision declare dependencies that would replace the CPU torch: install them
 # without their resolver (their own needs are already present or listed here).
 echo "==> vision extras (open_clip, torchvision) without dependency resolution"

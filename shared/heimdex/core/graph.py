@@ -91,7 +91,7 @@ PIPELINE: tuple[Stage, ...] = (
         segmented=True,
         optional=True,
         preload="faces",
-        pip=("dlib-bin", "face_recognition_models"),
+        pip=(".[faces]",),
     ),
     Stage("index", ("asr", "ocr", "vision", "faces"), "heimdex.stages.index:run", preload="text_encoder"),
 )
