@@ -32,7 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import psycopg
 import requests
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from bench import baseline
 from heimdex import logs
@@ -127,20 +130,51 @@ def cli_search(variant: str, env: dict[str, str]) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
+def variant_database(db: Database, variant: str, env: dict[str, str]) -> tuple[str, str]:
+    """(owner URL, application URL) of the database a variant runs on. This checkout uses the embedded
+    server's own database; the baseline gets a database of its own on the same server, migrated by
+    the baseline's code (its queries do not run on a schema migrated past it)."""
+    if variant == "onnx":
+        return db.url, db.app_url
+    name = f"heimdex_{variant}"
+    with psycopg.connect(db.url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    owner_url = make_conninfo(db.url, dbname=name)
+    subprocess.run(  # the baseline's migrations, in a process of its own
+        [
+            sys.executable,
+            "-c",
+            "from heimdex.config import Settings; from heimdex.vectorstore.db "
+            "import Database; Database(Settings()).close()",
+        ],
+        env=baseline.env_for(variant, {**env, "HEIMDEX_DATABASE_URL": owner_url}),
+        cwd=ROOT,
+        check=True,
+        timeout=300,
+    )
+    return owner_url, make_conninfo(db.app_url, dbname=name)
+
+
 def measure(variants: list[str], runs: int) -> dict[str, Any]:
+    (ROOT / ".bench").mkdir(exist_ok=True)  # a fresh clone has none yet
     home = Path(tempfile.mkdtemp(prefix="heimdex-cold-", dir=ROOT / ".bench"))
     settings = Settings(home=home, database_url=None, jwt_secret=SECRET)
     db = Database(settings)  # the embedded server, started (and migrated) before the instance
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEIMDEX_")}
     env.update(HEIMDEX_HOME=str(home), HEIMDEX_JWT_SECRET=SECRET)
-    function_env = {**env, "HEIMDEX_DATABASE_APP_URL": db.app_url}
+    function_envs, cli_envs = {}, {}
+    for variant in variants:
+        owner_url, app_url = variant_database(db, variant, env)
+        function_envs[variant] = {**env, "HEIMDEX_DATABASE_APP_URL": app_url}
+        cli_envs[variant] = env if variant == "onnx" else {**env, "HEIMDEX_DATABASE_URL": owner_url}
     token = issue_token(SECRET, "default")
     results: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
     try:
         for i in range(runs):
             for variant in variants:  # interleaved: the machine's load falls on both alike
-                found = one_start(variant, function_env, token)
-                found["cli_search_s"], found["cli_search_cpu_s"] = cli_search(variant, env)
+                found = one_start(variant, function_envs[variant], token)
+                found["cli_search_s"], found["cli_search_cpu_s"] = cli_search(variant, cli_envs[variant])
                 results[variant].append(found)
                 print(
                     f"{variant} start {i + 1}: listening {found['listening_s']:.2f}s, first result "

@@ -168,6 +168,10 @@ def test_number_spellings_and_run_together_words_match_in_keywords() -> None:
     assert textnorm.keyword_variants("\u00b9 x\u00b2") == ["\u00b9", "x\u00b2"]
     q = or_query("up 14% it's 'x' | !")
     assert "'14'" in q and "'fourteen'" in q and "|" in q and "!" not in q.replace(" | ", "")
+    # Digits of other kinds (schemathesis found "²" answered with a 500): words kept, no number read.
+    assert "m²" in textnorm.keyword_variants("50 m² flat") and "fifty" in textnorm.keyword_variants("50 m²")
+    assert "three" in textnorm.keyword_variants("٣ boats")  # an Arabic-Indic 3 is a decimal digit
+    assert or_query("x² ³ ½")
 
 
 def test_a_caption_is_tracked_across_readings_and_bands() -> None:

@@ -39,6 +39,9 @@ PersonRef = Annotated[
 Cursor = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CURSOR_CHARS)]
 Status = Literal["processing", "ready", "failed"]
 Kind = Literal["speech", "text"]
+# Something to look for: at least one character that is not whitespace (the server strips a query),
+# said in the document too, so that a client (or a fuzzer) knows "\v" alone is not a query.
+QueryText = Annotated[str, StringConstraints(pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")]
 # ISO 639-1 as Whisper names languages (haw: 3 letters).
 Lang = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]
 
@@ -62,7 +65,7 @@ class Health(BaseModel):
 
 
 class SearchFilters(Strict):
-    q: Text = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="what to look for")
+    q: QueryText = Field(min_length=1, max_length=MAX_QUERY_CHARS, description="what to look for")
     source: Text | None = Field(
         None, max_length=MAX_SOURCE_CHARS, description="only sources with this prefix"
     )

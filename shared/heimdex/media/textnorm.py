@@ -132,7 +132,7 @@ def keyword_variants(query: str) -> list[str]:
             out.append(w)
     extra: list[str] = []
     for w in out:
-        if w.isdecimal():  # not isdigit(): superscripts such as "¹" are digits int() refuses
+        if w.isdecimal():  # not isdigit(): "²" is a digit that int() refuses
             extra.extend(number_words(int(w)))
         elif w in ("percent", "cent"):
             extra.append("percent")
