@@ -104,7 +104,7 @@ def main() -> None:
     people = int(os.environ.get("PEOPLE", "2000"))
     nq = int(os.environ.get("QUERIES", "200"))
     rng = np.random.default_rng(int(os.environ.get("SEED", "7")))
-    # v3: the schema with main's 007-009 (scene units, languages) before 011_people.
+    # v3: the schema with main's 007-009 (scene units, languages) before 010_people.
     home = ROOT / ".bench" / f"people-v3-{faces}-{scenes}-{people}"
     home.mkdir(parents=True, exist_ok=True)
     db = Database(Settings(home=home, database_url=None))

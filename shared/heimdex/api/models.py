@@ -41,7 +41,8 @@ Status = Literal["processing", "ready", "failed"]
 Kind = Literal["speech", "text"]
 # Something to look for: at least one character that is not whitespace (the server strips a query),
 # said in the document too, so that a client (or a fuzzer) knows "\v" alone is not a query.
-QueryText = Annotated[str, StringConstraints(pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")]
+QUERY_PATTERN = r"^[^\x00]*[^\s\x00][^\x00]*$"
+QueryText = Annotated[str, StringConstraints(pattern=QUERY_PATTERN)]
 # ISO 639-1 as Whisper names languages (haw: 3 letters).
 Lang = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]
 
@@ -87,6 +88,7 @@ def _q_required_in_document(schema: dict[str, Any]) -> None:
     # came), and the server also answers `person` alone (that person's scenes by asset and time).
     schema["required"] = [*schema.get("required", []), "q"]
     schema["properties"]["q"]["minLength"] = 1
+    schema["properties"]["q"]["pattern"] = QUERY_PATTERN  # a query needs a character that is not whitespace
     schema["properties"]["q"].pop("default", None)
 
 

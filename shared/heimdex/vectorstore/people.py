@@ -1,4 +1,4 @@
-"""Faces and people in PostgreSQL (011_people.sql), always inside an org-scoped transaction.
+"""Faces and people in PostgreSQL (010_people.sql), always inside an org-scoped transaction.
 
 Grouping is incremental: a new face track joins the person of the nearest face of its organisation
 when the Euclidean distance of their embeddings is within `threshold`, else it starts an unnamed
