@@ -44,6 +44,7 @@ bench-cold: $(STAMP)
 
 bench-search: $(STAMP)
 	$(BIN)/python -m bench.bench_search
+	$(BIN)/python -m bench.bench_people
 
 # Search quality on generated news-like clips (bench/eval_quality.py): recall@1, recall@5, MRR per kind.
 eval: $(STAMP)

@@ -4,9 +4,10 @@
     BENCH_MINUTES=5 BENCH_RUNS=5 make bench
     BENCH_LANG_RUNS=0 make bench    # without the multilingual model's figures
 
-The clip is generated once (speech throughout, a cut every 6-14 s, captions on a third of the shots)
-and cached under .bench/. Each run indexes it from scratch into a fresh HEIMDEX_HOME-like store with
-`--force`; the first run includes model loading (reported as `cold_*`), the median is over all runs.
+The clip is generated once (speech throughout, a cut every 6-14 s, captions on a third of the shots,
+a face photograph in a third of the shots: tests/face_media.py) and cached under .bench/. Each run
+indexes it from scratch into a fresh HEIMDEX_HOME-like store with `--force`; the first run includes
+model loading (reported as `cold_*`), the median is over all runs.
 Speech recognition alone runs the ASR stage's own transcribe() on the same file with the same
 settings, then with Whisper base (multilingual): with per-segment language detection, with English
 segments routed to tiny.en, and told the language (`asr_multilingual`, BENCH_LANG_RUNS runs each, 1 by
@@ -37,7 +38,7 @@ from heimdex.embedded.dispatch import JobResult
 from heimdex.embedded.engine import Engine
 from heimdex.embedded.segment_pool import SegmentPool
 from heimdex.models import Models
-from heimdex.stages import asr
+from heimdex.stages import asr, faces, shots
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".bench"
@@ -72,8 +73,9 @@ CAPTIONS = [
 ]
 
 
-def bench_segments(minutes: float, seed: int = 11) -> list[Segment]:
+def bench_segments(minutes: float, seed: int = 11, pictures: list[str] | None = None) -> list[Segment]:
     rng = random.Random(seed)
+    faces_rng = random.Random(seed + 1)  # its own draws: the other shots stay as they were
     segments: list[Segment] = []
     total = 0.0
     while total < minutes * 60:
@@ -81,7 +83,8 @@ def bench_segments(minutes: float, seed: int = 11) -> list[Segment]:
         caption = rng.choice(CAPTIONS) if rng.random() < 0.33 else None
         # Narration as in news and interviews: one sentence in a short shot, two in a long one.
         speech = " ".join(rng.sample(SENTENCES, 2 if seconds >= 10 else 1))
-        segments.append(Segment(seconds, speech=speech, speech_at=0.5, caption=caption))
+        picture = faces_rng.choice(pictures) if pictures and faces_rng.random() < 1 / 3 else None
+        segments.append(Segment(seconds, speech=speech, speech_at=0.5, caption=caption, picture=picture))
         total += seconds
     return segments
 
@@ -181,15 +184,43 @@ def asr_segmented(pool: SegmentPool, ctx: StageContext) -> tuple[float, float]:
     return time.perf_counter() - started, cpu_s(pool.pids()) - cpu_before
 
 
+def faces_alone(ctx: StageContext) -> tuple[float, int, int]:
+    """(CPU seconds, frames searched, tracks) of the faces stage over every segment, in this process
+    (its models loaded before the clock starts); zeros with HEIMDEX_FACES=off (the baseline). The
+    shots stage runs first, off the clock: it hands the stage its frames (heimdex.media.faceframes),
+    which the stage removes once it has used them."""
+    if not ctx.settings.faces_for(ctx.ref.org_id):
+        return 0.0, 0, 0
+    ctx.models.faces()
+    cpu, searched, tracks = 0.0, 0, 0
+    for i in range(len(ctx.segments)):
+        part = replace(ctx, part=i if len(ctx.segments) > 1 else None)
+        shots.run(part)
+        started = time.process_time()
+        doc = faces.run(part)
+        cpu += time.process_time() - started
+        searched += doc.get("searched", 0)
+        tracks += len(doc.get("tracks", []))
+    return cpu, searched, tracks
+
+
 def main() -> None:
     logs.setup("WARNING")
     minutes = float(os.environ.get("BENCH_MINUTES", "20"))
     runs = int(os.environ.get("BENCH_RUNS", "3"))
     CACHE.mkdir(exist_ok=True)
-    clip = CACHE / f"bench_{minutes:g}min.mp4"
+    clip = CACHE / f"bench_{minutes:g}min_faces.mp4"
     if not clip.exists():
         print(f"generating a {minutes:g}-minute clip at {clip} (once) ...", file=sys.stderr)
-        make_clip(bench_segments(minutes), clip)
+        from tests import face_media
+
+        folder = Path(tempfile.mkdtemp(prefix="faces-", dir=CACHE))
+        photos = face_media.face_photos(folder)
+        pictures = [
+            str(face_media.head_and_shoulders(photos[n], folder / f"hs-{n}"))
+            for n in ("obama.jpg", "biden.jpg")
+        ]
+        make_clip(bench_segments(minutes, pictures=pictures), clip)
     truth = json.loads(clip.with_suffix(".truth.json").read_text())
     duration = truth["duration"]
     speech_share = sum(s["end"] - s["start"] for s in truth["speech"]) / duration
@@ -219,6 +250,8 @@ def main() -> None:
         ctx = engine.context(results[-1].ref)
         ocr_parts = [p for p in ctx.read_parts("ocr") if "skipped" not in p]
         segmented = [asr_segmented(engine.segments, ctx) for _ in range(runs)]
+        # The faces stage alone, in this process, one segment after another: its CPU seconds.
+        faces_cpu = [faces_alone(ctx) for _ in range(runs)]
     finally:
         engine.close()
     whole = [asr_whole_file(settings, ctx, clip) for _ in range(runs)]
@@ -290,6 +323,19 @@ def main() -> None:
         "ocr_frames_read": ocr_reads,
         "ocr_cpu_s": round(ocr_cpu, 2),
         "ocr_cpu_s_per_min": ocr_per_min,
+        # Faces (issue 15): the stage alone (CPU seconds per minute of video, its share of the pipeline's
+        # CPU seconds), and in the pipeline (stage-seconds, share of all stages' busy time).
+        "faces_cpu_s_per_video_minute": round(
+            statistics.median(c for c, _, _ in faces_cpu) / (duration / 60), 2
+        ),
+        "faces_cpu_share": round(statistics.median(c for c, _, _ in faces_cpu) / statistics.median(cpus), 3),
+        "faces_frames_searched": faces_cpu[-1][1],
+        "faces_tracks": faces_cpu[-1][2],
+        "faces_s_per_video_minute": round(stages.get("faces", {}).get("busy_s", 0.0) / (duration / 60), 2),
+        "faces_share_of_stage_time": round(
+            stages.get("faces", {}).get("busy_s", 0.0) / max(sum(f["busy_s"] for f in stages.values()), 1e-9),
+            3,
+        ),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "worker_peak_rss_mb": round(children_peak_rss_mb(), 1),
         "cpus": os.cpu_count(),

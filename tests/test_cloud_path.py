@@ -175,7 +175,8 @@ def test_bucket_upload_becomes_searchable_through_the_api(
     # (index writes the sidecar, checked below, rather than a stage output)
     expected = {f"derived/default/{asset_id}/{key}.json" for key in job["stages"] if key != "index"}
     assert outputs == expected, outputs
-    # The frames the shots tasks picked for OCR: exactly those their outputs name.
+    # The frames the shots tasks picked for OCR: exactly those their outputs name. (The frames they
+    # handed the faces tasks, faceframes/, are gone: each faces task removes its own once used.)
     named = {
         frame["image"]
         for key in job["stages"]
@@ -192,7 +193,7 @@ def test_bucket_upload_becomes_searchable_through_the_api(
     assert asset["status"] == "ready" and rows == asset["scenes"] == len(sidecar["scenes"]), asset
     assert job["expire_at"] is not None  # TTL field on finished jobs
     status = api(stack, f"/v1/jobs/{job['job_id']}").json()
-    segmented = {f"{stage}_{i}" for stage in ("asr", "shots", "ocr", "vision") for i in range(2)}
+    segmented = {f"{stage}_{i}" for stage in ("asr", "shots", "ocr", "vision", "faces") for i in range(2)}
     assert status["status"] == "ready" and set(status["stages"]) == {"probe", "index"} | segmented
 
 

@@ -178,6 +178,9 @@ def test_public_endpoints(client: FlaskClient) -> None:
         "/v1/search",
         "/v1/assets",
         "/v1/jobs/{job_id}",
+        "/v1/people",
+        "/v1/people/{person_id}",
+        "/v1/people/{person_id}/merge",
     }
     nope = client.get("/nope", headers=bearer())
     assert nope.status_code == 404 and nope.get_json() == {"error": "not found", "code": "not_found"}
@@ -205,6 +208,6 @@ def test_job_status_endpoint(client: FlaskClient, engine: Engine, corpus: dict[s
     asset = next(a for a in engine.assets() if a["source"] == str(corpus["caption"]))
     job = client.get(f"/v1/jobs/job-{asset['asset_id']}", headers=bearer()).get_json()
     assert job["status"] == "ready" and job["source"] == str(corpus["caption"])
-    assert set(job["stages"]) == {"probe", "asr", "shots", "ocr", "vision", "index"}
+    assert set(job["stages"]) == {"probe", "asr", "shots", "ocr", "vision", "faces", "index"}
     other = client.get(f"/v1/jobs/job-{asset['asset_id']}", headers=bearer("intruder"))
     assert other.status_code == 404

@@ -16,15 +16,17 @@ def test_graph_is_acyclic_and_ends_in_index() -> None:
     for stage in PIPELINE:
         assert set(stage.needs) <= seen, f"{stage.name} needs a later stage"
         seen.add(stage.name)
-    assert PIPELINE[-1].name == "index" and set(STAGES["index"].needs) == {"asr", "ocr", "vision"}
+    assert PIPELINE[-1].name == "index" and set(STAGES["index"].needs) == {"asr", "ocr", "vision", "faces"}
 
 
 def test_ready_stages_follow_the_graph() -> None:
     assert ready_stages({}) == ["probe"]
     assert ready_stages({"probe": {"status": "done"}}) == ["asr", "shots"]
     states = {n: {"status": "done"} for n in ("probe", "asr", "shots", "ocr")}
-    assert ready_stages(states) == ["vision"]
+    assert ready_stages(states) == ["vision", "faces"]
     states["vision"] = {"status": "skipped"}
+    assert ready_stages(states) == ["faces"]
+    states["faces"] = {"status": "skipped"}
     assert ready_stages(states) == ["index"]
 
 
@@ -40,13 +42,13 @@ def test_fan_in_is_enqueued_exactly_once_under_concurrency(engine: Engine) -> No
         for stage in ("probe", "shots"):
             jobs.stage_started(ref, stage)
             jobs.stage_finished(ref, stage, status="done", seconds=0.1)
-        for stage in ("asr", "ocr", "vision"):
+        for stage in ("asr", "ocr", "vision", "faces"):
             jobs.stage_started(ref, stage)
-        with ThreadPoolExecutor(3) as pool:
+        with ThreadPoolExecutor(4) as pool:
             enqueued = list(
                 pool.map(
                     lambda s, r=ref: jobs.stage_finished(r, s, status="done", seconds=0.1),
-                    ["asr", "ocr", "vision"],
+                    ["asr", "ocr", "vision", "faces"],
                 )
             )
         assert sorted(functools.reduce(operator.iadd, enqueued, [])) == ["index"]
@@ -86,15 +88,16 @@ def test_check_delivery_judges_each_delivery_against_the_job() -> None:
             "shots": {"status": "done"},
             "ocr": {"status": "queued"},
             "vision": {"status": "queued"},
+            "faces": {"status": "queued"},
         },
     }
     assert check_delivery(running, "asr").verdict == "run"  # a redelivery of a killed attempt runs
     assert check_delivery(running, "ocr").verdict == "run"
     early = check_delivery(running, "index")
-    assert early.verdict == "early" and "asr, ocr, vision" in early.reason
+    assert early.verdict == "early" and "asr, ocr, vision, faces" in early.reason
     # shots finished, ocr and vision recorded as queued: a redelivery of shots re-enqueues them
     again = check_delivery(running, "shots")
-    assert again.verdict == "duplicate" and again.next == ("ocr", "vision")
+    assert again.verdict == "duplicate" and again.next == ("ocr", "vision", "faces")
     running["stages"]["ocr"] = {"status": "running"}
-    assert check_delivery(running, "shots").next == ("vision",)  # a started stage is not re-enqueued
+    assert check_delivery(running, "shots").next == ("vision", "faces")  # a started stage is not re-enqueued
     assert check_delivery(running, "probe").next == ()  # asr running, shots done: nothing to redo

@@ -44,10 +44,11 @@ def test_parts_follow_the_graph_segment_by_segment() -> None:
     states: dict[str, dict[str, Any]] = {"probe": {"status": "running"}}
     nxt = record_completion(states, "probe", status="done", seconds=1.0, note=None, at=0, parts=3)
     assert nxt == ["asr_0", "shots_0", "asr_1", "shots_1", "asr_2", "shots_2"]
-    # OCR and vision of a segment need only that segment's shots.
+    # OCR, vision and faces of a segment need only that segment's shots.
     assert record_completion(states, "shots_1", status="done", seconds=1, note=None, at=0) == [
         "ocr_1",
         "vision_1",
+        "faces_1",
     ]
     assert record_completion(states, "shots_1", status="done", seconds=1, note=None, at=0) is None
     for key in ["asr_0", "asr_1", "asr_2", "shots_0", "shots_2", "ocr_0", "ocr_1", "vision_0", "vision_1"]:
@@ -55,6 +56,9 @@ def test_parts_follow_the_graph_segment_by_segment() -> None:
     states["ocr_2"] = {"status": "done"}
     assert "index" not in ready_stages(states)  # vision_2 is missing
     states["vision_2"] = {"status": "skipped"}
+    assert "index" not in ready_stages(states)  # faces are missing
+    for key in ["faces_0", "faces_1", "faces_2"]:
+        states[key] = {"status": "done"}
     assert ready_stages(states) == ["index"]
 
 

@@ -354,6 +354,10 @@ def _parts(stage: str, skipped: str, n: int) -> list[dict[str, Any]]:
             )
         elif stage == "ocr":
             docs.append({"engine": "tesseract", "keyframes": [{"keyframe": 0, "text": f"CAPTION{i}"}]})
+        elif stage == "faces":
+            track = {"shot": 0, "start": a + 1, "end": a + 2, "time": a + 1, "box": [0.1, 0.1, 0.3, 0.3]}
+            track |= {"quality": 0.5, "detections": 2, "thumb": f"f{i}.jpg", "embedding": [0.0] * 128}
+            docs.append({"model": "dlib:test", "frames": 10, "tracks": [track]})
         else:
             docs.append({"model": "clip:test", "dim": 2, "vectors": [[1.0, 0.0], [0.0, 1.0]]})
     if skipped == "all":
@@ -363,14 +367,14 @@ def _parts(stage: str, skipped: str, n: int) -> list[dict[str, Any]]:
     return docs
 
 
-SUBSETS = [(1, s) for s in itertools.product(["none", "all"], repeat=3)] + [
-    (2, s) for s in itertools.product(["none", "all", "some"], repeat=3)
+SUBSETS = [(1, s) for s in itertools.product(["none", "all"], repeat=len(OPTIONAL))] + [
+    (2, s) for s in itertools.product(["none", "all", "some"], repeat=len(OPTIONAL))
 ]
 
 
 @pytest.mark.parametrize(("segments", "skips"), SUBSETS)
 def test_index_assembles_any_subset_of_skipped_signals(segments: int, skips: tuple[str, ...]) -> None:
-    """Every subset of asr/ocr/vision skipped, in every segment ('all') or one of two ('some')."""
+    """Every subset of asr/ocr/vision/faces skipped, in every segment ('all') or one of two ('some')."""
     how = dict(zip(OPTIONAL, skips, strict=True))
     parts = {stage: _parts(stage, how.get(stage, "none"), segments) for stage in ("shots", *OPTIONAL)}
     ref = AssetRef("org", "asset", "/media/clip.mp4", "1")
@@ -398,3 +402,4 @@ def test_index_assembles_any_subset_of_skipped_signals(segments: int, skips: tup
     with_vectors = [scene for scene in built.scenes if scene.image_vec is not None]
     assert len(with_vectors) == ran["vision"]
     assert built.image_model == ("clip:test" if ran["vision"] else None)
+    assert len(built.faces) == ran["faces"] and all(f["scene_lo"] == f["scene_hi"] for f in built.faces)

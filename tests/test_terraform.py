@@ -168,7 +168,8 @@ def secret_names(module: str, component: str) -> set[str]:
     return names
 
 
-SOURCE_STAGES = ("probe", "asr", "shots")  # stage_services' var.source_stages default and env's local
+# stage_services' var.source_stages default and env's local
+SOURCE_STAGES = ("probe", "asr", "shots", "faces")
 
 
 def function_env(function: str) -> dict[str, Any]:
@@ -578,7 +579,7 @@ def test_the_drive_oauth_redirect_uri_is_the_callback_the_code_serves() -> None:
 
 def test_folders_found() -> None:
     assert FUNCTIONS == ["drive_watch", "ingest", "search"]
-    assert set(STAGES) == {"probe", "asr", "shots", "ocr", "vision", "index"}
+    assert set(STAGES) == {"probe", "asr", "shots", "ocr", "vision", "faces", "index"}
     # One image definition for every stage: adding a stage adds no file under containers/.
     assert sorted(p.name for p in (ROOT / "containers").iterdir()) == ["Dockerfile", "main.py"]
 

@@ -1,5 +1,5 @@
-"""`heimdex` command line: index, search, assets, asset, captions, rm, sidecar, serve, token, backup,
-restore, samples.
+"""`heimdex` command line: index, search, assets, asset, captions, rm, people, sidecar, serve, token,
+backup, restore, samples.
 
 Other tools drive the project through these commands and their JSON; keep them stable.
 """
@@ -160,11 +160,14 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     from heimdex.models import ModelUnavailable
+    from heimdex.vectorstore.people import NoSuchPerson
 
+    if not (args.query or "").strip() and not args.person:
+        raise UsageError("give a query, --person NAME, or both")
     engine = _engine()
     try:
         hits = engine.search(
-            args.query,
+            args.query or "",
             org=args.org,
             k=args.k,
             source=args.source,
@@ -173,10 +176,14 @@ def cmd_search(args: argparse.Namespace) -> int:
             after=args.after,
             before=args.before,
             lang=args.lang,
+            people=args.person,
         )
         if args.edl or args.csv:
             print(edit_list(engine, args, hits), end="")
             return EXIT_OK
+    except NoSuchPerson as exc:
+        print(f"heimdex: {shown(str(exc))} (heimdex people lists them)", file=sys.stderr)
+        return EXIT_FAILED
     except ModelUnavailable as exc:  # e.g. the text model's ONNX export was never made
         print(f"heimdex: {shown(str(exc))}", file=sys.stderr)
         return EXIT_CONFIG
@@ -198,9 +205,65 @@ def cmd_search(args: argparse.Namespace) -> int:
             shown(Path(h["source"]).name),
             textwrap.shorten(h["text"] or "(no text)", max(20, width - 60), placeholder="..."),
         ]
+        + ([people_names(h.get("people", []))] if any(x.get("people") for x in hits) else [])
         for i, h in enumerate(hits, 1)
     ]
-    print(table(rows, ["#", "score", "time", "lang", "file", "text"]))
+    headers = ["#", "score", "time", "lang", "file", "text"]
+    print(table(rows, headers + (["people"] if any(h.get("people") for h in hits) else [])))
+    return EXIT_OK
+
+
+def people_names(people: list[dict[str, Any]]) -> str:
+    return shown(", ".join(p["name"] or f"#{p['id']}" for p in people))
+
+
+def cmd_people(args: argparse.Namespace) -> int:
+    """`heimdex people [--json]` and its actions: name, merge, enrol, forget, regroup."""
+    from heimdex.vectorstore.people import NameConflict, NoSuchPerson
+
+    engine = _engine()
+    try:
+        action = getattr(args, "action", None)
+        if action == "name":
+            result: Any = engine.name_person(args.id, args.name, org=args.org)
+        elif action == "merge":
+            result = engine.merge_people(args.keep, args.other, org=args.org)
+        elif action == "enrol":
+            photos = []
+            for photo in args.photos:
+                try:
+                    photos.append(Path(photo).read_bytes())
+                except OSError as exc:
+                    raise UsageError(f"cannot read {photo}: {exc.strerror}") from None
+            result = engine.enrol(args.name, photos, org=args.org)
+        elif action == "forget":
+            result = engine.forget_person(args.id, org=args.org)
+        elif action == "regroup":
+            result = engine.regroup(org=args.org)
+        elif action == "show":
+            result = engine.person(args.id, org=args.org)
+        else:
+            result = engine.people(org=args.org)
+    except (NoSuchPerson, NameConflict, ValueError) as exc:
+        print(f"heimdex: {shown(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        engine.close()
+    if args.json or action in ("show", "regroup", "forget"):
+        print(json.dumps(result, ensure_ascii=False, indent=1))
+        return EXIT_OK
+    people = result if isinstance(result, list) else [result]
+    rows = [
+        [
+            str(p["id"]),
+            shown(p["name"] or "(unnamed)"),
+            str(p["faces"]),
+            str(p["assets"]),
+            shown(p["cover"] or ""),
+        ]
+        for p in people
+    ]
+    print(table(rows, ["id", "name", "faces", "assets", "cover"]))
     return EXIT_OK
 
 
@@ -512,7 +575,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_index)
 
     sp = sub.add_parser("search", help="natural-language search over indexed scenes")
-    sp.add_argument("query")
+    sp.add_argument("query", nargs="?", default="")
+    sp.add_argument(
+        "--person",
+        action="append",
+        default=None,
+        metavar="NAME_OR_ID",
+        help="only scenes where this person appears (repeat: all of them); alone: their appearances",
+    )
     sp.add_argument("--k", type=int, default=10)
     sp.add_argument("--source", default=None, help="only sources starting with this prefix")
     sp.add_argument("--asset", default=None, metavar="ASSET_ID", help="only this asset")
@@ -547,6 +617,31 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     org(sp)
     sp.set_defaults(func=cmd_assets)
+
+    sp = sub.add_parser(
+        "people", help="people found in the videos: list, name, merge, enrol, forget, regroup"
+    )
+    sp.add_argument("--json", action="store_true")
+    org(sp)
+    sp.set_defaults(func=cmd_people, action=None)
+    actions = sp.add_subparsers(dest="action")
+    pp = actions.add_parser("show", help="one person and where they appear (JSON)")
+    pp.add_argument("id", type=int)
+    pp = actions.add_parser("name", help="name a person (every past and future appearance)")
+    pp.add_argument("id", type=int)
+    pp.add_argument("name")
+    pp = actions.add_parser("merge", help="merge person OTHER into KEEP (one person seen as two)")
+    pp.add_argument("keep", type=int, metavar="KEEP")
+    pp.add_argument("other", type=int, metavar="OTHER")
+    pp = actions.add_parser("enrol", help="name the person these photos show (and future matches)")
+    pp.add_argument("name")
+    pp.add_argument("photos", nargs="+", metavar="PHOTO")
+    pp = actions.add_parser("forget", help="erase a person: faces, embeddings, crops")
+    pp.add_argument("id", type=int)
+    actions.add_parser("regroup", help="group every face again (names are kept)")
+    for action_parser in actions.choices.values():
+        action_parser.add_argument("--json", action="store_true")
+        org(action_parser)
 
     sp = sub.add_parser("sidecar", help="print the sidecar JSON of an asset")
     sp.add_argument("asset", metavar="SOURCE_OR_ASSET_ID")

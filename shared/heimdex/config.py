@@ -36,9 +36,9 @@ ALL = ("functions", "stages")
 MIN_SECRET_BYTES = 32
 ENQUEUERS = ("ingest", "drive_watch", "stages")
 # Who reads Drive with an organisation's credentials: drive_watch (changes), search (streams Drive media
-# to signed media URLs) and the stages that read the video itself (probe, asr, shots; terraform's
+# to signed media URLs) and the stages that read the video itself (probe, asr, shots, faces; terraform's
 # `source_stages`).
-DRIVE_READERS = ("drive_watch", "search", "probe", "asr", "shots")
+DRIVE_READERS = ("drive_watch", "search", "probe", "asr", "shots", "faces")
 
 # How long one attempt of a stage may go without progress before the sweep ends its job (heimdex.core.sweep):
 # the stage's Cloud Run request timeout (terraform modules/stage_services) plus 600 s, the longest
@@ -50,6 +50,7 @@ STAGE_DEADLINES_S: dict[str, float] = {
     "shots": 1800 + 600,
     "ocr": 1800 + 600,
     "vision": 1800 + 600,
+    "faces": 1800 + 600,
     "index": 900 + 600,
 }
 
@@ -179,6 +180,54 @@ class Settings(BaseSettings):
         default=4,
         description="Request threads of `heimdex serve` (waitress); keep HEIMDEX_DB_POOL_SIZE at least"
         " this. 4 on 2 cores (BENCHMARKS.md, search under load).",
+    )
+
+    # Faces (heimdex.stages.faces, heimdex.people): biometric data, README "People and faces".
+    faces: Literal["on", "off"] = Field(
+        default="on",
+        description="off: the faces stage is skipped for every file and no face is stored.",
+    )
+    no_faces_orgs: list[str] = Field(
+        default_factory=list,
+        description="Organisations whose videos are never searched for faces (JSON list).",
+    )
+    faces_sample_fps: float = Field(
+        default=1.0,
+        gt=0,
+        description="Frames a second searched for faces in each shot (and its keyframes).",
+    )
+    faces_keyframes_first: bool = Field(
+        default=False,
+        description="Search a shot's keyframes first and its other frames only if a keyframe shows a"
+        " face: far less detection where most shots have no one (a face seen only between keyframes,"
+        " under keyframe_interval_s, can be missed).",
+    )
+    faces_min_size: int = Field(
+        default=80,
+        ge=20,
+        description="Smallest face kept, in pixels of the frame at faces_detect_width. Below 80 (the HOG"
+        " detector's window) frames are searched at twice the size: about 4x the detection time.",
+    )
+    faces_detect_width: int = Field(
+        default=640,
+        ge=160,
+        description="Width frames are scaled to before detection; at most thumb_width (the frames"
+        " are the shots stage's keyframe candidates, heimdex.media.faceframes).",
+    )
+    faces_detector: Literal["hog", "cnn"] = Field(
+        default="hog", description="dlib's HOG detector (CPU) or its CNN (mmod) detector (GPU)."
+    )
+    faces_models: str | None = Field(
+        default=None,
+        description="Folder with dlib's shape_predictor_5_face_landmarks.dat,"
+        " dlib_face_recognition_resnet_model_v1.dat and mmod_human_face_detector.dat; unset: the"
+        " face_recognition_models package.",
+    )
+    faces_match_distance: float = Field(
+        default=0.5,
+        gt=0,
+        description="A new face joins the nearest person of its organisation within this Euclidean"
+        " distance of dlib's 128-d embeddings (measured: NOTES/issue 15).",
     )
 
     # Scenes and keyframes.
@@ -411,6 +460,15 @@ class Settings(BaseSettings):
     @classmethod
     def _secret_unset_when_empty(cls, value: SecretStr | None) -> SecretStr | None:
         return value if value is not None and value.get_secret_value() else None
+
+    @field_validator("no_faces_orgs")
+    @classmethod
+    def _valid_orgs(cls, value: list[str]) -> list[str]:
+        return [validate_org(org) for org in value]
+
+    def faces_for(self, org: str) -> bool:
+        """Whether faces are looked for in this organisation's videos (both off switches)."""
+        return self.faces == "on" and org not in self.no_faces_orgs
 
     @field_validator("org")
     @classmethod

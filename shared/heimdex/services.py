@@ -16,11 +16,12 @@ from heimdex.adapters import build_derived, build_jobs
 from heimdex.adapters.sources import RoutingSourceStore
 from heimdex.config import Settings
 from heimdex.core.context import StageContext
-from heimdex.core.storage import read_json
+from heimdex.core.storage import read_json, write_json
 from heimdex.core.sweep import Stall
 from heimdex.domain import AssetRef, validate_org
 from heimdex.models import Models, ModelUnavailable
 from heimdex.vectorstore import assets as asset_sql
+from heimdex.vectorstore import people as people_store
 from heimdex.vectorstore import search as search_sql
 from heimdex.vectorstore import store
 from heimdex.vectorstore.db import Database
@@ -36,6 +37,54 @@ def deep_link(source: str, start: float) -> str:
     """A link that opens the source at the scene (media fragment `#t=`)."""
     base = Path(source).as_uri() if "://" not in source else source
     return f"{base}#t={start:.1f}"
+
+
+MAX_NAME_CHARS = 200
+
+
+def clean_name(name: str | None) -> str | None:
+    """A person's name on one line without control characters or lone surrogates (which no
+    database text holds), or None (unnamed); ValueError if longer than MAX_NAME_CHARS."""
+    if name is None:
+        return None
+    name = " ".join("".join(ch if ch.isprintable() else " " for ch in name).split())
+    if len(name) > MAX_NAME_CHARS:
+        raise ValueError(f"a name is at most {MAX_NAME_CHARS} characters")
+    return name or None
+
+
+def decode_photo(data: bytes, number: int) -> np.ndarray:
+    """An RGB array of an uploaded photo; ValueError for anything that is not an image."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > 50_000_000:
+                raise ValueError(f"photo {number}: larger than 50 megapixels")
+            return np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"photo {number}: not an image ({exc})") from None
+
+
+def erase_face_outputs(derived: Any, thumbs: list[str]) -> None:
+    """Delete forgotten face crops, and drop their tracks from the faces stage's outputs (which
+    hold the embeddings) in the same folder: `.../thumbs/faces/[NNN-]NNNNN.jpg` ->
+    `.../faces.json` or `.../faces_N.json`."""
+    outputs: dict[str, set[str]] = {}
+    for key in thumbs:
+        folder, _, name = key.rpartition("/thumbs/faces/")
+        part = name.split("-")[0] if "-" in name else None
+        out = f"{folder}/faces{'' if part is None else f'_{int(part)}'}.json"
+        outputs.setdefault(out, set()).add(key)
+        derived.delete_prefix(key)
+    for out, keys in outputs.items():
+        if not derived.exists(out):
+            continue
+        doc = read_json(derived, out)
+        doc["tracks"] = [t for t in doc.get("tracks", []) if t.get("thumb") not in keys]
+        write_json(derived, out, doc)
 
 
 class Services:
@@ -83,8 +132,25 @@ class Services:
         before: datetime | None = None,
         offset: int = 0,
         lang: str | None = None,
+        people: list[str] | None = None,
     ) -> list[dict[str, Any]]:
+        """Top-k scenes for a query; with `people` (names or ids; all must appear), only scenes
+        where they are seen, and with no query those scenes by time (`search_people`)."""
         org = validate_org(org or self.settings.org)
+        if people:
+            return self.search_people(
+                query,
+                people,
+                org=org,
+                k=k,
+                source=source,
+                asset=asset,
+                kind=kind,
+                after=after,
+                before=before,
+                offset=offset,
+                lang=lang,
+            )
         text_vec = self.models.embed_query(query)
         image_vec, image_model = self._clip_query(query)
         with self.db.org_tx(org) as conn:
@@ -106,7 +172,8 @@ class Services:
                 offset=offset,
                 lang=lang,
             )
-        return [self._hit(r) for r in rows]
+            seen = people_store.people_in_scenes(conn, org, [(r["asset_id"], r["idx"]) for r in rows])
+        return [self._hit(r) | {"people": seen.get((r["asset_id"], r["idx"]), [])} for r in rows]
 
     def _clip_query(self, query: str) -> tuple[np.ndarray | None, str | None]:
         try:
@@ -136,6 +203,136 @@ class Services:
             "thumbnail": self.derived.url(row["thumbnail"]) if row["thumbnail"] else None,
             "link": deep_link(row["source"], row["start_s"]),
         }
+
+    # -- people (heimdex.vectorstore.people; README "People and faces") -----------------------------
+
+    def search_people(
+        self,
+        query: str,
+        people: list[str],
+        *,
+        org: str,
+        k: int = 10,
+        source: str | None = None,
+        asset: str | None = None,
+        kind: search_sql.SearchKind | None = None,
+        after: datetime | None = None,
+        before: datetime | None = None,
+        offset: int = 0,
+        lang: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Scenes where every named person appears (a name may name several people: any of them);
+        ranked by the query, or by time without one. The search filters hold as in `search`.
+        NoSuchPerson for a name or id not known."""
+        query = query.strip()
+        text_vec = self.models.embed_query(query) if query else None
+        image_vec, image_model = self._clip_query(query) if query else (None, None)
+        with self.db.org_tx(org) as conn:
+            groups = [people_store.resolve(conn, org, ref) for ref in people]
+            rows = people_store.search_people(
+                conn,
+                org,
+                groups,
+                k=k,
+                offset=offset,
+                filters=people_store.Filters(
+                    source=source, asset=asset, kind=kind, after=after, before=before, lang=lang
+                ),
+                query=query,
+                or_q=search_sql.or_query(query),
+                text_vec=text_vec,
+                text_model=self.models.text_name,
+                image_vec=image_vec,
+                image_model=image_model,
+                rrf_k=search_sql.RRF_K,
+            )
+            seen = people_store.people_in_scenes(conn, org, [(r["asset_id"], r["idx"]) for r in rows])
+        return [self._hit(r) | {"people": seen.get((r["asset_id"], r["idx"]), [])} for r in rows]
+
+    def _person(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": int(row["id"]),
+            "name": row["name"],
+            "faces": int(row["faces"]),
+            "assets": int(row["assets"]),
+            "cover": self.derived.url(row["cover"]) if row["cover"] else None,
+        }
+
+    def people(self, *, org: str | None = None) -> list[dict[str, Any]]:
+        org = validate_org(org or self.settings.org)
+        with self.db.org_tx(org) as conn:
+            return [self._person(r) for r in people_store.list_people(conn, org)]
+
+    def person(self, person: int, *, org: str | None = None) -> dict[str, Any]:
+        """One person and where they appear (asset, source, start, end, face thumbnail)."""
+        org = validate_org(org or self.settings.org)
+        with self.db.org_tx(org) as conn:
+            row = people_store.get_person(conn, org, person)
+            seen = people_store.appearances(conn, org, person)
+        return self._person(row) | {
+            "appearances": [
+                {
+                    "asset_id": a["asset_id"],
+                    "source": a["source"],
+                    "start": round(a["start_s"], 2),
+                    "end": round(a["end_s"], 2),
+                    "thumbnail": self.derived.url(a["thumbnail"]) if a["thumbnail"] else None,
+                    "link": deep_link(a["source"], a["start_s"]),
+                }
+                for a in seen
+            ]
+        }
+
+    def name_person(self, person: int, name: str | None, *, org: str | None = None) -> dict[str, Any]:
+        org = validate_org(org or self.settings.org)
+        name = clean_name(name)
+        with self.db.org_tx(org) as conn:
+            people_store.rename(conn, org, person, name)
+            return self._person(people_store.get_person(conn, org, person))
+
+    def merge_people(self, keep: int, other: int, *, org: str | None = None) -> dict[str, Any]:
+        org = validate_org(org or self.settings.org)
+        with self.db.org_tx(org) as conn:
+            people_store.merge(conn, org, keep, other)
+            return self._person(people_store.get_person(conn, org, keep))
+
+    def enrol(self, name: str, photos: list[bytes], *, org: str | None = None) -> dict[str, Any]:
+        """Name the group whose faces match the photos (one face each: the largest), or a new
+        person; future matching faces join it. ValueError for a photo without a face."""
+        from heimdex.media import faces
+
+        org = validate_org(org or self.settings.org)
+        clean = clean_name(name)
+        if clean is None:
+            raise ValueError("a name is required")
+        if not photos:
+            raise ValueError("at least one photo is required")
+        models = self.models.faces()
+        vecs = []
+        for i, photo in enumerate(photos, 1):
+            found = faces.photo_embeddings(models, decode_photo(photo, i), self.settings.faces_min_size)
+            if not found:
+                raise ValueError(f"photo {i}: no face found")
+            vecs.append(found[0])
+        with self.db.org_tx(org) as conn:
+            person = people_store.enrol(
+                conn, org, clean, vecs, self.settings.faces_match_distance, models.name
+            )
+            return self._person(people_store.get_person(conn, org, person))
+
+    def forget_person(self, person: int, *, org: str | None = None) -> dict[str, Any]:
+        """Erase a person: face rows with their embeddings, face crops, and the track embeddings
+        kept in the faces stage's outputs."""
+        org = validate_org(org or self.settings.org)
+        with self.db.org_tx(org) as conn:
+            thumbs = people_store.forget(conn, org, person)
+        erase_face_outputs(self.derived, thumbs)
+        return {"id": person, "forgotten": True, "faces": len(thumbs)}
+
+    def regroup(self, *, org: str | None = None) -> dict[str, int]:
+        org = validate_org(org or self.settings.org)
+        with self.db.org_tx(org) as conn:
+            return people_store.regroup(conn, org, self.settings.faces_match_distance)
 
     def assets(self, *, org: str | None = None) -> list[dict[str, Any]]:
         with self.db.org_tx(validate_org(org or self.settings.org)) as conn:

@@ -29,7 +29,7 @@ from flask import Response, g, redirect, request
 from flask_openapi3 import Info, OpenAPI, Tag
 from pydantic import SecretStr, ValidationError
 
-from heimdex.api import errors
+from heimdex.api import errors, people
 from heimdex.api.auth import (
     AuthError,
     CertificatesUnavailable,
@@ -139,6 +139,22 @@ def _query_fields(view: Callable[..., Any]) -> frozenset[str]:
     return frozenset(model.model_fields) if model else frozenset()
 
 
+@cache
+def _list_fields(view: Callable[..., Any]) -> frozenset[str]:
+    """The query parameters a view takes more than once (`?person=a&person=b`): its `query` model's
+    list fields, which flask-openapi3 reads with getlist (a JSON schema array, or array or null)."""
+    target = getattr(view, "__wrapped__", view)
+    model = typing.get_type_hints(target).get("query")
+    if model is None:
+        return frozenset()
+    props = model.model_json_schema().get("properties", {})
+
+    def is_list(schema: dict[str, Any]) -> bool:
+        return schema.get("type") == "array" or any(m.get("type") == "array" for m in schema.get("anyOf", []))
+
+    return frozenset(name for name, schema in props.items() if is_list(schema))
+
+
 def _embedded_reindex(engine: Any) -> Callable[[AssetRef], AssetRef]:
     """Embedded: index the file again in this process (in the background), as the same asset."""
 
@@ -231,7 +247,8 @@ def create_app(engine: Any, *, dispatcher: Callable[[], Any] | None = None) -> O
         unknown = set(request.args) - (_query_fields(view) if view else frozenset())
         if unknown:
             return invalid(f"unknown query parameter(s): {', '.join(sorted(unknown))}")
-        repeated = sorted(k for k in request.args if len(request.args.getlist(k)) > 1)
+        lists = _list_fields(view) if view else frozenset()
+        repeated = sorted(k for k in request.args if len(request.args.getlist(k)) > 1 and k not in lists)
         if repeated:
             return invalid(f"repeated query parameter(s): {', '.join(repeated)}")
         return None
@@ -271,12 +288,21 @@ def create_app(engine: Any, *, dispatcher: Callable[[], Any] | None = None) -> O
             before=query.before,
             lang=query.lang,
             offset=offset,
+            people=[p for p in query.person or [] if p.strip()] or None,
         )
         return results
 
     def search_fingerprint(query: Any) -> str:
         return fingerprint(
-            "search", query.q, query.source, query.asset, query.kind, query.after, query.before, query.lang
+            "search",
+            query.q,
+            query.source,
+            query.asset,
+            query.kind,
+            query.after,
+            query.before,
+            query.lang,
+            *(query.person or []),
         )
 
     @app.get(
@@ -286,9 +312,11 @@ def create_app(engine: Any, *, dispatcher: Callable[[], Any] | None = None) -> O
         responses={200: SearchResponse, **ERRORS},
     )
     def search(query: SearchQuery) -> Any:
-        """Hybrid search over speech, on-screen text and pictures; cursor pagination."""
-        if not query.q.strip():
-            return invalid("q is required")
+        """Hybrid search over speech, on-screen text and pictures; cursor pagination. With
+        `person` (repeatable), only scenes where those people are seen: ranked by `q`, or without
+        it by asset and time."""
+        if not query.q.strip() and not query.person:
+            return invalid("q is required (or person)")
         offset = 0
         if query.cursor:
             try:
@@ -297,7 +325,7 @@ def create_app(engine: Any, *, dispatcher: Callable[[], Any] | None = None) -> O
                 return invalid(str(exc))
             if not 0 <= offset <= 10 * MAX_K:
                 return invalid("cursor is past the last page")
-        rows = run_search(query, query.k, offset)
+        rows = run_search(query, query.k, offset)  # an unknown person: 404 (heimdex.api.people)
         hits = [hit(r) for r in rows]
         more = len(rows) == query.k and offset + query.k < 10 * MAX_K
         next_cursor = encode_cursor({"o": offset + query.k, "f": search_fingerprint(query)}) if more else None
@@ -317,6 +345,7 @@ def create_app(engine: Any, *, dispatcher: Callable[[], Any] | None = None) -> O
             thumbnail_url=ctx.thumbnail_url(org(), row["asset_id"], row["scene"], row["thumbnail"]),
             media_url=media,
             link=ctx.link(media, row["start"]),
+            people=row.get("people", []),
         )
 
     @app.get("/v1/jobs/<job_id>", tags=[JOBS], security=BEARER, responses={200: Job, **ERRORS})
@@ -335,6 +364,7 @@ def create_app(engine: Any, *, dispatcher: Callable[[], Any] | None = None) -> O
     exports.register(app, ctx, run_search)
     media.register(app, ctx)
     uploads.register(app, ctx)
+    people.register(app, engine)  # /v1/people... (heimdex.api.people)
     return app
 
 

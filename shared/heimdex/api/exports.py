@@ -13,7 +13,7 @@ from heimdex.api.context import BEARER, ApiContext, error_responses, invalid, or
 from heimdex.api.models import ExportQuery
 from heimdex.media import edl
 
-ERRORS = error_responses(400, 401, 503)
+ERRORS = error_responses(400, 401, 404, 503)  # 404: a `person=` of no one (heimdex.api.people)
 SEARCH = Tag(name="search")
 
 

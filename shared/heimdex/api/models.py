@@ -8,6 +8,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from flask_openapi3 import FileStorage
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 MAX_QUERY_CHARS = 1000
@@ -15,6 +16,9 @@ MAX_SOURCE_CHARS = 2048
 MAX_K = 100
 MAX_PAGE = 500
 MAX_CURSOR_CHARS = 512
+MAX_PEOPLE = 10  # person= parameters of one search
+MAX_PERSON_CHARS = 200
+MAX_PERSON_ID = 2**63 - 1  # person ids are bigint
 DIGITS_RE = re.compile(r"[0-9]{1,9}")  # ASCII digits only: no sign, blanks, '_' or other scripts' digits
 ASSET_ID_PATTERN = r"^[0-9a-f]{24}$"
 UPLOAD_ID_PATTERN = r"^upl-[0-9a-f]{24}$"
@@ -29,12 +33,16 @@ def _digits(value: Any) -> Any:
 Digits = Annotated[int, BeforeValidator(_digits)]
 Text = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]  # PostgreSQL text cannot hold NUL
 AssetId = Annotated[str, StringConstraints(pattern=ASSET_ID_PATTERN)]
+PersonRef = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_PERSON_CHARS, pattern=r"^[^\x00]*$")
+]
 Cursor = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CURSOR_CHARS)]
 Status = Literal["processing", "ready", "failed"]
 Kind = Literal["speech", "text"]
 # Something to look for: at least one character that is not whitespace (the server strips a query),
 # said in the document too, so that a client (or a fuzzer) knows "\v" alone is not a query.
-QueryText = Annotated[str, StringConstraints(pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")]
+QUERY_PATTERN = r"^[^\x00]*[^\s\x00][^\x00]*$"
+QueryText = Annotated[str, StringConstraints(pattern=QUERY_PATTERN)]
 # ISO 639-1 as Whisper names languages (haw: 3 letters).
 Lang = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}$")]
 
@@ -67,9 +75,31 @@ class SearchFilters(Strict):
     before: datetime | None = Field(None, description="only assets first indexed before this time")
     kind: Kind | None = Field(None, description="speech: scenes with speech; text: with on-screen text")
     lang: Lang | None = Field(None, description="only scenes spoken in this language (ISO 639-1, e.g. es)")
+    person: list[PersonRef] | None = Field(
+        None,
+        max_length=MAX_PEOPLE,
+        description="only scenes where this person is seen (a name, any person of that name, or an id;"
+        " repeat for scenes where all of them are seen)",
+    )
+
+
+def _q_required_in_document(schema: dict[str, Any]) -> None:
+    # OpenAPI cannot say "q or person" of query parameters: the document requires q (as before people
+    # came), and the server also answers `person` alone (that person's scenes by asset and time).
+    schema["required"] = [*schema.get("required", []), "q"]
+    schema["properties"]["q"]["minLength"] = 1
+    schema["properties"]["q"]["pattern"] = QUERY_PATTERN  # a query needs a character that is not whitespace
+    schema["properties"]["q"].pop("default", None)
 
 
 class SearchQuery(SearchFilters):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_q_required_in_document)
+    q: Text = Field(
+        "",
+        max_length=MAX_QUERY_CHARS,
+        description="what to look for; may be left out when `person` is given (the person's scenes by"
+        " asset and time)",
+    )
     k: Digits = Field(10, ge=1, le=MAX_K, description="hits per page")
     cursor: Cursor | None = Field(None, description="next_cursor of the previous page")
 
@@ -77,6 +107,13 @@ class SearchQuery(SearchFilters):
 class ExportQuery(SearchFilters):
     k: Digits = Field(10, ge=1, le=MAX_K, description="how many hits the list holds")
     format: Literal["edl", "csv"] = Field("edl", description="CMX 3600 EDL or CSV")
+
+
+class HitPerson(BaseModel):
+    """A person as hits name them."""
+
+    id: int
+    name: str | None
 
 
 class Hit(BaseModel):
@@ -91,6 +128,7 @@ class Hit(BaseModel):
     thumbnail_url: str | None = Field(description="a signed URL an <img> can load, no credentials")
     media_url: str = Field(description="a signed URL a <video> can play and seek, no credentials")
     link: str = Field(description="media_url opened at the moment (#t=)")
+    people: list[HitPerson] = Field(default_factory=list, description="the people seen in the scene")
 
 
 class SearchResponse(BaseModel):
@@ -300,3 +338,66 @@ class Upload(BaseModel):
     )
     asset_id: str | None = None
     error: str | None = None
+
+
+# -- people (issue 15; README "People and faces") ---------------------------------------------------
+
+
+class Person(BaseModel):
+    id: int
+    name: str | None
+    faces: int = Field(description="face tracks grouped into this person")
+    assets: int = Field(description="assets the person is seen in")
+    cover: str | None = Field(description="where the person's best face crop is stored")
+
+
+class PeopleList(BaseModel):
+    people: list[Person]
+
+
+class Appearance(BaseModel):
+    asset_id: str
+    source: str
+    start: float
+    end: float
+    thumbnail: str | None = Field(description="where this face track's crop is stored")
+    link: str = Field(description="the source at the moment (#t=)")
+
+
+class PersonDetail(Person):
+    appearances: list[Appearance]
+
+
+class PersonPath(BaseModel):
+    # Any digits route here; an id past bigint is answered as a missing person (404), not a 400.
+    person_id: int = Field(ge=0)
+
+
+class NameBody(Strict):
+    name: Annotated[str, StringConstraints(max_length=MAX_PERSON_CHARS)] | None = Field(
+        description="the person's name; null: unnamed"
+    )
+
+
+def _whole_number(value: Any) -> Any:
+    # JSON's integers, 7.0 included (JSON Schema's "integer"); not true/false, not "7".
+    if isinstance(value, bool | str):
+        raise ValueError("must be a person id (an integer)")
+    return value
+
+
+class MergeBody(Strict):
+    other: Annotated[int, BeforeValidator(_whole_number)] = Field(
+        ge=1, description="the person whose faces join this one"
+    )
+
+
+class EnrolBody(BaseModel):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=MAX_PERSON_CHARS)]
+    photo: list[FileStorage] = Field(description="1 to 10 photographs of the person (one face each)")
+
+
+class Forgotten(BaseModel):
+    id: int
+    forgotten: Literal[True]
+    faces: int

@@ -101,6 +101,8 @@ def preload(stage: str, engine: Services) -> None:
         raise SystemExit(EXIT_CONFIG)
     if problems:
         return
+    if stage == "faces" and engine.settings.faces == "off":
+        return  # every task is skipped (HEIMDEX_FACES=off): nothing to load
     if loader := STAGES[stage].preload:  # declared with the stage (heimdex.core.graph)
         getattr(engine.models, loader)()
 

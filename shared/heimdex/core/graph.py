@@ -1,7 +1,8 @@
 """The pipeline graph, declared once, and the job-state contract every dispatcher relies on.
 
     probe -> shots -> ocr ----\\
-          \\        \\-> vision -> index
+          \\        |-> vision -> index
+          \\        \\-> faces ---/
            \\-> asr -----------/
 
 A stage is enqueued when all it needs are done (or skipped). The job store decides that inside one
@@ -83,7 +84,16 @@ PIPELINE: tuple[Stage, ...] = (
         gpu=True,
         pip=(".[vision]",),
     ),
-    Stage("index", ("asr", "ocr", "vision"), "heimdex.stages.index:run", preload="text_encoder"),
+    Stage(
+        "faces",
+        ("shots",),
+        "heimdex.stages.faces:run",
+        segmented=True,
+        optional=True,
+        preload="faces",
+        pip=(".[faces]",),
+    ),
+    Stage("index", ("asr", "ocr", "vision", "faces"), "heimdex.stages.index:run", preload="text_encoder"),
 )
 STAGES = {s.name: s for s in PIPELINE}
 OPTIONAL = tuple(s.name for s in PIPELINE if s.optional)  # the signals an asset can be indexed without

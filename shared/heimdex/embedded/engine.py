@@ -107,6 +107,8 @@ class Engine(Services):
         unavailable = {p.stage for p in problems}
         if not (self.settings.vision_weights or self.settings.vision_random_init):
             unavailable.add("vision")
+        if not self.settings.faces_for(org):
+            unavailable.add("faces")  # turned off: an asset indexed without faces stays up to date
         done: list[JobResult | Skipped] = []
         todo: list[AssetRef] = []
         for path in paths:

@@ -22,6 +22,7 @@ from heimdex.domain import AssetRef
 from heimdex.media import languages, segments, sidecar
 from heimdex.media.scenes import Scene, Unit, build_scenes, scene_units
 from heimdex.vectorstore import orgindex, store
+from heimdex.vectorstore import people as people_store
 from heimdex.vectorstore.db import backup_fence
 
 
@@ -33,6 +34,8 @@ class Assembled:
     sidecar: dict[str, Any]
     skipped: dict[str, str]  # signal -> why it is missing (from all its segments, or some)
     image_model: str | None
+    faces: list[dict[str, Any]]  # face tracks of every segment, with the scenes they overlap
+    faces_model: str | None
     lang: str | None = None  # the language most words were spoken in
     lang_note: str | None = None  # an English-only model heard speech that may not be English
 
@@ -53,6 +56,7 @@ def assemble(
     asr = segments.merge_asr(parts["asr"])
     ocr = segments.merge_ocr(parts["ocr"], offsets)
     vision = segments.merge_vision(parts["vision"], offsets, len(shots["keyframes"]))
+    face_parts = [p for p in parts.get("faces", []) if "skipped" not in p]
     ocr_by_keyframe = {r["keyframe"]: r["text"] for r in ocr.get("keyframes", [])}
     scenes = build_scenes(
         shots["shots"],
@@ -99,9 +103,63 @@ def assemble(
         sidecar=doc,
         skipped={name: note for name, (_, note) in states.items() if note},
         image_model=vision.get("model"),
+        faces=scene_faces([t for p in face_parts for t in p["tracks"]], scenes),
+        faces_model=face_parts[0].get("model") if face_parts else None,
         lang=asr.get("language") if asr["words"] else None,
         lang_note=asr.get("language_note"),
     )
+
+
+def scene_faces(tracks: list[dict[str, Any]], scenes: list[Scene]) -> list[dict[str, Any]]:
+    """Tracks with the range of scenes they overlap (`scene_lo`, `scene_hi`); a track seen at one
+    instant belongs to the scene holding it."""
+    out = []
+    for t in tracks:
+        hit = [
+            i
+            for i, sc in enumerate(scenes)
+            if sc.start <= t["end"]
+            and (t["start"] < sc.end or (i == len(scenes) - 1 and t["start"] <= sc.end))
+        ]
+        if hit:
+            out.append({**t, "scene_lo": hit[0], "scene_hi": hit[-1]})
+    return out
+
+
+def store_faces(conn: Any, ctx: StageContext, built: Assembled) -> None:
+    """Group the asset's face tracks into the organisation's people and record them per scene in
+    the sidecar (the person each track joined at indexing; names live on people). Nothing is
+    stored when faces are off for the organisation."""
+    org = ctx.ref.org_id
+    tracks = built.faces if ctx.settings.faces_for(org) else []
+    rows = [
+        people_store.FaceRow(
+            asset_id=ctx.ref.asset_id,
+            start=float(t["start"]),
+            end=float(t["end"]),
+            scene_lo=int(t["scene_lo"]),
+            scene_hi=int(t["scene_hi"]),
+            box=[float(x) for x in t["box"]],
+            quality=float(t["quality"]),
+            embedding=np.asarray(t["embedding"], np.float32),
+            model=built.faces_model or "",
+            thumbnail=t["thumb"],
+        )
+        for t in tracks
+    ]
+    persons = people_store.replace_faces(conn, org, ctx.ref.asset_id, rows, ctx.settings.faces_match_distance)
+    for t, person in zip(tracks, persons, strict=True):
+        entry = {
+            "start": t["start"],
+            "end": t["end"],
+            "box": t["box"],
+            "person": person,
+            "thumbnail": t["thumb"],
+        }
+        for i in range(t["scene_lo"], t["scene_hi"] + 1):
+            built.sidecar["scenes"][i].setdefault("faces", []).append(entry)
+    built.sidecar["models"]["faces"] = built.faces_model
+    sidecar.validate(built.sidecar)
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
@@ -142,6 +200,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         # The sidecar is written inside the transaction that points the asset at it, fenced against
         # `heimdex backup`: a backup holds both or neither (heimdex.embedded.backup, "Consistency").
         backup_fence(conn)
+        store_faces(conn, ctx, built)
         write_json(ctx.derived, ctx.ref.sidecar_key, built.sidecar)
         store.replace_scenes(
             conn,
@@ -155,5 +214,6 @@ def run(ctx: StageContext) -> dict[str, Any]:
             lang=built.lang,
             lang_note=built.lang_note,
         )
+        people_store.tidy(conn, ctx.ref.org_id)  # people left without faces by an older version
     orgindex.after_ingest(ctx.db, ctx.ref.org_id)  # the scenes are committed: it never fails the stage
     return {"scenes": len(scenes), "sidecar": ctx.ref.sidecar_key}

@@ -21,7 +21,7 @@ from scenedetect.detectors import ContentDetector
 
 from heimdex.core.context import StageContext
 from heimdex.domain import MediaError
-from heimdex.media import textframes
+from heimdex.media import faceframes, textframes
 from heimdex.media.segments import shots_from_cuts
 
 log = logging.getLogger(__name__)
@@ -205,6 +205,28 @@ def pick_keyframes(
     return picked
 
 
+def hand_over_face_frames(
+    ctx: StageContext,
+    shots: list[tuple[float, float]],
+    keyframes: list[dict[str, Any]],
+    candidates: list[Candidate],
+    prefix: str,
+) -> dict[str, Any] | None:
+    """The candidates' JPEGs the faces stage searches, in one derived object (heimdex.media.faceframes):
+    it then decodes nothing. None when faces are off for the organisation."""
+    s = ctx.settings
+    if not s.faces_for(ctx.ref.org_id):
+        return None
+    wanted = faceframes.sample_times(
+        [{"start": a, "end": b} for a, b in shots], keyframes, s.faces_sample_fps
+    )
+    picked = faceframes.pick([c.time for c in candidates], wanted)
+    blob, index = faceframes.pack([(candidates[i].time, candidates[i].jpeg) for i in picked])
+    key = ctx.ref.derived_key(f"faceframes/{prefix}frames.jpgs")
+    ctx.derived.write_bytes(key, blob, "application/octet-stream")
+    return {"pack": key, "frames": index}
+
+
 def run(ctx: StageContext) -> dict[str, Any]:
     probe = ctx.read_output("probe")
     s = ctx.settings
@@ -257,6 +279,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
             entry["image"] = ctx.ref.derived_key(f"textframes/{prefix}{n:05d}.jpg")
             ctx.derived.write_bytes(entry["image"], candidates[tf.index].jpeg, "image/jpeg")
         text_frames.append(entry)
+    handed = hand_over_face_frames(ctx, shots, keyframes, candidates, prefix)
     doc = {
         "duration": round(duration, 3),
         "cuts": [round(c, 3) for c in cuts],
@@ -265,6 +288,6 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "text_frames": text_frames,
         "sample_interval": round(1.0 / s.sample_fps, 3),
         "corrupt_packets": bad,
-    }
+    } | ({"face_frames": handed} if handed else {})
     ctx.write_output("shots", doc)
     return doc

@@ -168,6 +168,12 @@ def _filters(col: str) -> str:
           AND (%(before)s::timestamptz IS NULL OR d.created_at < %(before)s::timestamptz)))"""
 
 
+def scene_filters(col: str) -> str:
+    """The source prefix and the filters above on a scenes alias (`col`, e.g. "s."), for queries that
+    choose their candidate scenes another way (heimdex.vectorstore.people: a person's scenes)."""
+    return f"AND (%(source)s::text IS NULL OR starts_with({col}source, %(source)s))\n      {_filters(col)}"
+
+
 KEYWORD_FILTERS = f"""WHERE (%(asset)s::text IS NULL AND %(kind)s::text IS NULL
     AND %(after)s::timestamptz IS NULL AND %(before)s::timestamptz IS NULL)
     OR EXISTS (SELECT FROM scenes ks WHERE ks.org_id = %(org)s

@@ -30,6 +30,8 @@ locals {
     shots  = merge(local.cpu_stage, { timeout_s = 1800 })
     ocr    = merge(local.cpu_stage, { timeout_s = 1800 })
     vision = local.gpu_stage
+    # Faces: dlib's HOG detector on the CPU (HEIMDEX_FACES_DETECTOR=cnn wants a GPU build of dlib).
+    faces  = merge(local.cpu_stage, { timeout_s = 1800 })
     index  = merge(local.cpu_stage, { timeout_s = 900 })
   }
   settings = {

@@ -92,7 +92,7 @@ variable "cloudsql_database" {
 variable "source_stages" {
   description = "Stages that read the video from its source (and so Drive, with the organisations' grants)."
   type        = list(string)
-  default     = ["probe", "asr", "shots"]
+  default     = ["probe", "asr", "shots", "faces"]
 }
 
 variable "drive_sa_folders" {
