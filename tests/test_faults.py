@@ -240,8 +240,8 @@ def test_concurrent_uploads_fan_in_once_each(stack: Stack, clips: dict[str, Path
 
 
 def test_concurrent_completions_on_one_job_enqueue_the_fan_in_once(stack: Stack) -> None:
-    """Firestore contention, head on: asr, ocr and vision of one job finish at the same instant, each
-    delivered twice: six transactions on one document. The job store retries a transaction that
+    """Firestore contention, head on: asr, ocr, vision and faces of one job finish at the same instant, each
+    delivered twice: eight transactions on one document. The job store retries a transaction that
     loses the race itself (no stage is delivered again for it): every call returns, and exactly one
     caller gets `index`."""
     from heimdex.adapters.firestore_jobs import FirestoreJobStore, firestore_client
@@ -251,12 +251,12 @@ def test_concurrent_completions_on_one_job_enqueue_the_fan_in_once(stack: Stack)
         firestore_client(stack.project, "(default)"), "heimdex_jobs", stack.db, ttl_days=1
     )
     started = time.monotonic()
-    deliveries = ["asr", "ocr", "vision"] * 2
+    deliveries = ["asr", "ocr", "vision", "faces"] * 2
     source = f"gs://{stack.bucket}/contention/0.mp4"
     ref = AssetRef("contention", make_asset_id("contention", source, "1"), source, "1")
     assert jobs.create(ref)
     assert jobs.stage_finished(ref, "probe", status="done", seconds=0.1) == ["asr", "shots"]
-    assert jobs.stage_finished(ref, "shots", status="done", seconds=0.1) == ["ocr", "vision"]
+    assert jobs.stage_finished(ref, "shots", status="done", seconds=0.1) == ["ocr", "vision", "faces"]
     barrier = threading.Barrier(len(deliveries))
 
     def finish(stage: str) -> list[str]:
@@ -265,11 +265,11 @@ def test_concurrent_completions_on_one_job_enqueue_the_fan_in_once(stack: Stack)
 
     with ThreadPoolExecutor(len(deliveries)) as pool:
         results = list(pool.map(finish, deliveries))  # any exception would surface here
-    assert sorted(results, key=len) == [[]] * 5 + [["index"]], results
+    assert sorted(results, key=len) == [[]] * 7 + [["index"]], results
     state = jobs.get(ref)
     assert state is not None and state["stages"]["index"] == {"status": "queued"}
-    assert all(state["stages"][s]["status"] == "done" for s in ("asr", "ocr", "vision"))
-    TIMINGS["six_way_contended_fan_in_per_job"] = time.monotonic() - started
+    assert all(state["stages"][s]["status"] == "done" for s in ("asr", "ocr", "vision", "faces"))
+    TIMINGS["eight_way_contended_fan_in_per_job"] = time.monotonic() - started
 
 
 def test_stage_process_killed_mid_task_is_restarted_and_redelivered(
@@ -407,7 +407,7 @@ def test_crash_between_recording_a_stage_and_enqueueing_the_next(
             outcome = run_stage(engine.context(ref), engine.jobs, "shots", max_attempts=3)
         finally:
             engine.close()
-        assert outcome.status == "done" and outcome.next == ["ocr", "vision"]
+        assert outcome.status == "done" and outcome.next == ["ocr", "vision", "faces"]
         assert stage_state(stack, source, "ocr") == {"status": "queued"}  # recorded, never enqueued
     finally:
         tasks.resume("shots")  # the redelivery of the task whose instance died

@@ -122,8 +122,8 @@ def test_simultaneous_completions_enqueue_the_fan_in_once(engine: Engine) -> Non
     ref = new_ref("fan-in")
     assert jobs.create(ref, restart=True)
     assert jobs.stage_finished(ref, "probe", status="done", seconds=0.1) == ["asr", "shots"]
-    assert jobs.stage_finished(ref, "shots", status="done", seconds=0.1) == ["ocr", "vision"]
-    deliveries = ["asr", "ocr", "vision"] * 2
+    assert jobs.stage_finished(ref, "shots", status="done", seconds=0.1) == ["ocr", "vision", "faces"]
+    deliveries = ["asr", "ocr", "vision", "faces"] * 2
     barrier = threading.Barrier(len(deliveries))
 
     def finish(stage: str) -> list[str]:
@@ -132,4 +132,4 @@ def test_simultaneous_completions_enqueue_the_fan_in_once(engine: Engine) -> Non
 
     with ThreadPoolExecutor(len(deliveries)) as pool:
         results = list(pool.map(finish, deliveries))
-    assert sorted(results, key=len) == [[]] * 5 + [["index"]], results
+    assert sorted(results, key=len) == [[]] * 7 + [["index"]], results
