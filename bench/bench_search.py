@@ -295,7 +295,7 @@ def load(conn: psycopg.Connection[Any], corpus: Corpus) -> float:
             conn.execute(f"DROP INDEX IF EXISTS {name}")
         for name in orgindex.existing(conn):
             conn.execute(f"DROP INDEX IF EXISTS {name}")
-        conn.execute("TRUNCATE scenes, assets")
+        conn.execute("TRUNCATE scenes, assets CASCADE")  # and what references them (units, faces)
         with (
             conn.cursor() as cur,
             cur.copy(
@@ -333,6 +333,30 @@ def load(conn: psycopg.Connection[Any], corpus: Corpus) -> float:
     meta_set(conn, "load_s", load_s)
     meta_set(conn, "loaded", {"scenes": corpus.n, "seed": corpus.seed, "version": DATA_VERSION})
     return load_s
+
+
+def load_units(conn: psycopg.Connection[Any], per_scene: int) -> float:
+    """BENCH_UNITS sentences per scene in scene_units (007; default 0: none, as the corpus has always
+    been): each with its scene's text vector and a span starting 1 s before its scene's and one per
+    second after, so a hit that takes its unit's span starts earlier. Made in the server from the
+    scenes (no new corpus version); replaced when the figure changes. Returns the seconds it took."""
+    if (meta_get(conn, "units") or 0) == per_scene:
+        return 0.0
+    started = time.perf_counter()
+    conn.execute("TRUNCATE scene_units")
+    if per_scene:
+        conn.execute(
+            "INSERT INTO scene_units (org_id, asset_id, idx, unit, source, kind, start_s, end_s, text,"
+            " text_vec, text_model)"
+            " SELECT org_id, asset_id, idx, u, source, 'speech', start_s - 1 + u, start_s + u + 2,"
+            " 'sentence', text_vec, text_model FROM scenes CROSS JOIN generate_series(0, %s - 1) u",
+            (per_scene,),
+        )
+        conn.execute("VACUUM ANALYZE scene_units")
+    meta_set(conn, "units", per_scene)
+    seconds = time.perf_counter() - started
+    say(f"scene_units: {per_scene} per scene ({seconds:.0f}s)")
+    return seconds
 
 
 def build_indexes(
@@ -557,6 +581,7 @@ def main() -> None:
                 say(f"note: shared_buffers is {sb[0]} (set when {home} was made), not {shared_buffers}")
             load_s = load(admin, corpus)
             indexes = build_indexes(admin, maint_mem, workers, settings.search_exact_max_rows)
+            units_s = load_units(admin, int(os.environ.get("BENCH_UNITS", "0")))
             table_mb = admin.execute("SELECT pg_total_relation_size('scenes') / 1048576.0").fetchone()
             heap_mb = admin.execute("SELECT pg_table_size('scenes') / 1048576.0").fetchone()
             versions = admin.execute(
@@ -629,6 +654,8 @@ def main() -> None:
         "exact_max_rows": settings.search_exact_max_rows,
         "vector_type": "halfvec",
         "load_s": round(load_s, 1),
+        "units_per_scene": int(os.environ.get("BENCH_UNITS", "0")),
+        "units_load_s": round(units_s, 1),
         "build_s": indexes["dedicated"]["build_s"],  # every HNSW index (all are per organisation)
         "index_mb": indexes["dedicated"]["mb"],
         "hnsw_indexes": indexes["dedicated"]["count"],
