@@ -2,6 +2,7 @@
 
     make bench-search                       # 1,000,000 scenes
     SCENES=200000 make bench-search
+    SCENES=100000 BENCH_UNITS=3 make bench-search   # with 3 sentences per scene in scene_units
 
 N scenes (SCENES, default 1,000,000; SEED, default 7) are loaded with binary COPY into the Heimdex
 schema (migrations run through heimdex.vectorstore.db.Database) under .bench/search-{N}-s{SEED}/, which is
