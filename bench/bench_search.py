@@ -2,6 +2,7 @@
 
     make bench-search                       # 1,000,000 scenes
     SCENES=200000 make bench-search
+    SCENES=100000 BENCH_UNITS=3 make bench-search   # with 3 sentences per scene in scene_units
 
 N scenes (SCENES, default 1,000,000; SEED, default 7) are loaded with binary COPY into the Heimdex
 schema (migrations run through heimdex.vectorstore.db.Database) under .bench/search-{N}-s{SEED}/, which is
@@ -335,6 +336,30 @@ def load(conn: psycopg.Connection[Any], corpus: Corpus) -> float:
     return load_s
 
 
+def load_units(conn: psycopg.Connection[Any], per_scene: int) -> float:
+    """BENCH_UNITS sentences per scene in scene_units (007; default 0: none, as the corpus has always
+    been): each with its scene's text vector and a span starting 1 s before its scene's and one per
+    second after, so a hit that takes its unit's span starts earlier. Made in the server from the
+    scenes (no new corpus version); replaced when the figure changes. Returns the seconds it took."""
+    if (meta_get(conn, "units") or 0) == per_scene:
+        return 0.0
+    started = time.perf_counter()
+    conn.execute("TRUNCATE scene_units")
+    if per_scene:
+        conn.execute(
+            "INSERT INTO scene_units (org_id, asset_id, idx, unit, source, kind, start_s, end_s, text,"
+            " text_vec, text_model)"
+            " SELECT org_id, asset_id, idx, u, source, 'speech', start_s - 1 + u, start_s + u + 2,"
+            " 'sentence', text_vec, text_model FROM scenes CROSS JOIN generate_series(0, %s - 1) u",
+            (per_scene,),
+        )
+        conn.execute("VACUUM ANALYZE scene_units")
+    meta_set(conn, "units", per_scene)
+    seconds = time.perf_counter() - started
+    say(f"scene_units: {per_scene} per scene ({seconds:.0f}s)")
+    return seconds
+
+
 def build_indexes(
     conn: psycopg.Connection[Any], maint_mem: str, workers: int, exact_max_rows: int
 ) -> dict[str, dict[str, float]]:
@@ -557,6 +582,7 @@ def main() -> None:
                 say(f"note: shared_buffers is {sb[0]} (set when {home} was made), not {shared_buffers}")
             load_s = load(admin, corpus)
             indexes = build_indexes(admin, maint_mem, workers, settings.search_exact_max_rows)
+            units_s = load_units(admin, int(os.environ.get("BENCH_UNITS", "0")))
             table_mb = admin.execute("SELECT pg_total_relation_size('scenes') / 1048576.0").fetchone()
             heap_mb = admin.execute("SELECT pg_table_size('scenes') / 1048576.0").fetchone()
             versions = admin.execute(
@@ -629,6 +655,8 @@ def main() -> None:
         "exact_max_rows": settings.search_exact_max_rows,
         "vector_type": "halfvec",
         "load_s": round(load_s, 1),
+        "units_per_scene": int(os.environ.get("BENCH_UNITS", "0")),
+        "units_load_s": round(units_s, 1),
         "build_s": indexes["dedicated"]["build_s"],  # every HNSW index (all are per organisation)
         "index_mb": indexes["dedicated"]["mb"],
         "hnsw_indexes": indexes["dedicated"]["count"],

@@ -49,3 +49,13 @@ def test_drops_silence_hallucination_and_loops() -> None:
 def test_cuts_runs_of_one_word() -> None:
     _, words = clean_segments([seg("no no no no no no stop", 0.0)])
     assert [x["w"] for x in words] == ["no", "no", "no", "stop"]
+
+
+def test_a_sign_given_as_a_word_stays_with_its_number() -> None:
+    """Whisper writes "14 %" as two words; the sign has no letters or digits but is not noise."""
+    segments, words = clean_segments([seg("prices rose 14 % this week", 1.0)])
+    assert [x["w"] for x in words] == ["prices", "rose", "14%", "this", "week"]
+    assert words[2]["s"] == 1.8 and words[2]["e"] == 2.6  # "14" from its start to the sign's end
+    assert segments[0]["text"] == "prices rose 14% this week"
+    _, words = clean_segments([seg("% - prices", 0.0)])  # nothing before it: still not a word
+    assert [x["w"] for x in words] == ["prices"]

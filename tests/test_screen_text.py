@@ -154,6 +154,12 @@ def test_run_together_words_are_split_and_names_kept() -> None:
     assert split("BUILT1850") == "BUILT 1850"
     for kept in ("Dunmore Marine", "Priya Natarajan", "Worthington", "lighthouse", "Route N12", "1850s"):
         assert split(kept) == kept
+    # Beside a number OCR drops spaces around short words too; names there stay whole.
+    assert split("Ovenat 250 degrees") == "Oven at 250 degrees"
+    assert split("Ovenat250degrees") == "Oven at 250 degrees"
+    assert split("bakefor 20 minutes") == "bake for 20 minutes"
+    for kept in ("Dunmore 2024", "Natarajan 2024", "Hayat 12", "Sian Pryce 1", "Route N12 from 1 June"):
+        assert split(kept) == kept
 
 
 def test_number_spellings_and_run_together_words_match_in_keywords() -> None:

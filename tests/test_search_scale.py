@@ -266,6 +266,58 @@ def test_dedicated_index_is_used_for_its_organisation_only(old_db: tuple[Databas
         assert orgindex.existing(conn) == {}
 
 
+def test_graph_path_ranks_and_spans_the_sentences_of_its_candidates(
+    old_db: tuple[Database, dict[str, Any]],
+) -> None:
+    """A large organisation (the graph path) gets the sentence/caption signal too: the units of the
+    scenes its other signals found are ranked, and a hit spans its scene and its best unit, as on the
+    exact path."""
+    db, info = old_db
+    ct, _ci = info["centres"]
+    rng = np.random.default_rng(11)
+    q = (ct[2], info["centres"][1][2])
+    with psycopg.connect(info["url"], autocommit=True) as conn:
+        register_vector(conn)
+        conn.execute(
+            "INSERT INTO assets (org_id, asset_id, source, version, status, scenes)"
+            " VALUES ('gamma', 'gamma-a0', '/gamma/gamma-a0.mp4', '1', 'ready', 12)"
+        )
+        for i in range(12):
+            # Scene 5 is nearest the query; every scene's sentence starts 2 s before its cut.
+            tv = ct[2] if i == 5 else unit(ct[2] + 0.9 * unit(rng.standard_normal(384)))
+            conn.execute(
+                "INSERT INTO scenes (org_id, asset_id, idx, source, start_s, end_s, transcript, text_vec,"
+                " text_model) VALUES ('gamma', 'gamma-a0', %s, '/gamma/gamma-a0.mp4', %s, %s, 'words',"
+                " %s, %s)",
+                (i, 10.0 * i, 10.0 * i + 10, tv, TEXT_MODEL),
+            )
+            uv = ct[2] if i == 5 else unit(rng.standard_normal(384))
+            conn.execute(
+                "INSERT INTO scene_units (org_id, asset_id, idx, unit, source, kind, start_s, end_s, text,"
+                " text_vec, text_model) VALUES ('gamma', 'gamma-a0', %s, 0, '/gamma/gamma-a0.mp4', 'speech',"
+                " %s, %s, 'a sentence', %s, %s)",
+                (i, 10.0 * i - 2, 10.0 * i + 4, uv, TEXT_MODEL),
+            )
+    try:
+        graph = run(db, "gamma", q, path="hnsw")
+        exact = run(db, "gamma", q, path="exact")
+        assert (graph[0]["idx"], graph[0]["start_s"], graph[0]["end_s"]) == (5, 48.0, 60.0)
+        assert [(r["idx"], r["start_s"], r["end_s"], r["score"]) for r in graph] == [
+            (r["idx"], r["start_s"], r["end_s"], r["score"]) for r in exact
+        ]
+        # Every hit played from its sentence's first word, 2 s before its scene's cut (none at 0: its
+        # sentence starts at -2, and no span is cut to the file's start here).
+        assert all(r["start_s"] == 10.0 * r["idx"] - 2 for r in graph)
+        # Without units the same search spans scenes only: the fixture, not the code, made the spans.
+        with psycopg.connect(info["url"], autocommit=True) as conn:
+            conn.execute("DELETE FROM scene_units WHERE org_id = 'gamma'")
+        assert all(r["start_s"] == 10.0 * r["idx"] for r in run(db, "gamma", q, path="hnsw"))
+    finally:
+        with psycopg.connect(info["url"], autocommit=True) as conn:
+            conn.execute("DELETE FROM assets WHERE org_id = 'gamma'")
+            conn.execute("DELETE FROM scenes WHERE org_id = 'gamma'")
+
+
 def test_settings_reach_the_engine_search() -> None:
     s = Settings(home=Path("/nonexistent"))
     assert s.search_ef_search == search_sql.EF_SEARCH

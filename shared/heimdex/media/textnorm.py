@@ -43,13 +43,19 @@ def _wordcost() -> dict[str, float]:
 SHORT_WORDS = frozenset(
     ["a", "an", "as", "at", "by", "i", "in", "is", "it", "of", "on", "or", "to", "up", "we"]
 )
+# The words a short run beside a number may lose its space to ("Ovenat 250", "bakefor 20").
+FUNCTION_WORDS = SHORT_WORDS | {"and", "for", "from", "into", "off", "out", "per", "the", "via", "with"}
 
 
-def _split_run(run: str) -> list[str]:
+def _split_run(run: str, *, by_number: bool = False) -> list[str]:
     """One run of letters, split where it is long, all one case (or capitalised and longer than a name
     usually is), not a word itself, and made only of known words (short ones only from SHORT_WORDS).
-    Other mixed-case runs are names or already split."""
+    Other mixed-case runs are names or already split. Beside a number (`by_number`: OCR drops the
+    spaces around figures, "Ovenat 250 degrees") a shorter run splits too, into exactly one known word
+    of MIN_PIECE_LEN letters or more and one of FUNCTION_WORDS ("Oven at", "bake for")."""
     one_case = run.islower() or run.isupper()
+    if by_number and MIN_PIECE_LEN < len(run) < MIN_SPLIT_LEN:
+        return _split_short(run)
     capitalised = len(run) >= MIN_SPLIT_LEN_CAPITALISED and run[0].isupper() and run[1:].islower()
     if len(run) < MIN_SPLIT_LEN or not (one_case or capitalised) or run.lower() in _wordcost():
         return [run]
@@ -63,15 +69,37 @@ def _split_run(run: str) -> list[str]:
     return pieces
 
 
+def _split_short(run: str) -> list[str]:
+    if not (run.islower() or run.isupper() or (run[0].isupper() and run[1:].islower())):
+        return [run]
+    costs = _wordcost()
+    if run.lower() in costs:
+        return [run]
+    import wordninja
+
+    pieces: list[str] = wordninja.split(run)
+    if len(pieces) != 2 or "".join(pieces) != run:
+        return [run]
+    short = [p.lower() in FUNCTION_WORDS for p in pieces]
+    long = [len(p) >= MIN_PIECE_LEN and p.lower() in costs for p in pieces]
+    if sorted(short) != [False, True] or not any(a and not b for a, b in zip(long, short, strict=True)):
+        return [run]
+    return pieces
+
+
 def split_run_together(text: str) -> str:
     """The text with run-together words split; spacing otherwise as it was."""
     text = re.sub(r"(?<=[A-Za-z])([:;,!?])(?=[A-Za-z])", r"\1 ", text)
     text = re.sub(r"(?<=[a-z]{2})(?=[A-Z])", " ", text)  # camel case: "SianPryce"
     text = re.sub(r"(?<=[A-Za-z]{2})(?=\d)|(?<=\d)(?=[A-Za-z]{3})", " ", text)  # "BUILT1850"
+    tokens = text.split()
     out = []
-    for token in text.split():
+    for i, token in enumerate(tokens):
+        by_number = any(
+            0 <= j < len(tokens) and re.fullmatch(r"\d[\d.,]*%?", tokens[j]) for j in (i - 1, i + 1)
+        )
         parts = re.split(r"([A-Za-z]+)", token)  # letters, and what lies between them
-        out.append("".join(" ".join(_split_run(p)) if p.isalpha() else p for p in parts))
+        out.append("".join(" ".join(_split_run(p, by_number=by_number)) if p.isalpha() else p for p in parts))
     return " ".join(out)
 
 

@@ -30,6 +30,7 @@ MAX_WORD_REPEATS = 3
 NO_SPEECH_PROB = 0.6
 LOW_LOGPROB = -1.0
 MAX_COMPRESSION_RATIO = 2.4
+ATTACHED_SIGNS = frozenset("%‰°€$£¥")
 
 
 def _norm(word: str) -> str:
@@ -59,6 +60,12 @@ def clean_segments(
         for w in seg.words or []:
             key = _norm(w.word)
             if not key:
+                # A sign Whisper gives as a word of its own ("14 %"): part of the word before it, not
+                # dropped (a transcript "rose 14 this week" had lost "percent" for search).
+                sign = w.word.strip()
+                if sign in ATTACHED_SIGNS and words:
+                    words[-1]["w"] += sign
+                    words[-1]["e"] = round(float(w.end) + offset, 3)
                 continue
             run_len = run_len + 1 if key == run_word else 1
             run_word = key

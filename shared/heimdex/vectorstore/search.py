@@ -45,12 +45,13 @@ RRF_K = 60
 EF_SEARCH = 100  # defaults of Settings.search_ef_search / search_exact_max_rows
 EXACT_MAX_ROWS = 10_000
 
-_TAIL = """
+_KEYWORDS = """
 keyword_hits AS (
   SELECT asset_id, idx, row_number() OVER (ORDER BY rank DESC) AS r
   FROM heimdex_keyword_hits(%(or_q)s, %(source)s::text, %(pool)s, %(lang)s::text)
   {keyword_filters}
-),
+),"""
+_TAIL = """
 fused AS (
   SELECT asset_id, idx, sum(1.0 / (%(rrf_k)s + r)) AS score
   FROM (SELECT * FROM text_hits UNION ALL SELECT * FROM image_hits UNION ALL SELECT * FROM keyword_hits
@@ -68,11 +69,9 @@ LEFT JOIN unit_best ub ON ub.asset_id = s.asset_id AND ub.idx = s.idx
 ORDER BY f.score DESC, s.asset_id, s.idx
 LIMIT %(k)s OFFSET %(offset)s
 """
-# Sentences and on-screen texts (scene_units, 007): each scene's best unit by exact distance over the
-# organisation's units of the candidate scenes (`cand`: the search's filters hold), one more rank, and
-# the span a hit plays. Exact search only: a large
-# organisation (the graph path) has no unit index yet, and scanning millions of units per query is
-# not an option, so there the units CTE is empty and hits span their scenes.
+# Sentences and on-screen texts (scene_units, 007): each scene's best unit by exact distance, one more
+# rank, and the span a hit plays. Exact search: over the organisation's units of the candidate scenes
+# (`cand`: every scene the search's filters hold).
 UNITS_EXACT = """
 unit_best AS MATERIALIZED (
   SELECT DISTINCT ON (asset_id, idx) asset_id, idx, start_s, end_s, d FROM (
@@ -88,13 +87,25 @@ unit_hits AS (
     SELECT asset_id, idx, d FROM unit_best ORDER BY d LIMIT %(pool)s) t
 ),
 """
-UNITS_NONE = """
-unit_best AS (
-  SELECT NULL::text AS asset_id, NULL::integer AS idx, NULL::float8 AS start_s, NULL::float8 AS end_s,
-         NULL::float8 AS d
-  WHERE false
+# Graph search (a large organisation): units have no index (scanning millions of them per query is not
+# an option), so the units ranked are those of the scenes the other signals found (text, image and
+# keyword candidates, `pool` each: at most 3 * pool scenes, read through scene_units' primary key). A
+# sentence whose scene none of the other signals finds is not found this way; among the candidates the
+# unit rank and the hit's span are the exact path's.
+UNITS_GRAPH = """
+unit_best AS MATERIALIZED (
+  SELECT DISTINCT ON (u.asset_id, u.idx) u.asset_id, u.idx, u.start_s, u.end_s,
+    u.text_vec <=> %(qt)s::halfvec AS d
+  FROM (SELECT asset_id, idx FROM text_hits UNION SELECT asset_id, idx FROM image_hits
+        UNION SELECT asset_id, idx FROM keyword_hits) c
+  JOIN scene_units u ON u.org_id = %(org)s AND u.asset_id = c.asset_id AND u.idx = c.idx
+  WHERE u.text_model = %(text_model)s
+  ORDER BY u.asset_id, u.idx, d
 ),
-unit_hits AS (SELECT asset_id, idx, 1::bigint AS r FROM unit_best),
+unit_hits AS (
+  SELECT asset_id, idx, row_number() OVER (ORDER BY d) AS r FROM (
+    SELECT asset_id, idx, d FROM unit_best ORDER BY d LIMIT %(pool)s) t
+),
 """
 
 # The organisation is named as a constant in the joins too (row-level security confines them anyway):
@@ -124,7 +135,8 @@ image_hits AS (
       {filters}
     ORDER BY image_vec <=> %(qi)s::halfvec LIMIT %(pool)s) t
 ),"""
-    + UNITS_NONE
+    + _KEYWORDS
+    + UNITS_GRAPH
     + _TAIL
 )
 
@@ -148,6 +160,7 @@ image_hits AS (
     SELECT asset_id, idx, di FROM cand WHERE di IS NOT NULL ORDER BY di LIMIT %(pool)s) t
 ),"""
     + UNITS_EXACT
+    + _KEYWORDS
     + _TAIL
 )
 
