@@ -364,7 +364,7 @@ def create_app(engine: Any, *, dispatcher: Callable[[], Any] | None = None) -> O
     exports.register(app, ctx, run_search)
     media.register(app, ctx)
     uploads.register(app, ctx)
-    people.register(app, engine)  # /v1/people... (heimdex.api.people)
+    people.register(app, ctx)  # /v1/people... (heimdex.api.people)
     return app
 
 

@@ -152,6 +152,15 @@ class AssetPath(BaseModel):
     asset_id: AssetId
 
 
+class Progress(BaseModel):
+    """An indexing job's progress: its tasks (a stage, or one segment of a segmented stage)."""
+
+    job_id: str
+    done: int = Field(ge=0, description="tasks finished (done or skipped)")
+    total: int = Field(ge=1, description="tasks in the job (grows once the media is split in segments)")
+    running: list[str] = Field(description="the tasks running now, e.g. `asr_2`")
+
+
 class AssetSummary(BaseModel):
     source: str
     asset_id: str
@@ -165,6 +174,7 @@ class AssetSummary(BaseModel):
         None, description="why its speech may not be what an English-only model heard"
     )
     indexed_at: datetime | None = Field(description="when indexing last finished (ready or failed)")
+    progress: Progress | None = Field(None, description="while processing: its job's progress")
 
 
 class AssetList(BaseModel):
@@ -285,6 +295,10 @@ def _seconds(value: Any) -> Any:
     return value
 
 
+class FacePath(MediaPath):
+    face_id: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,18}$")]
+
+
 class Signature(Strict):
     exp: Annotated[int, BeforeValidator(_seconds)] = Field(
         ge=0, le=10**12, description="expiry, Unix seconds"
@@ -336,7 +350,9 @@ class Upload(BaseModel):
         description="cloud, while pending: a V4 signed URL that starts a resumable upload (POST with"
         " `x-goog-resumable: start`, then PUT to the Location it answers)",
     )
-    asset_id: str | None = None
+    asset_id: str | None = Field(
+        None, description="the asset it becomes: while indexing (embedded) and when ready"
+    )
     error: str | None = None
 
 
@@ -349,6 +365,7 @@ class Person(BaseModel):
     faces: int = Field(description="face tracks grouped into this person")
     assets: int = Field(description="assets the person is seen in")
     cover: str | None = Field(description="where the person's best face crop is stored")
+    cover_url: str | None = Field(None, description="a signed URL of that crop an <img> can load")
 
 
 class PeopleList(BaseModel):
@@ -356,11 +373,13 @@ class PeopleList(BaseModel):
 
 
 class Appearance(BaseModel):
+    face_id: int = Field(description="the face track")
     asset_id: str
     source: str
     start: float
     end: float
     thumbnail: str | None = Field(description="where this face track's crop is stored")
+    thumbnail_url: str | None = Field(None, description="a signed URL of the crop an <img> can load")
     link: str = Field(description="the source at the moment (#t=)")
 
 
