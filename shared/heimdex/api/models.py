@@ -420,3 +420,25 @@ class Forgotten(BaseModel):
     id: int
     forgotten: Literal[True]
     faces: int
+
+
+# -- web sessions (heimdex.api.web) ------------------------------------------------------------------
+
+
+class SessionInfo(BaseModel):
+    org_id: str
+    via: Literal["cookie", "bearer"] = Field(description="what authenticated this request")
+    csrf_token: str | None = Field(
+        description="cookie sessions: send it as X-CSRF-Token with every POST, PUT, PATCH and DELETE"
+    )
+    expires_at: int | None = Field(description="cookie sessions: when the session ends (Unix seconds)")
+
+
+class SessionBody(Strict):
+    id_token: Annotated[str, StringConstraints(min_length=1, max_length=8192)] = Field(
+        description="an ID token the API accepts as a bearer token (Identity Platform in the cloud)"
+    )
+
+
+class SignedOut(BaseModel):
+    signed_out: Literal[True]
