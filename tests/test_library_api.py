@@ -13,9 +13,11 @@ from flask.testing import FlaskClient
 from heimdex.api.app import create_app
 from heimdex.api.auth import issue_token
 from heimdex.core import graph
+from heimdex.dev.samples import Segment, make_clip
 from heimdex.domain import AssetRef, make_asset_id
 from heimdex.embedded.engine import Engine
 from tests.conftest import JWT_SECRET
+from tests.waiting import wait_for
 
 ORG = "library-api"
 
@@ -84,3 +86,28 @@ def test_a_processing_asset_shows_its_jobs_progress_and_a_failed_one_its_reason(
     (failed,) = listed(client, source)
     assert failed["status"] == "failed" and failed["progress"] is None
     assert failed["error"] == "asr_0: the audio track cannot be decoded" and failed["indexed_at"]
+
+
+def test_a_reindex_reads_processing_from_its_answer_on_until_it_is_ready(
+    engine: Engine, client: FlaskClient, tmp_path: Path
+) -> None:
+    clip = tmp_path / "reindexed.mp4"
+    make_clip([Segment(3.0, caption="QUINCE ORCHARD")], clip)
+    (result,) = engine.index([clip], org=ORG)
+    assert result.status == "ready", result
+    (before,) = listed(client, str(clip))
+    auth = {"Authorization": f"Bearer {issue_token(JWT_SECRET, ORG)}"}
+    resp = client.post(f"/v1/assets/{before['asset_id']}/reindex", headers=auth)
+    assert resp.status_code == 202
+    # No poll can see the old state: the job restarted before the answer.
+    (running,) = listed(client, str(clip))
+    assert running["status"] in ("processing", "ready") and running["indexed_at"] != before["indexed_at"]
+    if running["status"] == "processing":
+        assert running["progress"]["total"] >= len(graph.PIPELINE)
+
+    def ready() -> dict[str, Any] | None:
+        (now,) = listed(client, str(clip))
+        return now if now["status"] == "ready" and now["indexed_at"] > before["indexed_at"] else None
+
+    done = wait_for(ready, timeout=600, what="the re-index to finish")
+    assert done["progress"] is None and done["scenes"] >= 1

@@ -157,14 +157,26 @@ def _list_fields(view: Callable[..., Any]) -> frozenset[str]:
 
 
 def _embedded_reindex(engine: Any) -> Callable[[AssetRef], AssetRef]:
-    """Embedded: index the file again in this process (in the background), as the same asset."""
+    """Embedded: index the file again in this process (in the background), as the same asset. When
+    the file is unchanged its job restarts before the answer, so the asset reads `processing` (with
+    its progress) from the first poll on, and a run that cannot start fails it with the reason."""
+    from heimdex.core.graph import FIRST
 
     def reindex(ref: AssetRef) -> AssetRef:
+        try:
+            same = engine.asset_ref(Path(ref.source), ref.org_id).asset_id == ref.asset_id
+        except OSError:
+            same = False  # the run reports the file it cannot read; this asset is left as it is
+        if same:
+            engine.jobs.create(ref, restart=True)
+
         def run() -> None:
             try:
                 engine.index([Path(ref.source)], org=ref.org_id, force=True)
-            except Exception:
+            except Exception as exc:
                 log.exception("re-index failed", extra={"source": ref.source})
+                if same:
+                    engine.jobs.job_failed(ref, FIRST, f"re-index failed: {exc}")
 
         threading.Thread(target=run, name=f"reindex-{ref.asset_id}", daemon=True).start()
         return ref
@@ -197,6 +209,7 @@ def create_app(engine: Any, *, dispatcher: Callable[[], Any] | None = None) -> O
     settings: Settings = engine.settings
     app = OpenAPI(
         "heimdex",
+        static_folder=None,  # /static/ is the web app's (heimdex.api.web), not Flask's default folder
         info=Info(
             title="Heimdex",
             version=_version(),

@@ -218,11 +218,12 @@ async function personPage(main, id, navigate) {
         {},
         h(
           "a",
-          { class: "appearance", href: `/watch/${encodeURIComponent(a.asset_id)}?t=${a.start.toFixed(1)}`, "aria-label": `${name}, ${range}` },
+          { class: "appearance", href: `/watch/${encodeURIComponent(a.asset_id)}?t=${a.start.toFixed(1)}` },
           a.thumbnail_url
             ? h("img", { class: "face", src: a.thumbnail_url, alt: "", width: 72, height: 72, loading: "lazy" })
             : h("span", { class: "face none", "aria-hidden": "true" }),
           h("span", { class: "file" }, name),
+          " ",
           h("span", { class: "range" }, range),
         ),
       );

@@ -7,4 +7,7 @@
 export const routes = [
   { pattern: /^\/$/, load: () => import("./search.js"), nav: "Search", href: "/", title: "Search" },
   { pattern: /^\/watch\/([0-9a-f]{1,64})$/, load: () => import("./watch.js"), title: "Watch" },
+  { pattern: /^\/library$/, load: () => import("./library.js"), nav: "Library", href: "/library", title: "Library" },
+  { pattern: /^\/people$/, load: () => import("./people.js"), nav: "People", href: "/people", title: "People" },
+  { pattern: /^\/people\/(\d{1,18})$/, load: () => import("./people.js"), title: "Person" },
 ];
