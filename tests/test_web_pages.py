@@ -229,3 +229,44 @@ def test_a_failed_file_shows_its_reason_and_can_be_deleted(base: str, engine: En
         b.wait_for(lambda d: row_of(b, broken.name) is None, what="the row to go")
         assert not [a for a in engine.assets(org=LIBRARY_ORG) if a["source"].endswith("/broken.mp4")]
         clean_page(b)
+
+
+def test_merge_then_forget_on_the_people_page(base: str, engine: Engine, tmp_path: Path) -> None:
+    org = "web-merge"
+    photos = face_media.face_photos(tmp_path)
+    clip = face_media.compose(
+        tmp_path / "two.mp4",
+        [("still", str(photos["obama.jpg"]), 3), ("bars", "", 2), ("still", str(photos["biden.jpg"]), 3)],
+    )
+    (result,) = engine.index([clip], org=org)
+    assert result.status == "ready", result
+    keep, other = engine.people(org=org)
+    crops = [a["thumbnail"] for p in (keep, other) for a in engine.person(p["id"], org=org)["appearances"]]
+    assert len(crops) == 2 and all(Path(c).is_file() for c in crops)
+    with Browser() as b:
+        b.sign_in(base, engine, org=org)
+        b.open(f"{base}/people")
+        b.wait_for(lambda d: len(d.find_elements(By.CSS_SELECTOR, "li.person")) == 2, what="two people")
+        card = b.driver.find_element(By.CSS_SELECTOR, f'li.person[data-person="{keep["id"]}"]')
+        card.find_element(By.CSS_SELECTOR, "button.merge-button").click()
+        pick = b.wait_for(
+            lambda d: card.find_element(By.CSS_SELECTOR, "form.merge select"), what="the picker"
+        )
+        assert [o.get_attribute("value") for o in pick.find_elements(By.TAG_NAME, "option")] == [
+            str(other["id"])
+        ]
+        clean_page(b)  # the merge form too
+        card.find_element(By.CSS_SELECTOR, "form.merge button[type=submit]").click()
+        b.wait_for(lambda d: len(d.find_elements(By.CSS_SELECTOR, "li.person")) == 1, what="one person left")
+        merged = b.driver.find_element(By.CSS_SELECTOR, f'li.person[data-person="{keep["id"]}"]')
+        assert merged.find_element(By.CSS_SELECTOR, ".counts").text.startswith("2 faces")
+        assert [p["id"] for p in engine.people(org=org)] == [keep["id"]]
+
+        merged.find_element(By.CSS_SELECTOR, "button.forget-button").click()
+        alert = b.wait_for(lambda d: d.switch_to.alert, what="the confirmation")
+        assert "erases their face data" in alert.text
+        alert.accept()
+        b.wait_for(lambda d: not d.find_elements(By.CSS_SELECTOR, "li.person"), what="nobody left")
+        assert "face data is erased" in b.driver.find_element(By.CSS_SELECTOR, "main > .status").text
+        assert engine.people(org=org) == [] and not any(Path(c).exists() for c in crops)
+        clean_page(b)

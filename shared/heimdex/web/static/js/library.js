@@ -11,7 +11,7 @@ const POLL_MS = 1500; // while a job runs or an upload is indexed
 function when(iso) {
   if (!iso) return "";
   const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? "" : d.toLocaleString();
+  return Number.isNaN(d.getTime()) ? "" : d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
 }
 
 function progressBar(label, done, total) {
