@@ -111,3 +111,17 @@ def test_a_reindex_reads_processing_from_its_answer_on_until_it_is_ready(
 
     done = wait_for(ready, timeout=600, what="the re-index to finish")
     assert done["progress"] is None and done["scenes"] >= 1
+
+
+def test_the_pages_may_send_uploads_to_signed_bucket_urls_only_in_the_cloud(tmp_path: Path) -> None:
+    from heimdex.api.web import content_security_policy
+    from heimdex.config import Settings
+
+    def connect(**kw: Any) -> str:
+        policy = content_security_policy(Settings(home=tmp_path, jwt_secret=JWT_SECRET, **kw))
+        (found,) = [d for d in policy.split("; ") if d.startswith("connect-src ")]
+        return found
+
+    assert connect() == "connect-src 'self'"
+    assert connect(upload_bucket="uploads") == "connect-src 'self' https://storage.googleapis.com"
+    assert "https://storage.googleapis.com" in connect(source_buckets=["gs://media"])

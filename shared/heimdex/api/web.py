@@ -73,6 +73,8 @@ def media_origins(settings: Settings) -> list[str]:
 def content_security_policy(settings: Settings) -> str:
     media = " ".join(["'self'", *media_origins(settings)])
     script, style, connect, frame = "'self'", "'self'", "'self'", "'none'"
+    if settings.upload_bucket or any(b.startswith("gs://") for b in settings.source_buckets):
+        connect += " https://storage.googleapis.com"  # the library page PUTs uploads to signed URLs
     if google_configured(settings):
         script += f" {GIS_ORIGIN}/gsi/client"
         style += f" {GIS_ORIGIN}/gsi/style"
