@@ -147,6 +147,13 @@ def test_upload_from_the_library_watch_it_index_and_find_it(
         b.sign_in(base, engine, org=LIBRARY_ORG)
         b.open(f"{base}/library")
         b.wait_for(lambda d: d.find_element(By.CSS_SELECTOR, "main h1").text == "Library", what="the page")
+        # Every state the upload panel shows, recorded in the page as it changes: (phase, value, max).
+        b.js(
+            "window.seen = []; const panel = document.querySelector('.upload-panel');"
+            " new MutationObserver(() => { const p = panel.querySelector('progress');"
+            " window.seen.push([panel.dataset.phase, p ? p.value : null, p ? p.max : null]); })"
+            ".observe(panel, {childList: true, subtree: true, attributes: true});"
+        )
         b.driver.find_element(By.ID, "upload-file").send_keys(str(clip))
         # The upload bar, then the indexing bar, reaches its end; the table row becomes ready.
         bar = b.wait_for(lambda d: d.find_element(By.ID, "upload-progress"), what="the progress bar")
@@ -154,15 +161,19 @@ def test_upload_from_the_library_watch_it_index_and_find_it(
         b.wait_for(
             lambda d: (
                 d.find_element(By.CSS_SELECTOR, ".upload-panel").get_attribute("data-phase")
-                in ("Indexed", "failed")
+                in ("indexed", "failed")
             ),
             timeout=INDEXING_S,
             what="the upload to be indexed",
         )
         panel = b.driver.find_element(By.CSS_SELECTOR, ".upload-panel")
-        assert panel.get_attribute("data-phase") == "Indexed", panel.text
+        assert panel.get_attribute("data-phase") == "indexed", panel.text
         bar = b.driver.find_element(By.ID, "upload-progress")
         assert bar.get_attribute("value") == bar.get_attribute("max")
+        phases = [phase for phase, _, _ in b.js("return window.seen")]
+        assert phases.index("uploading") < phases.index("indexing") < phases.index("indexed"), phases
+        sent = [(value, top) for phase, value, top in b.js("return window.seen") if phase == "uploading"]
+        assert sent[-1][0] == sent[-1][1] == clip.stat().st_size, sent  # the upload bar reached its end
         assert "ready to search" in panel.text
         b.wait_for(lambda d: row_status(b, clip.name) == "ready", what="the row to be ready")
         row = row_of(b, clip.name)

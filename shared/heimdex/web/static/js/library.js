@@ -204,7 +204,7 @@ function uploader(changed) {
 
   function show(name, phase, done, total, text) {
     panel.hidden = false;
-    panel.dataset.phase = phase;
+    panel.dataset.phase = phase.toLowerCase(); // uploading, indexing, indexed (or failed)
     panel.replaceChildren(
       h("h2", {}, name),
       h("progress", { id: "upload-progress", max: String(total), value: String(done), "aria-label": `${phase} ${name}` }),
