@@ -197,6 +197,7 @@ def create_app(engine: Any, *, dispatcher: Callable[[], Any] | None = None) -> O
     settings: Settings = engine.settings
     app = OpenAPI(
         "heimdex",
+        static_folder=None,  # /static/ is the web app's (heimdex.api.web), not Flask's default folder
         info=Info(
             title="Heimdex",
             version=_version(),
