@@ -45,7 +45,7 @@ function result(hit, words) {
     { class: "hit" },
     h(
       "a",
-      { class: "hit-link", href: watchHref(hit), "aria-label": `${name}, ${range}` },
+      { class: "hit-link", href: watchHref(hit) },
       hit.thumbnail_url
         ? h("img", { class: "thumb", src: hit.thumbnail_url, alt: "", loading: "lazy", width: 160, height: 90 })
         : h("span", { class: "thumb none", "aria-hidden": "true" }),

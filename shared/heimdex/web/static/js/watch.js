@@ -12,14 +12,24 @@ function lines(sidecar, scenes) {
   return from.filter((l) => l.text && l.text.trim()).map((l) => ({ start: l.start, end: l.end, text: l.text.trim() }));
 }
 
-// The line playing at `t`: the last that started at or before it.
-export function lineAt(all, t) {
+// The item (line or scene) that started last at or before `t`; -1 before the first.
+export function startedAt(all, t) {
   let found = -1;
   for (let i = 0; i < all.length; i++) {
     if (all[i].start <= t + 0.05) found = i;
     else break;
   }
   return found;
+}
+
+// The transcript line of the moment `t`: the one spoken at `t`; in a pause, the next line if it
+// starts before `until` (the end of the scene playing: a hit's scene may open on silence), else
+// the last one spoken.
+export function lineAt(all, t, until = t) {
+  const last = startedAt(all, t);
+  if (last >= 0 && t <= all[last].end + 0.05) return last;
+  if (last + 1 < all.length && all[last + 1].start < until) return last + 1;
+  return last;
 }
 
 export async function render(main, { params, query }) {
@@ -154,7 +164,8 @@ export async function render(main, { params, query }) {
   let shownLine = -2;
   let shownScene = -2;
   function sync(t) {
-    const li = lineAt(transcript, t);
+    const si = startedAt(scenes, t);
+    const li = lineAt(transcript, t, scenes[si] ? scenes[si].end : t);
     if (li !== shownLine) {
       if (lineButtons[shownLine]) lineButtons[shownLine].removeAttribute("aria-current");
       if (lineButtons[li]) {
@@ -163,7 +174,6 @@ export async function render(main, { params, query }) {
       }
       shownLine = li;
     }
-    const si = lineAt(scenes, t);
     if (si !== shownScene) {
       if (sceneButtons[shownScene]) sceneButtons[shownScene].removeAttribute("aria-current");
       if (sceneButtons[si]) sceneButtons[si].setAttribute("aria-current", "true");
