@@ -50,21 +50,79 @@ def watch(b: Browser, base: str) -> None:
     b.wait_for(lambda d: b.js("return [...document.images].every(i => i.complete)"), what="scene strip")
 
 
+def _upload(b: Browser, path: Path, phase: str) -> None:
+    """Upload a file from the library page and wait until its panel reaches `phase`."""
+    b.driver.find_element(By.ID, "upload-file").send_keys(str(path))
+    b.wait_for(
+        lambda d: d.find_element(By.CSS_SELECTOR, ".upload-panel").get_attribute("data-phase") == phase,
+        timeout=600,
+        what=f"{path.name} to be {phase}",
+    )
+
+
 def library(b: Browser, base: str) -> None:
+    """The demo's clips, plus two uploaded from the page itself: real faces (for the people page,
+    tests/face_media.py) and a corrupt file, whose row shows why it failed."""
+    from tests import face_media
+
     b.open(f"{base}/library")
-    b.wait_for(lambda d: d.find_elements(By.CSS_SELECTOR, "main table, main ol, main ul"), what="the library")
+    b.wait_for(lambda d: d.find_elements(By.CSS_SELECTOR, "table.assets tbody tr"), what="the library")
+    with tempfile.TemporaryDirectory(prefix="heimdex-shot-media-") as tmp:
+        photos = face_media.face_photos(Path(tmp))
+        interview = face_media.compose(
+            Path(tmp) / "press conference.mp4",
+            [("still", str(photos["obama.jpg"]), 3), ("bars", "", 2), ("still", str(photos["biden.jpg"]), 3)],
+            captions={0: "PRESS CONFERENCE"},
+        )
+        _upload(b, interview, "indexed")
+        broken = Path(tmp) / "corrupt.mp4"
+        broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 64)
+        _upload(b, broken, "failed")
+    b.wait_for(
+        lambda d: b.js("return !document.querySelector('tr[data-status=processing]')"), what="all done"
+    )
+    b.js("document.activeElement.blur()")
 
 
 def people(b: Browser, base: str) -> None:
+    """After `library` (its uploaded clip has two faces): one named from the page, one not."""
     b.open(f"{base}/people")
     b.wait_for(lambda d: d.find_elements(By.CSS_SELECTOR, "main h1"), what="the people page")
+    cards = b.driver.find_elements(By.CSS_SELECTOR, "li.person")
+    if cards and not any(c.find_elements(By.CSS_SELECTOR, ".name:not(.unnamed)") for c in cards):
+        cards[0].find_element(By.CSS_SELECTOR, "button.rename-button").click()
+        field = b.wait_for(
+            lambda d: d.find_element(By.CSS_SELECTOR, "form.rename input"), what="the name field"
+        )
+        field.send_keys("Barack Obama\n")
+        b.wait_for(
+            lambda d: d.find_elements(By.CSS_SELECTOR, "li.person .name:not(.unnamed)"), what="the name"
+        )
+    b.wait_for(
+        lambda d: b.js("return [...document.images].every(i => i.complete && i.naturalWidth > 0)"),
+        what="the faces",
+    )
+    b.js("document.activeElement.blur()")
+
+
+def person(b: Browser, base: str) -> None:
+    """The first person's page: their appearances."""
+    b.open(f"{base}/people")
+    link = b.wait_for(lambda d: d.find_element(By.CSS_SELECTOR, "li.person .name"), what="a person")
+    link.click()
+    b.wait_for(lambda d: d.find_elements(By.CSS_SELECTOR, "main h2"), what="the person's page")
+    b.wait_for(
+        lambda d: b.js("return [...document.images].every(i => i.complete && i.naturalWidth > 0)"),
+        what="the faces",
+    )
 
 
 SHOTS: dict[str, Callable[[Browser, str], None]] = {
     "search": search,
     "watch": watch,
     "library": library,
-    "people": people,
+    "people": people,  # after library: it uploads the clip with faces
+    "person": person,
 }
 
 

@@ -93,11 +93,11 @@ export async function render(main) {
     return h(
       "tr",
       { dataset: { asset: asset.asset_id, status: asset.status } },
-      h("th", { scope: "row", class: "file" }, asset.status === "ready" ? h("a", { href: `/watch/${asset.asset_id}?t=0` }, name) : name, h("span", { class: "source" }, asset.source)),
+      h("th", { scope: "row", class: "file" }, asset.status === "ready" ? h("a", { href: `/watch/${asset.asset_id}?t=0` }, name) : name, h("span", { class: "source", title: asset.source }, h("bdi", {}, asset.source))),
       statusCell(asset, name),
       h("td", { class: "num" }, asset.duration != null ? clock(asset.duration) : ""),
       h("td", { class: "num" }, asset.status === "ready" ? String(asset.scenes) : ""),
-      h("td", {}, when(asset.indexed_at)),
+      h("td", { class: "when" }, when(asset.indexed_at)),
       h(
         "td",
         { class: "row-actions" },
