@@ -295,7 +295,7 @@ def load(conn: psycopg.Connection[Any], corpus: Corpus) -> float:
             conn.execute(f"DROP INDEX IF EXISTS {name}")
         for name in orgindex.existing(conn):
             conn.execute(f"DROP INDEX IF EXISTS {name}")
-        conn.execute("TRUNCATE scenes, assets")
+        conn.execute("TRUNCATE scenes, assets CASCADE")  # and what references them (scene_units, faces)
         with (
             conn.cursor() as cur,
             cur.copy(

@@ -142,14 +142,3 @@ class Browser:
             for v in json.loads(result)
             if v.get("impact") in impacts
         ]
-
-    def transferred(self) -> dict[str, int]:
-        """Bytes the page transferred so far by resource type (Resource Timing), e.g. script, css."""
-        entries = self.js(
-            "return performance.getEntriesByType('resource').map(e => [e.initiatorType, e.name,"
-            " e.transferSize, e.encodedBodySize])"
-        )
-        out: dict[str, int] = {}
-        for kind, _name, transfer, encoded in entries:
-            out[kind] = out.get(kind, 0) + int(transfer or encoded or 0)
-        return out

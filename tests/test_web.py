@@ -7,6 +7,7 @@ page visited."""
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from typing import Any
@@ -194,6 +195,25 @@ def test_a_signin_link_works_once_and_not_after_it_expires(base: str, engine: En
     forged = new_signin_link(engine.db, "default", base, 600).replace("token=default.", "token=other.")
     assert requests.get(forged, allow_redirects=False, timeout=60).status_code == 410
     assert requests.get(f"{base}/signin?token=nonsense", timeout=60).status_code == 400
+
+
+def test_the_cli_prints_a_link_the_server_redeems(
+    base: str, cli_env: dict[str, str], heimdex_cmd: list[str]
+) -> None:
+    """`heimdex token --login` runs in a process of its own: the link it stores is the server's to redeem."""
+    made = subprocess.run(
+        [*heimdex_cmd, "token", "--login", "--org", "default", "--url", base],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    link = made.stdout.strip()
+    assert link.startswith(f"{base}/signin?token=default."), made
+    resp = requests.get(link, allow_redirects=False, timeout=60)
+    assert resp.status_code == 303 and "heimdex_session" in resp.cookies
+    assert requests.get(link, allow_redirects=False, timeout=60).status_code == 410
 
 
 def test_changes_made_with_a_session_need_the_csrf_token(base: str, engine: Engine) -> None:
