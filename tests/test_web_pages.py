@@ -281,3 +281,46 @@ def test_merge_then_forget_on_the_people_page(base: str, engine: Engine, tmp_pat
         assert "face data is erased" in b.driver.find_element(By.CSS_SELECTOR, "main > .status").text
         assert engine.people(org=org) == [] and not any(Path(c).exists() for c in crops)
         clean_page(b)
+
+
+def test_a_running_jobs_bar_follows_its_progress_by_polling(
+    base: str, engine: Engine, tmp_path: Path
+) -> None:
+    """The job store's real transitions, made while the page is open: the row's bar follows them
+    (the page polls), and a failure replaces it with the reason."""
+    from heimdex.core import graph
+    from heimdex.domain import AssetRef, make_asset_id
+
+    org = "web-progress"
+    source = str(tmp_path / "long interview.mp4")
+    ref = AssetRef(org, make_asset_id(org, source, "v1"), source, "v1")
+    assert engine.jobs.create(ref)
+    engine.jobs.stage_started(ref, graph.FIRST)
+
+    def bar(_: Any) -> tuple[str, str, str] | None:
+        found: list[str] | None = b.js(
+            "const r = document.querySelector('table.assets tbody tr[data-status=processing]');"
+            " const p = r && r.querySelector('progress.job');"
+            " return p && [p.value, p.max, r.querySelector('.steps').textContent]",
+        )
+        return (str(int(found[0])), str(int(found[1])), found[2]) if found else None
+
+    with Browser() as b:
+        b.sign_in(base, engine, org=org)
+        b.open(f"{base}/library")
+        first = b.wait_for(bar, what="the row's progress bar")
+        assert first[:2] == ("0", str(len(graph.PIPELINE))) and graph.FIRST in first[2], first
+        clean_page(b)
+        engine.jobs.stage_finished(ref, graph.FIRST, status="done", seconds=0.1, parts=2)
+        engine.jobs.stage_started(ref, "asr_0")
+        total = 2 * sum(1 for s in graph.PIPELINE if s.segmented) + sum(
+            1 for s in graph.PIPELINE if not s.segmented
+        )
+        moved = b.wait_for(lambda d: (now := bar(d)) and now[0] == "1" and now, what="the bar to move")
+        assert moved[1] == str(total) and f"1 of {total} steps" in moved[2] and "asr_0" in moved[2], moved
+        engine.jobs.job_failed(ref, "asr_0", "the audio track cannot be decoded")
+        b.wait_for(lambda d: row_status(b, "long interview.mp4") == "failed", what="the failure")
+        reason = b.driver.find_element(By.CSS_SELECTOR, "tr[data-status=failed] .reason").text
+        assert reason == "asr_0: the audio track cannot be decoded"
+        assert b.driver.find_elements(By.CSS_SELECTOR, "progress.job") == []
+        clean_page(b)
