@@ -90,7 +90,15 @@ def people(b: Browser, base: str) -> None:
     b.wait_for(lambda d: d.find_elements(By.CSS_SELECTOR, "main h1"), what="the people page")
     cards = b.driver.find_elements(By.CSS_SELECTOR, "li.person")
     if cards and not any(c.find_elements(By.CSS_SELECTOR, ".name:not(.unnamed)") for c in cards):
-        cards[0].find_element(By.CSS_SELECTOR, "button.rename-button").click()
+        # The clip shows Obama first (0-3 s): name the person seen at the start.
+        first = b.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "Promise.all(arguments[0].map(id => fetch('/v1/people/' + id).then(r => r.json())))"
+            ".then(ps => done(ps.find(p => p.appearances.some(a => a.start < 1)).id));",
+            [c.get_attribute("data-person") for c in cards],
+        )
+        card = b.driver.find_element(By.CSS_SELECTOR, f'li.person[data-person="{first}"]')
+        card.find_element(By.CSS_SELECTOR, "button.rename-button").click()
         field = b.wait_for(
             lambda d: d.find_element(By.CSS_SELECTOR, "form.rename input"), what="the name field"
         )
@@ -106,9 +114,11 @@ def people(b: Browser, base: str) -> None:
 
 
 def person(b: Browser, base: str) -> None:
-    """The first person's page: their appearances."""
+    """A person's page (the one `people` named): their appearances."""
     b.open(f"{base}/people")
-    link = b.wait_for(lambda d: d.find_element(By.CSS_SELECTOR, "li.person .name"), what="a person")
+    b.wait_for(lambda d: d.find_elements(By.CSS_SELECTOR, "li.person .name"), what="the people")
+    named = b.driver.find_elements(By.CSS_SELECTOR, "li.person .name:not(.unnamed)")
+    link = named[0] if named else b.driver.find_element(By.CSS_SELECTOR, "li.person .name")
     link.click()
     b.wait_for(lambda d: d.find_elements(By.CSS_SELECTOR, "main h2"), what="the person's page")
     b.wait_for(
