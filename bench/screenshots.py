@@ -30,6 +30,11 @@ from heimdex.embedded.engine import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
 QUERY = "the harbour fire after midnight"
+# The player shows the moment's frame and has stopped loading (no spinner in the picture).
+FRAME_SHOWN = (
+    "const v = document.getElementById('player');"
+    " return v && !v.seeking && v.readyState >= 3 && v.networkState !== v.NETWORK_LOADING"
+)
 
 
 def search(b: Browser, base: str) -> None:
@@ -45,7 +50,10 @@ def search(b: Browser, base: str) -> None:
 def watch(b: Browser, base: str) -> None:
     search(b, base)
     b.driver.find_element(By.CSS_SELECTOR, "a.hit-link").click()
-    b.wait_for(lambda d: b.js("const v = document.getElementById('player'); return v && v.readyState >= 2"))
+    b.wait_for(
+        lambda d: b.js(FRAME_SHOWN),
+        what="the frame at the moment",
+    )
     b.wait_for(lambda d: d.find_elements(By.CSS_SELECTOR, "button.line[aria-current=true]"), what="line")
     b.wait_for(lambda d: b.js("return [...document.images].every(i => i.complete)"), what="scene strip")
 
@@ -157,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
             failed = [r for r in results if r.status != "ready"]
             if failed:
                 raise SystemExit(f"indexing failed: {failed}")
-            with served(engine) as base, Browser(1280, 900) as b:
+            with served(engine) as base, Browser(1280, 1000) as b:
                 b.sign_in(base, engine)
                 for page in args.pages:
                     SHOTS[page](b, base)

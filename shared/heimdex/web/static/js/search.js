@@ -9,9 +9,14 @@ import { clock, fileName, h, message, personChip } from "./dom.js";
 const FILTERS = ["person", "source", "after", "before", "kind"];
 const WORD = /[\p{L}\p{N}]+/gu;
 
-// Query words worth marking in a snippet (lower case, 2+ characters).
+// Words too common to be worth marking.
+const STOP = new Set(
+  "a an and are as at be but by for from has have he her his in is it its of on or she that the their they this to was were will with you".split(" "),
+);
+
+// Query words worth marking in a snippet (lower case, 2+ characters, not a stop word).
 export function queryWords(q) {
-  return new Set((q.toLowerCase().match(WORD) || []).filter((w) => w.length > 1));
+  return new Set((q.toLowerCase().match(WORD) || []).filter((w) => w.length > 1 && !STOP.has(w)));
 }
 
 // The snippet as text nodes, with each word that matches a query word (or starts with one, so

@@ -58,7 +58,7 @@ export async function render(main, { params, query }) {
 
   const video = h(
     "video",
-    { id: "player", controls: true, preload: "metadata", src: `${asset.media_url}#t=${start.toFixed(1)}` },
+    { id: "player", controls: true, preload: "auto", src: `${asset.media_url}#t=${start.toFixed(1)}` },
     h("track", {
       kind: "captions",
       label: "Captions",
@@ -138,23 +138,24 @@ export async function render(main, { params, query }) {
       { class: "watch" },
       h("h1", { class: "title" }, fileName(asset.source)),
       h("p", { class: "source" }, asset.source),
-      video,
-      h("div", { class: "actions" }, copy, copyStatus),
+      h(
+        "div",
+        { class: "stage" },
+        h("div", { class: "player" }, video, h("div", { class: "actions" }, copy, copyStatus)),
+        h(
+          "section",
+          { "aria-labelledby": "t-h", class: "side" },
+          h("h2", { id: "t-h" }, "Transcript"),
+          transcript.length ? lineList : message("No speech."),
+        ),
+      ),
       h("h2", {}, "Scenes"),
       strip,
       h(
-        "div",
-        { class: "columns" },
-        h("section", { "aria-labelledby": "t-h" }, h("h2", { id: "t-h" }, "Transcript"), transcript.length ? lineList : message("No speech.")),
-        h(
-          "section",
-          { "aria-labelledby": "s-h", class: "now" },
-          h("h2", { id: "s-h" }, "This scene"),
-          h("h3", {}, "On screen"),
-          screenText,
-          h("h3", {}, "People"),
-          sceneChips,
-        ),
+        "section",
+        { "aria-labelledby": "s-h", class: "now" },
+        h("h2", { id: "s-h" }, "This scene"),
+        h("div", { class: "now-grid" }, h("div", {}, h("h3", {}, "On screen"), screenText), h("div", {}, h("h3", {}, "People"), sceneChips)),
       ),
     ),
   );
