@@ -280,6 +280,7 @@ def test_merge_then_forget_on_the_people_page(base: str, engine: Engine, tmp_pat
         alert.accept()
         b.wait_for(lambda d: not d.find_elements(By.CSS_SELECTOR, "li.person"), what="nobody left")
         assert "face data is erased" in b.driver.find_element(By.CSS_SELECTOR, "main > .status").text
+        assert b.driver.switch_to.active_element.tag_name == "h1"  # the focus is not lost with the card
         assert engine.people(org=org) == [] and not any(Path(c).exists() for c in crops)
         clean_page(b)
 

@@ -98,7 +98,8 @@ function confirmForget(person) {
 async function listPage(main) {
   const status = h("p", { class: "status", role: "status", "aria-live": "polite" });
   const grid = h("ul", { class: "people", "aria-label": "People" });
-  main.replaceChildren(h("h1", {}, "People"), status, grid);
+  const heading = h("h1", { tabindex: "-1" }, "People");
+  main.replaceChildren(heading, status, grid);
   let people = [];
 
   async function load(done) {
@@ -117,7 +118,7 @@ async function listPage(main) {
       await call();
       await load(done);
       const again = focusId != null && grid.querySelector(`[data-person="${focusId}"] .name`);
-      if (again) again.focus();
+      (again || heading).focus(); // a forgotten person's card is gone: the focus goes to the page's heading
     } catch (err) {
       status.replaceChildren(message(describe(err), "error"));
     }
