@@ -54,6 +54,11 @@ def watch(b: Browser, base: str) -> None:
         lambda d: b.js(FRAME_SHOWN),
         what="the frame at the moment",
     )
+    # Chrome's controls show a loading spinner on a player that has not played yet: play a moment.
+    at = b.js("return document.getElementById('player').currentTime")
+    b.js("document.getElementById('player').play()")
+    b.wait_for(lambda d: b.js("return document.getElementById('player').currentTime") > at + 0.5, what="play")
+    b.js("document.getElementById('player').pause()")
     b.wait_for(lambda d: d.find_elements(By.CSS_SELECTOR, "button.line[aria-current=true]"), what="line")
     b.wait_for(lambda d: b.js("return [...document.images].every(i => i.complete)"), what="scene strip")
 
