@@ -6,10 +6,12 @@ page visited."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from collections.abc import Iterator
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -23,6 +25,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from heimdex.api.web import STATIC, new_signin_link
 from heimdex.embedded.engine import Engine
 from tests.browser import Browser, served
+from tests.conftest import JWT_SECRET
 
 pytestmark = pytest.mark.slow
 
@@ -214,6 +217,31 @@ def test_the_cli_prints_a_link_the_server_redeems(
     resp = requests.get(link, allow_redirects=False, timeout=60)
     assert resp.status_code == 303 and "heimdex_session" in resp.cookies
     assert requests.get(link, allow_redirects=False, timeout=60).status_code == 410
+
+
+def test_serve_prints_its_address_and_a_working_signin_link(
+    base: str, engine: Engine, home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`heimdex serve` (its start-up; waitress itself not started) prints a link that signs in once."""
+    import waitress
+
+    from heimdex import cli
+
+    for name in [k for k in os.environ if k.startswith("HEIMDEX_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HEIMDEX_HOME", str(home))
+    monkeypatch.setenv("HEIMDEX_DATABASE_URL", engine.db.url)
+    monkeypatch.setenv("HEIMDEX_JWT_SECRET", JWT_SECRET)
+    monkeypatch.setattr(waitress, "serve", lambda *a, **k: None)
+    args = cli.build_parser().parse_args(["serve", "--port", "8123"])
+    assert args.func(args) == cli.EXIT_OK
+    err = capsys.readouterr().err
+    assert "web app: http://127.0.0.1:8123/" in err
+    link = re.search(r"http://127\.0\.0\.1:8123/signin\?token=\S+", err)
+    assert link, err
+    here = link.group(0).replace("http://127.0.0.1:8123", base)  # the same database behind `base`
+    assert requests.get(here, allow_redirects=False, timeout=60).status_code == 303
+    assert requests.get(here, allow_redirects=False, timeout=60).status_code == 410
 
 
 def test_changes_made_with_a_session_need_the_csrf_token(base: str, engine: Engine) -> None:
