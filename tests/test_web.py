@@ -21,6 +21,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import Select
 
 from heimdex.api.web import STATIC, new_signin_link
 from heimdex.embedded.engine import Engine
@@ -114,6 +115,10 @@ def test_search_a_spoken_sentence_then_watch_it_at_that_moment(base: str, browse
         .endswith("/captions.vtt")
     )
     b.wait_for(lambda d: b.js("return document.querySelector('video').textTracks[0].cues?.length || 0") > 0)
+    # "Copy link to this moment": copied, or (no clipboard access headless) the link shown to copy
+    b.driver.find_element(By.XPATH, "//button[text()='Copy link to this moment']").click()
+    copied = b.wait_for(lambda d: d.find_element(By.CSS_SELECTOR, ".copied").text, what="the copy outcome")
+    assert copied == "Link copied" or re.search(r"/watch/[0-9a-f]+\?t=\d+\.\d$", copied), copied
     clean_page(b)
 
 
@@ -139,6 +144,32 @@ def test_keyboard_only_search_and_open(base: str, browser: Browser) -> None:
     b.driver.back()
     b.wait_for(lambda d: hits(b), what="results again after Back")
     assert b.driver.find_element(By.ID, "q").get_attribute("value") == "lighthouse keeper repaired the lamp"
+    clean_page(b)
+
+
+def test_filters_narrow_the_search_and_live_in_the_url(
+    base: str, browser: Browser, corpus: dict[str, Any]
+) -> None:
+    b = browser
+    b.open(f"{base}/?q={quote('chess tournament results')}")
+    b.wait_for(lambda d: hits(b), what="results")
+    folder = str(corpus["caption"])[:-4]  # a prefix of the caption clip's path only
+    form = b.driver.find_element(By.CSS_SELECTOR, "form.search")
+    form.find_element(By.NAME, "source").send_keys(folder)
+    Select(form.find_element(By.NAME, "kind")).select_by_value("text")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    b.wait_for(lambda d: "kind=text" in d.current_url and hits(b), what="filtered results")
+    assert f"source={quote(folder, safe='')}" in b.driver.current_url
+    files = {h.find_element(By.CSS_SELECTOR, ".file").text for h in hits(b)}
+    assert files == {"caption.mp4"}, files
+    # the shared URL opens the same search, filters filled in
+    b.open(b.driver.current_url)
+    b.wait_for(lambda d: hits(b), what="results of the shared URL")
+    assert b.driver.find_element(By.NAME, "source").get_attribute("value") == folder
+    assert (
+        Select(b.driver.find_element(By.NAME, "kind")).first_selected_option.get_attribute("value") == "text"
+    )
+    assert {h.find_element(By.CSS_SELECTOR, ".file").text for h in hits(b)} == {"caption.mp4"}
     clean_page(b)
 
 
