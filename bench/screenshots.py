@@ -73,11 +73,18 @@ def people(b: Browser, base: str) -> None:
     b.wait_for(lambda d: d.find_elements(By.CSS_SELECTOR, "main h1"), what="the people page")
 
 
+def signin(b: Browser, base: str) -> None:
+    b.driver.delete_cookie("heimdex_session")
+    b.open(f"{base}/")
+    b.wait_for(lambda d: d.find_elements(By.CSS_SELECTOR, "section.signin"), what="the sign-in page")
+
+
 SHOTS: dict[str, Callable[[Browser, str], None]] = {
     "search": search,
     "watch": watch,
     "library": library,
     "people": people,
+    "signin": signin,
 }
 
 
@@ -103,8 +110,9 @@ def main(argv: list[str] | None = None) -> None:
             if failed:
                 raise SystemExit(f"indexing failed: {failed}")
             with served(engine) as base, Browser(1280, 1000) as b:
-                b.sign_in(base, engine)
                 for page in args.pages:
+                    if page != "signin" and not b.driver.get_cookie("heimdex_session"):
+                        b.sign_in(base, engine)
                     SHOTS[page](b, base)
                     path = args.out / f"{page}.png"
                     b.driver.save_screenshot(str(path))

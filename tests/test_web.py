@@ -178,6 +178,9 @@ def test_another_organisation_sees_nothing_of_this_one(base: str, engine: Engine
         f"{base}/v1/search", params={"q": SENTENCE}, cookies=_session(base, engine, "default"), timeout=60
     ).json()["results"][0]
     with Browser() as b:
+        b.open(f"{base}/library")  # not signed in: the sign-in page, whatever the address
+        b.wait_for(lambda d: d.find_elements(By.CSS_SELECTOR, "section.signin"), what="the sign-in page")
+        clean_page(b)
         b.sign_in(base, engine, org="other")
         b.open(f"{base}/?q={quote(SENTENCE)}")
         b.wait_for(
