@@ -54,6 +54,11 @@ def watch(b: Browser, base: str) -> None:
         lambda d: b.js(FRAME_SHOWN),
         what="the frame at the moment",
     )
+    # Chrome's controls show a loading spinner on a player that has not played yet: play a moment.
+    at = b.js("return document.getElementById('player').currentTime")
+    b.js("document.getElementById('player').play()")
+    b.wait_for(lambda d: b.js("return document.getElementById('player').currentTime") > at + 0.5, what="play")
+    b.js("document.getElementById('player').pause()")
     b.wait_for(lambda d: d.find_elements(By.CSS_SELECTOR, "button.line[aria-current=true]"), what="line")
     b.wait_for(lambda d: b.js("return [...document.images].every(i => i.complete)"), what="scene strip")
 
@@ -135,12 +140,19 @@ def person(b: Browser, base: str) -> None:
     )
 
 
+def signin(b: Browser, base: str) -> None:
+    b.driver.delete_cookie("heimdex_session")
+    b.open(f"{base}/")
+    b.wait_for(lambda d: d.find_elements(By.CSS_SELECTOR, "section.signin"), what="the sign-in page")
+
+
 SHOTS: dict[str, Callable[[Browser, str], None]] = {
     "search": search,
     "watch": watch,
     "library": library,
     "people": people,  # after library: it uploads the clip with faces
     "person": person,
+    "signin": signin,
 }
 
 
@@ -166,8 +178,9 @@ def main(argv: list[str] | None = None) -> None:
             if failed:
                 raise SystemExit(f"indexing failed: {failed}")
             with served(engine) as base, Browser(1280, 1000) as b:
-                b.sign_in(base, engine)
                 for page in args.pages:
+                    if page != "signin" and not b.driver.get_cookie("heimdex_session"):
+                        b.sign_in(base, engine)
                     SHOTS[page](b, base)
                     path = args.out / f"{page}.png"
                     b.driver.save_screenshot(str(path))

@@ -6,10 +6,12 @@ page visited."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from collections.abc import Iterator
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -19,10 +21,12 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import Select
 
 from heimdex.api.web import STATIC, new_signin_link
 from heimdex.embedded.engine import Engine
 from tests.browser import Browser, served
+from tests.conftest import JWT_SECRET
 
 pytestmark = pytest.mark.slow
 
@@ -111,6 +115,10 @@ def test_search_a_spoken_sentence_then_watch_it_at_that_moment(base: str, browse
         .endswith("/captions.vtt")
     )
     b.wait_for(lambda d: b.js("return document.querySelector('video').textTracks[0].cues?.length || 0") > 0)
+    # "Copy link to this moment": copied, or (no clipboard access headless) the link shown to copy
+    b.driver.find_element(By.XPATH, "//button[text()='Copy link to this moment']").click()
+    copied = b.wait_for(lambda d: d.find_element(By.CSS_SELECTOR, ".copied").text, what="the copy outcome")
+    assert copied == "Link copied" or re.search(r"/watch/[0-9a-f]+\?t=\d+\.\d$", copied), copied
     clean_page(b)
 
 
@@ -139,11 +147,40 @@ def test_keyboard_only_search_and_open(base: str, browser: Browser) -> None:
     clean_page(b)
 
 
+def test_filters_narrow_the_search_and_live_in_the_url(
+    base: str, browser: Browser, corpus: dict[str, Any]
+) -> None:
+    b = browser
+    b.open(f"{base}/?q={quote('chess tournament results')}")
+    b.wait_for(lambda d: hits(b), what="results")
+    folder = str(corpus["caption"])[:-4]  # a prefix of the caption clip's path only
+    form = b.driver.find_element(By.CSS_SELECTOR, "form.search")
+    form.find_element(By.NAME, "source").send_keys(folder)
+    Select(form.find_element(By.NAME, "kind")).select_by_value("text")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    b.wait_for(lambda d: "kind=text" in d.current_url and hits(b), what="filtered results")
+    assert f"source={quote(folder, safe='')}" in b.driver.current_url
+    files = {h.find_element(By.CSS_SELECTOR, ".file").text for h in hits(b)}
+    assert files == {"caption.mp4"}, files
+    # the shared URL opens the same search, filters filled in
+    b.open(b.driver.current_url)
+    b.wait_for(lambda d: hits(b), what="results of the shared URL")
+    assert b.driver.find_element(By.NAME, "source").get_attribute("value") == folder
+    assert (
+        Select(b.driver.find_element(By.NAME, "kind")).first_selected_option.get_attribute("value") == "text"
+    )
+    assert {h.find_element(By.CSS_SELECTOR, ".file").text for h in hits(b)} == {"caption.mp4"}
+    clean_page(b)
+
+
 def test_another_organisation_sees_nothing_of_this_one(base: str, engine: Engine) -> None:
     default_hit = requests.get(
         f"{base}/v1/search", params={"q": SENTENCE}, cookies=_session(base, engine, "default"), timeout=60
     ).json()["results"][0]
     with Browser() as b:
+        b.open(f"{base}/library")  # not signed in: the sign-in page, whatever the address
+        b.wait_for(lambda d: d.find_elements(By.CSS_SELECTOR, "section.signin"), what="the sign-in page")
+        clean_page(b)
         b.sign_in(base, engine, org="other")
         b.open(f"{base}/?q={quote(SENTENCE)}")
         b.wait_for(
@@ -214,6 +251,31 @@ def test_the_cli_prints_a_link_the_server_redeems(
     resp = requests.get(link, allow_redirects=False, timeout=60)
     assert resp.status_code == 303 and "heimdex_session" in resp.cookies
     assert requests.get(link, allow_redirects=False, timeout=60).status_code == 410
+
+
+def test_serve_prints_its_address_and_a_working_signin_link(
+    base: str, engine: Engine, home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`heimdex serve` (its start-up; waitress itself not started) prints a link that signs in once."""
+    import waitress
+
+    from heimdex import cli
+
+    for name in [k for k in os.environ if k.startswith("HEIMDEX_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HEIMDEX_HOME", str(home))
+    monkeypatch.setenv("HEIMDEX_DATABASE_URL", engine.db.url)
+    monkeypatch.setenv("HEIMDEX_JWT_SECRET", JWT_SECRET)
+    monkeypatch.setattr(waitress, "serve", lambda *a, **k: None)
+    args = cli.build_parser().parse_args(["serve", "--port", "8123"])
+    assert args.func(args) == cli.EXIT_OK
+    err = capsys.readouterr().err
+    assert "web app: http://127.0.0.1:8123/" in err
+    link = re.search(r"http://127\.0\.0\.1:8123/signin\?token=\S+", err)
+    assert link, err
+    here = link.group(0).replace("http://127.0.0.1:8123", base)  # the same database behind `base`
+    assert requests.get(here, allow_redirects=False, timeout=60).status_code == 303
+    assert requests.get(here, allow_redirects=False, timeout=60).status_code == 410
 
 
 def test_changes_made_with_a_session_need_the_csrf_token(base: str, engine: Engine) -> None:

@@ -174,7 +174,10 @@ def register(
             if google_configured(settings)
             else None
         )
-        resp = jsonify({"google": google})
+        # Whether this browser's cookie holds a live session: the page asks here first, so a visitor
+        # who is not signed in gets the sign-in page without a failed (401) request in the console.
+        signed_in = sessions.verify(request.cookies.get(COOKIE, "")) is not None
+        resp = jsonify({"google": google, "signed_in": signed_in})
         resp.headers["Cache-Control"] = "no-cache"
         return resp
 

@@ -67,6 +67,11 @@ export async function api(path, { method = "GET", params, body, text = false, si
 
 // The signed-in session: {org_id, csrf_token, expires_at}, or null when not signed in.
 export async function session() {
+  const config = await fetch("/web/config.json", { credentials: "same-origin" });
+  if (config.ok && !(await config.json()).signed_in) {
+    csrfToken = "";
+    return null;
+  }
   const resp = await fetch("/v1/session", { credentials: "same-origin", headers: { Accept: "application/json" } });
   if (resp.status === 401) {
     csrfToken = "";
