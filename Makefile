@@ -6,7 +6,7 @@ SAMPLES  := $(CURDIR)/samples
 # State goes to HEIMDEX_HOME (default: ~/.local/share/heimdex, /var/lib/heimdex for root), so the
 # CLI finds the demo's index afterwards without any variable set.
 
-.PHONY: setup demo test lint bench bench-load bench-cold bench-search eval dev clean
+.PHONY: setup demo test lint bench bench-load bench-cold bench-search eval dev clean screenshots bench-web
 
 $(STAMP): pyproject.toml constraints.txt scripts/setup.sh
 	./scripts/setup.sh
@@ -49,6 +49,15 @@ bench-search: $(STAMP)
 # Search quality on generated news-like clips (bench/eval_quality.py): recall@1, recall@5, MRR per kind.
 eval: $(STAMP)
 	$(BIN)/python -m bench.eval_quality
+
+# The web app (issue 16): a PNG of each page, from a fresh demo index, into docs/screenshots/
+# (PAGES="search watch" for some); and the time from Enter to the first result painted, in the browser.
+PAGES ?=
+screenshots: $(STAMP)
+	$(BIN)/python -m bench.screenshots $(PAGES)
+
+bench-web: $(STAMP)
+	$(BIN)/python -m bench.bench_web
 
 # The cloud path on local emulators; writes .heimdex-dev.json when ready, Ctrl-C stops everything.
 dev: $(STAMP)

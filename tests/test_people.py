@@ -169,7 +169,7 @@ def test_enrol_names_the_group_and_naming_finds_every_appearance(
     run_cli(heimdex_cmd, cli_env, "people", "name", str(biden), "Joe Biden")
     listing = json.loads(run_cli(heimdex_cmd, cli_env, "people", "--json").stdout)
     assert {p["name"] for p in listing} == {"Barack Obama", "Joe Biden"}
-    assert set(listing[0]) == {"id", "name", "faces", "assets", "cover"}
+    assert set(listing[0]) == {"id", "name", "faces", "assets", "cover", "cover_face", "cover_asset"}
 
     # A name given once finds the person's appearances in both assets, with no query ...
     hits = json.loads(run_cli(heimdex_cmd, cli_env, "search", "--person", "barack obama", "--json").stdout)
@@ -497,6 +497,63 @@ def test_the_api_mirrors_the_cli(engine: Engine, indexed: dict[str, str], photos
     assert clash.status_code == 409
     # Merge into itself is refused.
     assert client.post(f"/v1/people/{obama}/merge", json={"other": obama}, headers=auth).status_code == 409
+
+
+def test_face_crops_are_signed_urls_that_serve_only_the_organisations_crops(
+    engine: Engine, indexed: dict[str, str]
+) -> None:
+    """Covers and appearances are signed URLs an <img> loads without credentials (issue 16); the
+    bytes are the stored crop; an altered or expired URL is refused (403); a URL signed for another
+    organisation, or naming a face of another asset, finds nothing (404)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from heimdex.api.app import create_app
+    from heimdex.api.auth import issue_token
+    from heimdex.api.signing import MediaSigner, media_key
+    from tests.conftest import JWT_SECRET
+
+    client = create_app(engine).test_client()
+    auth = {"Authorization": f"Bearer {issue_token(JWT_SECRET, ORG)}"}
+    listed = client.get("/v1/people", headers=auth).get_json()["people"]
+    assert listed and all(p["cover_url"] for p in listed)
+    for p in listed:
+        resp = client.get(p["cover_url"])  # no Authorization header
+        assert resp.status_code == 200 and resp.mimetype == "image/jpeg"
+        assert resp.data[:3] == b"\xff\xd8\xff" and resp.data == Path(p["cover"]).read_bytes()
+    detail = client.get(f"/v1/people/{listed[0]['id']}", headers=auth).get_json()
+    seen = detail["appearances"]
+    assert len(seen) >= 2 and all(a["thumbnail_url"] for a in seen)
+    for a in seen:
+        resp = client.get(a["thumbnail_url"])
+        assert resp.status_code == 200 and resp.data == Path(a["thumbnail"]).read_bytes()
+
+    first, second = seen[0], next(a for a in seen if a["asset_id"] != seen[0]["asset_id"])
+    url = urlsplit(first["thumbnail_url"])
+    query = parse_qs(url.query)
+    exp, sig = int(query["exp"][0]), query["sig"][0]
+    altered = [
+        url.path.replace(f"/faces/{first['face_id']}.jpg", f"/faces/{second['face_id']}.jpg")
+        + f"?{url.query}",
+        url.path.replace(f"/{ORG}/", f"/{OTHER}/") + f"?{url.query}",
+        f"{url.path}?exp={exp + 1}&sig={sig}",
+        f"{url.path}?exp={exp}&sig={sig[:-1]}{'A' if sig[-1] != 'A' else 'B'}",
+    ]
+    for bad in altered:
+        assert client.get(bad).status_code == 403, bad
+    signer = MediaSigner(media_key(engine.settings, JWT_SECRET), 300)
+    assert (
+        client.get(signer.path(ORG, first["asset_id"], f"faces/{first['face_id']}.jpg", now=0)).status_code
+        == 403
+    )
+
+    # Correctly signed, but for another organisation, or for a face of another asset: 404.
+    def signed(org: str, asset: str, face: int) -> int:
+        return int(client.get(signer.path(org, asset, f"faces/{face}.jpg")).status_code)
+
+    assert signed(ORG, first["asset_id"], first["face_id"]) == 200
+    assert signed(OTHER, first["asset_id"], first["face_id"]) == 404
+    assert signed(ORG, first["asset_id"], second["face_id"]) == 404
+    assert signed(ORG, first["asset_id"], 10**17) == 404
 
 
 def test_forget_erases_crops_and_stage_outputs_and_regroup_runs_from_the_cli(

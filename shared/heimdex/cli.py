@@ -446,10 +446,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         sweep_stalled(engine)
         warm_in_background(engine)
         app = create_app(engine)
-        print(
-            f"serving on http://{args.host}:{args.port} (OpenAPI at /openapi.json, reference at /docs)",
-            file=sys.stderr,
-        )
+        address = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
+        print(f"serving on {address} (OpenAPI at /openapi.json, reference at /docs)", file=sys.stderr)
+        print(f"web app: {address}/ ; sign in once with:\n  {_signin_link(engine, address)}", file=sys.stderr)
         waitress.serve(
             app,
             host=args.host,
@@ -466,10 +465,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _signin_link(engine: Any, address: str, org: str | None = None) -> str:
+    """A one-time sign-in link of the web app (heimdex.api.web), for HEIMDEX_ORG unless `org`."""
+    from heimdex.api.web import new_signin_link
+
+    settings = engine.settings
+    base = settings.public_url or address
+    return new_signin_link(engine.db, org or settings.org, base, settings.signin_link_ttl_s)
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     from heimdex.api.auth import issue_token, jwt_secret
 
     settings = Settings()
+    if args.login:
+        from types import SimpleNamespace
+
+        from heimdex.vectorstore.db import Database
+
+        db = Database(settings)
+        try:
+            print(_signin_link(SimpleNamespace(settings=settings, db=db), args.url, args.org))
+        finally:
+            db.close()
+        return EXIT_OK
     if not 1 <= args.ttl <= settings.max_token_ttl_s:
         # The server refuses tokens that live longer: never mint one.
         raise UsageError(f"--ttl must be between 1 and {settings.max_token_ttl_s} (HEIMDEX_MAX_TOKEN_TTL_S)")
@@ -660,6 +679,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("token", help="print an API token (HS256) for an organisation")
     sp.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    sp.add_argument(
+        "--login", action="store_true", help="print a one-time sign-in link of the web app instead"
+    )
+    sp.add_argument("--url", default="http://127.0.0.1:8080", help="--login: where `heimdex serve` answers")
     org(sp)
     sp.set_defaults(func=cmd_token)
 

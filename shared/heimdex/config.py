@@ -378,6 +378,28 @@ class Settings(BaseSettings):
         default=3600, gt=0, le=7 * 24 * 3600, description="Signed media URL lifetime."
     )
     upload_max_bytes: int = Field(default=10 * 1024**3, gt=0, description="Largest upload accepted (413).")
+    # The web app (issue 16, heimdex.api.web): sessions, sign-in links, Google sign-in, media origins.
+    web_session_ttl_s: int = Field(
+        default=12 * 3600, gt=0, le=30 * 24 * 3600, description="How long a browser session lasts."
+    )
+    signin_link_ttl_s: int = Field(
+        default=15 * 60, gt=0, le=7 * 24 * 3600, description="How long a one-time sign-in link works."
+    )
+    web_google_client_id: str | None = Field(
+        default=None,
+        description="Cloud: the OAuth client id of the sign-in page's Google button (with"
+        " web_identity_api_key; unset: no Google sign-in, and the CSP allows no Google origin).",
+    )
+    web_identity_api_key: str | None = Field(
+        default=None,
+        description="Cloud: Identity Platform's web API key, which exchanges the Google credential for"
+        " an Identity Platform ID token (a public key by design).",
+    )
+    web_media_origins: list[str] = Field(
+        default_factory=list,
+        description="More origins (https://cdn.example.com) that the pages may load images and video"
+        " from, besides the API's own, HEIMDEX_PUBLIC_URL and the source buckets.",
+    )
     upload_bucket: str | None = Field(
         default=None,
         description="Cloud: the bucket that uploads are signed into (gs://BUCKET/<org>/uploads/<id>/<name>);"

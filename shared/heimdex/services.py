@@ -256,6 +256,9 @@ class Services:
             "faces": int(row["faces"]),
             "assets": int(row["assets"]),
             "cover": self.derived.url(row["cover"]) if row["cover"] else None,
+            # The cover crop's face track and asset: what a signed face URL names (heimdex.api.people).
+            "cover_face": int(row["cover_face"]) if row["cover"] and row["cover_asset"] else None,
+            "cover_asset": row["cover_asset"] if row["cover"] else None,
         }
 
     def people(self, *, org: str | None = None) -> list[dict[str, Any]]:
@@ -272,6 +275,7 @@ class Services:
         return self._person(row) | {
             "appearances": [
                 {
+                    "face_id": int(a["face_id"]),
                     "asset_id": a["asset_id"],
                     "source": a["source"],
                     "start": round(a["start_s"], 2),
@@ -282,6 +286,13 @@ class Services:
                 for a in seen
             ]
         }
+
+    def face_crop(self, asset_id: str, face: int, *, org: str) -> bytes | None:
+        """A face track's crop (JPEG) if it is the organisation's and the asset's, else None."""
+        org = validate_org(org)
+        with self.db.org_tx(org) as conn:
+            key = people_store.face_thumbnail(conn, org, asset_id, face)
+        return self.derived.read_bytes(key) if key and self.derived.exists(key) else None
 
     def name_person(self, person: int, name: str | None, *, org: str | None = None) -> dict[str, Any]:
         org = validate_org(org or self.settings.org)

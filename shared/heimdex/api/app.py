@@ -29,7 +29,7 @@ from flask import Response, g, redirect, request
 from flask_openapi3 import Info, OpenAPI, Tag
 from pydantic import SecretStr, ValidationError
 
-from heimdex.api import errors, people
+from heimdex.api import errors, people, web
 from heimdex.api.auth import (
     AuthError,
     CertificatesUnavailable,
@@ -59,6 +59,7 @@ from heimdex.api.models import (
     SearchQuery,
     SearchResponse,
 )
+from heimdex.api.sessions import COOKIE, CSRF_HEADER, SAFE_METHODS, WebSessions
 from heimdex.api.signing import MediaSigner, media_key
 from heimdex.config import Settings
 from heimdex.domain import AssetRef
@@ -156,14 +157,26 @@ def _list_fields(view: Callable[..., Any]) -> frozenset[str]:
 
 
 def _embedded_reindex(engine: Any) -> Callable[[AssetRef], AssetRef]:
-    """Embedded: index the file again in this process (in the background), as the same asset."""
+    """Embedded: index the file again in this process (in the background), as the same asset. When
+    the file is unchanged its job restarts before the answer, so the asset reads `processing` (with
+    its progress) from the first poll on, and a run that cannot start fails it with the reason."""
+    from heimdex.core.graph import FIRST
 
     def reindex(ref: AssetRef) -> AssetRef:
+        try:
+            same = engine.asset_ref(Path(ref.source), ref.org_id).asset_id == ref.asset_id
+        except OSError:
+            same = False  # the run reports the file it cannot read; this asset is left as it is
+        if same:
+            engine.jobs.create(ref, restart=True)
+
         def run() -> None:
             try:
                 engine.index([Path(ref.source)], org=ref.org_id, force=True)
-            except Exception:
+            except Exception as exc:
                 log.exception("re-index failed", extra={"source": ref.source})
+                if same:
+                    engine.jobs.job_failed(ref, FIRST, f"re-index failed: {exc}")
 
         threading.Thread(target=run, name=f"reindex-{ref.asset_id}", daemon=True).start()
         return ref
@@ -196,6 +209,7 @@ def create_app(engine: Any, *, dispatcher: Callable[[], Any] | None = None) -> O
     settings: Settings = engine.settings
     app = OpenAPI(
         "heimdex",
+        static_folder=None,  # /static/ is the web app's (heimdex.api.web), not Flask's default folder
         info=Info(
             title="Heimdex",
             version=_version(),
@@ -224,12 +238,30 @@ def create_app(engine: Any, *, dispatcher: Callable[[], Any] | None = None) -> O
             raise RuntimeError("this deployment cannot re-index: no dispatcher")
 
     ctx = ApiContext(engine=engine, signer=signer, reindex=reindex)
+    sessions = WebSessions(signer.key, settings.web_session_ttl_s)
 
     @app.before_request
     def authenticate() -> Response | None:
-        if request.path in PUBLIC or request.path.startswith(PUBLIC_PREFIXES):
+        if request.path in PUBLIC or request.path.startswith(PUBLIC_PREFIXES) or web.is_public(request.path):
             return None
-        g.org_id, error = org_of(request.headers.get("Authorization"))
+        if request.path == "/v1/session" and request.method == "POST":
+            return None  # its body carries the credential (heimdex.api.web)
+        header = request.headers.get("Authorization")
+        cookie = request.cookies.get(COOKIE)
+        if header is None and cookie:
+            # The web app's session (heimdex.api.sessions): a state change must carry its CSRF token.
+            session = sessions.verify(cookie)
+            if session is None:
+                return errors.error(401, "unauthorized", "the session has expired; sign in again")
+            if request.method not in SAFE_METHODS and not sessions.csrf_ok(
+                session, request.headers.get(CSRF_HEADER)
+            ):
+                return errors.error(
+                    403, "csrf", f"a change made with a session needs the {CSRF_HEADER} header"
+                )
+            g.org_id, g.web_session = session.org_id, session
+            return None
+        g.org_id, error = org_of(header)
         return error
 
     @app.before_request
@@ -241,8 +273,8 @@ def create_app(engine: Any, *, dispatcher: Callable[[], Any] | None = None) -> O
         texts = [request.path, *(k + v for k, v in request.args.items(multi=True))]
         if any("\x00" in t for t in texts):
             return invalid("parameters must not contain NUL characters")
-        if request.url_rule is None or request.path.startswith("/docs"):
-            return None
+        if request.url_rule is None or request.path.startswith("/docs") or web.is_public(request.path):
+            return None  # the web pages' own query (?q=&person=) is the page script's
         view = app.view_functions.get(request.endpoint or "")
         unknown = set(request.args) - (_query_fields(view) if view else frozenset())
         if unknown:
@@ -364,7 +396,8 @@ def create_app(engine: Any, *, dispatcher: Callable[[], Any] | None = None) -> O
     exports.register(app, ctx, run_search)
     media.register(app, ctx)
     uploads.register(app, ctx)
-    people.register(app, engine)  # /v1/people... (heimdex.api.people)
+    people.register(app, ctx)  # /v1/people... (heimdex.api.people)
+    web.register(app, ctx, sessions, org_of)  # the web app, sign-in, /v1/session (heimdex.api.web)
     return app
 
 

@@ -31,12 +31,14 @@ from heimdex.api.models import (
     Deleted,
     Error,
     Probe,
+    Progress,
     Reindex,
     Scene,
     SceneList,
     Sidecar,
     StageInfo,
 )
+from heimdex.core import graph
 from heimdex.domain import AssetRef, make_job_id
 from heimdex.media import captions
 
@@ -48,7 +50,19 @@ def _text(media_type: str, what: str) -> dict[str, Any]:
     return {"description": what, "content": {media_type: {"schema": {"type": "string"}}}}
 
 
-def summary(row: dict[str, Any]) -> AssetSummary:
+def job_progress(engine: Any, org_id: str, row: dict[str, Any]) -> Progress | None:
+    """A processing asset's job progress (None for one that is not processing, or has no job)."""
+    if row["status"] != "processing":
+        return None
+    job_id = make_job_id(row["asset_id"])
+    job = engine.jobs.get_by_id(job_id, org_id=org_id)
+    if job is None or not isinstance(job.get("stages"), dict):
+        return None
+    done, total, running = graph.progress(job["stages"])
+    return Progress(job_id=job_id, done=done, total=total, running=running)
+
+
+def summary(row: dict[str, Any], progress: Progress | None = None) -> AssetSummary:
     return AssetSummary(
         source=row["source"],
         asset_id=row["asset_id"],
@@ -60,6 +74,7 @@ def summary(row: dict[str, Any]) -> AssetSummary:
         lang=row.get("lang"),
         lang_note=row.get("lang_note"),
         indexed_at=row["updated_at"] if row["status"] != "processing" else None,
+        progress=progress,
     )
 
 
@@ -113,7 +128,8 @@ def register(app: OpenAPI, ctx: ApiContext) -> None:
         cursor = (
             encode_cursor({"s": rows[-1]["source"], "a": rows[-1]["asset_id"], "f": fp}) if more else None
         )
-        return dump(AssetList(assets=[summary(r) for r in rows], next_cursor=cursor))
+        assets = [summary(r, job_progress(engine, org(), r)) for r in rows]
+        return dump(AssetList(assets=assets, next_cursor=cursor))
 
     @app.get("/v1/assets/<asset_id>", tags=[ASSETS], security=BEARER, responses={200: AssetDetail, **ERRORS})
     def get_asset(path: AssetPath) -> Any:
@@ -129,7 +145,7 @@ def register(app: OpenAPI, ctx: ApiContext) -> None:
         language = ((doc or {}).get("transcript") or {}).get("language")
         return dump(
             AssetDetail(
-                **summary(row).model_dump(),
+                **summary(row, job_progress(engine, org(), row)).model_dump(),
                 version=row["version"],
                 created_at=row["created_at"],
                 media=Probe.model_validate(media) if isinstance(media, dict) else None,

@@ -97,6 +97,12 @@ class ApiContext:
             return None
         return self.base() + self.signer.path(org_id, asset_id, f"thumbnails/{scene}.jpg")
 
+    def face_url(self, org_id: str, asset_id: str | None, face_id: int | None) -> str | None:
+        """A face track's crop (people covers and appearances): signed like a scene thumbnail."""
+        if not asset_id or face_id is None:
+            return None
+        return self.base() + self.signer.path(org_id, asset_id, f"faces/{face_id}.jpg")
+
     @staticmethod
     def link(media_url: str, start: float) -> str:
         return f"{media_url}#t={start:.1f}"

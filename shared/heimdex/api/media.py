@@ -3,7 +3,9 @@
 - `video`: files on this machine, and Drive files (read a range at a time with the organisation's
   own Drive credentials), are streamed with HTTP Range (ranges.py) so a player can seek;
   bucket sources redirect (302) to a short-lived V4 signed (gs://) or presigned (s3://) URL;
-- `thumbnails/<scene>.jpg`: a scene's thumbnail, read from the derived store.
+- `thumbnails/<scene>.jpg`: a scene's thumbnail, read from the derived store;
+- `faces/<face>.jpg`: a face track's crop (people covers and appearances), only the organisation's
+  own (another organisation's face id is a 404, whatever the signature).
 
 A URL whose organisation, asset, object or expiry was altered, or that expired, is refused (403)
 before anything is looked up; an asset deleted since is 404.
@@ -22,7 +24,7 @@ from flask_openapi3 import OpenAPI, Tag
 from heimdex.adapters.drive_access import AccessLost
 from heimdex.api import errors
 from heimdex.api.context import ApiContext, error_responses, not_found
-from heimdex.api.models import MediaPath, Signature, ThumbnailPath
+from heimdex.api.models import FacePath, MediaPath, Signature, ThumbnailPath
 from heimdex.api.ranges import byte_range, bytes_chunks, file_chunks
 from heimdex.domain import MediaError
 
@@ -137,4 +139,25 @@ def register(app: OpenAPI, ctx: ApiContext) -> None:
         etag = f'"{path.asset_id}-{path.index}"'
         return ranged(len(data), etag, "image/jpeg", lambda first, n: bytes_chunks(lambda: data, first, n))
 
-    del video, thumbnail
+    @app.get(
+        "/v1/media/<org_id>/<asset_id>/faces/<face_id>.jpg",
+        tags=[MEDIA],
+        responses={
+            200: _binary("image/jpeg", "the face crop"),
+            206: _binary("image/jpeg", "a byte range"),
+            **RESPONSES,
+        },
+    )
+    def face(path: FacePath, query: Signature) -> Any:
+        """A face track's crop (JPEG): a person's cover or one of their appearances."""
+        if not ctx.signer.verify(
+            path.org_id, path.asset_id, f"faces/{path.face_id}.jpg", query.exp, query.sig
+        ):
+            return _refused()
+        data = engine.face_crop(path.asset_id, int(path.face_id), org=path.org_id)
+        if data is None:
+            return not_found("face")
+        etag = f'"{path.asset_id}-face-{path.face_id}"'
+        return ranged(len(data), etag, "image/jpeg", lambda first, n: bytes_chunks(lambda: data, first, n))
+
+    del video, thumbnail, face

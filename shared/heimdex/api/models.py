@@ -178,6 +178,15 @@ class AssetPath(BaseModel):
     asset_id: AssetId
 
 
+class Progress(BaseModel):
+    """An indexing job's progress: its tasks (a stage, or one segment of a segmented stage)."""
+
+    job_id: str
+    done: int = Field(ge=0, description="tasks finished (done or skipped)")
+    total: int = Field(ge=1, description="tasks in the job (grows once the media is split in segments)")
+    running: list[str] = Field(description="the tasks running now, e.g. `asr_2`")
+
+
 class AssetSummary(BaseModel):
     source: str
     asset_id: str
@@ -191,6 +200,7 @@ class AssetSummary(BaseModel):
         None, description="why its speech may not be what an English-only model heard"
     )
     indexed_at: datetime | None = Field(description="when indexing last finished (ready or failed)")
+    progress: Progress | None = Field(None, description="while processing: its job's progress")
 
 
 class AssetList(BaseModel):
@@ -311,6 +321,10 @@ def _seconds(value: Any) -> Any:
     return value
 
 
+class FacePath(MediaPath):
+    face_id: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,18}$")]
+
+
 class Signature(Strict):
     exp: Annotated[int, BeforeValidator(_seconds)] = Field(
         ge=0, le=10**12, description="expiry, Unix seconds"
@@ -362,7 +376,9 @@ class Upload(BaseModel):
         description="cloud, while pending: a V4 signed URL that starts a resumable upload (POST with"
         " `x-goog-resumable: start`, then PUT to the Location it answers)",
     )
-    asset_id: str | None = None
+    asset_id: str | None = Field(
+        None, description="the asset it becomes: while indexing (embedded) and when ready"
+    )
     error: str | None = None
 
 
@@ -375,6 +391,7 @@ class Person(BaseModel):
     faces: int = Field(description="face tracks grouped into this person")
     assets: int = Field(description="assets the person is seen in")
     cover: str | None = Field(description="where the person's best face crop is stored")
+    cover_url: str | None = Field(None, description="a signed URL of that crop an <img> can load")
 
 
 class PeopleList(BaseModel):
@@ -382,11 +399,13 @@ class PeopleList(BaseModel):
 
 
 class Appearance(BaseModel):
+    face_id: int = Field(description="the face track")
     asset_id: str
     source: str
     start: float
     end: float
     thumbnail: str | None = Field(description="where this face track's crop is stored")
+    thumbnail_url: str | None = Field(None, description="a signed URL of the crop an <img> can load")
     link: str = Field(description="the source at the moment (#t=)")
 
 
@@ -427,3 +446,25 @@ class Forgotten(BaseModel):
     id: int
     forgotten: Literal[True]
     faces: int
+
+
+# -- web sessions (heimdex.api.web) ------------------------------------------------------------------
+
+
+class SessionInfo(BaseModel):
+    org_id: str
+    via: Literal["cookie", "bearer"] = Field(description="what authenticated this request")
+    csrf_token: str | None = Field(
+        description="cookie sessions: send it as X-CSRF-Token with every POST, PUT, PATCH and DELETE"
+    )
+    expires_at: int | None = Field(description="cookie sessions: when the session ends (Unix seconds)")
+
+
+class SessionBody(Strict):
+    id_token: Annotated[str, StringConstraints(min_length=1, max_length=8192)] = Field(
+        description="an ID token the API accepts as a bearer token (Identity Platform in the cloud)"
+    )
+
+
+class SignedOut(BaseModel):
+    signed_out: Literal[True]

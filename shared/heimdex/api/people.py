@@ -20,9 +20,10 @@ from flask import Response, request
 from flask_openapi3 import OpenAPI, Tag
 
 from heimdex.api import errors
-from heimdex.api.context import BEARER, dump, error_responses, not_found, org
+from heimdex.api.context import BEARER, ApiContext, dump, error_responses, not_found, org
 from heimdex.api.models import (
     MAX_PERSON_ID,
+    Appearance,
     EnrolBody,
     Error,
     Forgotten,
@@ -56,8 +57,23 @@ def handled(call: Callable[[], Response]) -> Response:
         return errors.error(400, "invalid_request", str(exc))
 
 
-def register(app: OpenAPI, engine: Any) -> None:
-    """Add the people routes to the API app (authentication and parameter checks are the app's)."""
+def register(app: OpenAPI, ctx: ApiContext) -> None:
+    """Add the people routes to the API app (authentication and parameter checks are the app's).
+    Face crops are answered as signed URLs (`cover_url`, `thumbnail_url`; heimdex.api.media)."""
+    engine = ctx.engine
+
+    def person(p: dict[str, Any]) -> Person:
+        return Person(**p, cover_url=ctx.face_url(org(), p.get("cover_asset"), p.get("cover_face")))
+
+    def detail(p: dict[str, Any]) -> PersonDetail:
+        seen = [
+            Appearance(
+                **a,
+                thumbnail_url=ctx.face_url(org(), a["asset_id"], a["face_id"]) if a["thumbnail"] else None,
+            )
+            for a in p["appearances"]
+        ]
+        return PersonDetail(**person(p).model_dump(), appearances=seen)
 
     @app.errorhandler(NoSuchPerson)
     def unknown_person(exc: NoSuchPerson) -> Response:
@@ -77,7 +93,7 @@ def register(app: OpenAPI, engine: Any) -> None:
     @app.get("/v1/people", tags=[PEOPLE], security=BEARER, responses={200: PeopleList, **ERRORS})
     def people_list() -> Any:
         """The organisation's people: id, name, faces, assets, cover (the best face crop)."""
-        return dump(PeopleList(people=[Person(**p) for p in engine.people(org=org())]))
+        return dump(PeopleList(people=[person(p) for p in engine.people(org=org())]))
 
     @app.post(
         "/v1/people",
@@ -93,7 +109,7 @@ def register(app: OpenAPI, engine: Any) -> None:
         if not form.photo or len(form.photo) > MAX_PHOTOS:
             return errors.error(400, "invalid_request", f"send 1 to {MAX_PHOTOS} `photo` files")
         photos = [f.read() for f in form.photo]
-        return handled(lambda: dump(Person(**engine.enrol(form.name, photos, org=org())), 201))
+        return handled(lambda: dump(person(engine.enrol(form.name, photos, org=org())), 201))
 
     @app.get(
         "/v1/people/<int:person_id>", tags=[PEOPLE], security=BEARER, responses={200: PersonDetail, **ERRORS}
@@ -102,7 +118,7 @@ def register(app: OpenAPI, engine: Any) -> None:
         """One person and every appearance (asset, time, face crop)."""
         if path.person_id > MAX_PERSON_ID:
             return not_found("person")
-        return handled(lambda: dump(PersonDetail(**engine.person(path.person_id, org=org()))))
+        return handled(lambda: dump(detail(engine.person(path.person_id, org=org()))))
 
     @app.patch(
         "/v1/people/<int:person_id>", tags=[PEOPLE], security=BEARER, responses={200: Person, **ERRORS}
@@ -111,7 +127,7 @@ def register(app: OpenAPI, engine: Any) -> None:
         """Name (or unname, with null) a person: every past and future appearance, no re-indexing."""
         if path.person_id > MAX_PERSON_ID:
             return not_found("person")
-        return handled(lambda: dump(Person(**engine.name_person(path.person_id, body.name, org=org()))))
+        return handled(lambda: dump(person(engine.name_person(path.person_id, body.name, org=org()))))
 
     @app.delete(
         "/v1/people/<int:person_id>", tags=[PEOPLE], security=BEARER, responses={200: Forgotten, **ERRORS}
@@ -133,4 +149,4 @@ def register(app: OpenAPI, engine: Any) -> None:
         """The other person's faces join this one (which keeps its name, or takes the other's)."""
         if path.person_id > MAX_PERSON_ID or body.other > MAX_PERSON_ID:
             return not_found("person")
-        return handled(lambda: dump(Person(**engine.merge_people(path.person_id, body.other, org=org()))))
+        return handled(lambda: dump(person(engine.merge_people(path.person_id, body.other, org=org()))))

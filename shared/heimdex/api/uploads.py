@@ -212,7 +212,11 @@ def register(app: OpenAPI, ctx: ApiContext) -> None:
             return
 
         def run() -> None:
-            engine.update_upload(upload_id, org=org_id, status="indexing")
+            try:  # the asset it becomes, named while it is indexed: a page follows its progress
+                asset_id: str | None = engine.asset_ref(path, org_id).asset_id
+            except OSError:
+                asset_id = None
+            engine.update_upload(upload_id, org=org_id, status="indexing", asset_id=asset_id)
             try:
                 (result,) = engine.index([path], org=org_id)
                 ok = result.status == "ready"

@@ -154,6 +154,16 @@ def ready_stages(stage_states: dict[str, dict[str, Any]]) -> list[str]:
     return [key for _, _, key in sorted(ready)]
 
 
+def progress(stage_states: dict[str, dict[str, Any]]) -> tuple[int, int, list[str]]:
+    """(tasks finished, tasks in the job, the tasks running now) for a progress bar: every stage's
+    tasks at the job's current number of segments (1 until the first stage has planned them)."""
+    parts = job_parts(stage_states)
+    keys = [key for stage in PIPELINE for key, _ in stage_tasks(stage, parts)]
+    states = [stage_states.get(k, {}).get("status") for k in keys]
+    done = sum(1 for s in states if s in FINISHED)
+    return done, len(keys), [k for k, s in zip(keys, states, strict=True) if s == "running"]
+
+
 @dataclass(frozen=True)
 class Delivery:
     """What to do with one delivery of a (job, stage) task, judged from the job's state."""

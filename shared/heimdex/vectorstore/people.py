@@ -137,7 +137,9 @@ PEOPLE_SQL = """
 SELECT p.person_id AS id, p.name,
        count(f.face_id) FILTER (WHERE f.asset_id IS NOT NULL) AS faces,
        count(DISTINCT f.asset_id) AS assets,
-       (SELECT c.thumbnail FROM faces c WHERE c.org_id = p.org_id AND c.face_id = p.cover_face) AS cover
+       (SELECT c.thumbnail FROM faces c WHERE c.org_id = p.org_id AND c.face_id = p.cover_face) AS cover,
+       p.cover_face,
+       (SELECT c.asset_id FROM faces c WHERE c.org_id = p.org_id AND c.face_id = p.cover_face) AS cover_asset
 FROM people p
 LEFT JOIN faces f ON f.org_id = p.org_id AND f.person_id = p.person_id
 WHERE p.org_id = %(org)s AND (%(id)s::bigint IS NULL OR p.person_id = %(id)s)
@@ -163,11 +165,21 @@ def appearances(conn: Conn, org: str, person: int) -> list[dict[str, Any]]:
     """Where a person appears: asset, source, start, end, thumbnail (the face crop), by time."""
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
-            """SELECT f.asset_id, a.source, f.start_s, f.end_s, f.thumbnail, f.box, f.quality
+            """SELECT f.face_id, f.asset_id, a.source, f.start_s, f.end_s, f.thumbnail, f.box, f.quality
                FROM faces f JOIN assets a ON a.org_id = f.org_id AND a.asset_id = f.asset_id
                WHERE f.org_id = %s AND f.person_id = %s ORDER BY a.source, f.start_s""",
             (org, person),
         ).fetchall()
+
+
+def face_thumbnail(conn: Conn, org: str, asset_id: str, face: int) -> str | None:
+    """Where a face track's crop is stored, if the face is the organisation's and the asset's
+    (another organisation's face is None, like a missing one; row-level security holds it too)."""
+    row = conn.execute(
+        "SELECT thumbnail FROM faces WHERE org_id = %s AND asset_id = %s AND face_id = %s",
+        (org, asset_id, face),
+    ).fetchone()
+    return row[0] if row else None
 
 
 def resolve(conn: Conn, org: str, ref: str) -> list[int]:
