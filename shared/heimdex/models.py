@@ -115,7 +115,8 @@ def haar_face_cascade() -> Any:
     region proposer (heimdex.media.faces.proposals)."""
     import cv2
 
-    cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"))
+    path = Path(cv2.__file__).parent / "data" / "haarcascade_frontalface_default.xml"  # cv2.data.haarcascades
+    cascade = cv2.CascadeClassifier(str(path))
     if cascade.empty():
         raise ModelUnavailable("OpenCV's haarcascade_frontalface_default.xml is missing")
     return cascade

@@ -1,9 +1,10 @@
 """Faces in frames with dlib: detection (HOG or CNN), 5-point alignment, 128-d ResNet embedding, and
 tracks: the detections of one person within one shot, linked by box overlap between samples.
 
-Only a track's best detections are embedded (the ResNet is the costly part, ~0.1 s a face on one
+Only a track's best detection is embedded (the ResNet is the costly part, ~0.1 s a face on one
 core): linking samples one second apart by overlap is what a shot's continuity allows, and the best
-crop (large, sharp, frontal) gives the most reliable embedding and the thumbnail.
+crop (large, sharp, frontal) gives the most reliable embedding and the thumbnail. (The mean of the
+two best was measured to separate the test faces no better: BENCHMARKS.md, people.)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from heimdex.models import FaceModels
 # (a false face on colour bars at 0.0-0.3).
 MIN_SCORE = 0.5
 LINK_IOU = 0.3  # a detection continues a track whose last box it overlaps this much
-EMBED_PER_TRACK = 2  # the best detections of a track that are embedded (their mean is the track's)
+EMBED_PER_TRACK = 1  # the best detections of a track that are embedded (their mean is the track's)
 CHIP_SIZE = 150  # dlib's aligned chip for the embedding network
 THUMB_SIZE = 160
 THUMB_PADDING = 0.5
