@@ -24,7 +24,6 @@ from heimdex.embedded.engine import Engine
 from heimdex.media import faces
 from heimdex.models import Models
 from heimdex.vectorstore import people as people_store
-from heimdex.vectorstore import search as search_sql
 from heimdex.vectorstore import store
 from heimdex.vectorstore.people import NoSuchPerson
 from tests import face_media
@@ -251,48 +250,6 @@ def test_person_search_honours_the_search_filters(
         ).stdout
     )
     assert hits and sources(hits) == {indexed["speech"]}
-
-
-def test_a_ranked_person_search_computes_only_the_signals_the_query_has(
-    engine: Engine, indexed: dict[str, str]
-) -> None:
-    """The ranked person query leaves out the signals a query has no value for (no image vector,
-    no keyword): the same hits and scores as computing and ranking every signal for every scene,
-    where an absent one scores nothing. The keyword still ranks the captioned shot first."""
-    (obama,) = who_is(engine, indexed, "interview", 1.5)
-    query = "press conference"
-    text_vec = engine.models.embed_query(query)
-    with engine.db.org_tx(ORG) as conn:
-        for or_q in (search_sql.or_query(query), ""):
-            got = people_store.search_people(
-                conn,
-                ORG,
-                [[obama]],
-                k=50,
-                query=query,
-                or_q=or_q,
-                text_vec=text_vec,
-                text_model=engine.models.text_name,
-                rrf_k=search_sql.RRF_K,
-            )
-            params = {
-                "org": ORG,
-                "k": 50,
-                "offset": 0,
-                **people_store.Filters().params(),
-                **people_store._wanted([[obama]]),
-                "qt": text_vec,
-                "qi": None,
-                "text_model": engine.models.text_name,
-                "image_model": None,
-                "or_q": or_q,
-                "rrf_k": search_sql.RRF_K,
-            }
-            every = conn.execute(people_store.RANKED_SQL[("text", "image", "keyword")], params).fetchall()
-            assert len(got) >= 2
-            assert [tuple(r.values()) for r in got] == [tuple(r) for r in every]
-            if or_q:
-                assert got[0]["source"] == indexed["interview"] and "CONFERENCE" in got[0]["ocr_text"].upper()
 
 
 def test_the_faces_stage_searches_the_frames_the_shots_stage_decoded(

@@ -11,7 +11,6 @@ row: it applies to every face grouped into that person, past and future, without
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
@@ -311,8 +310,6 @@ def regroup(conn: Conn, org: str, threshold: float) -> dict[str, int]:
 
 # -- search -------------------------------------------------------------------------------------------
 
-_FILTERS = search_sql.scene_filters("s.")
-
 # Scenes of the caller's organisation where every group of people appears (a group: the ids one
 # `person=` names; any of them counts). Driven from faces by person (faces_org_person). The search's
 # filters (source prefix, asset, kind, language, asset dates: heimdex.vectorstore.search.scene_filters)
@@ -368,24 +365,8 @@ LIMIT %(k)s OFFSET %(offset)s
 # With a query: the candidate scenes ranked exactly (text and image distance, keyword rank with the
 # query parsed in each scene's own language as heimdex_keyword_hits does, 009: once per language of
 # the organisation, not per scene) and fused by reciprocal rank as heimdex.vectorstore.search does; a
-# person's scenes are few next to an archive. Only the signals the query has are computed and
-# ranked (`ranked_sql`): each costs a value and a sort per candidate scene, and a popular person has
-# thousands (bench_people's presenter: ~5,000).
-SIGNALS = {
-    "text": (
-        "CASE WHEN s.text_model = %(text_model)s THEN s.text_vec <=> %(qt)s::halfvec END AS dt",
-        "coalesce(1.0 / (%(rrf_k)s + CASE WHEN dt IS NOT NULL THEN rank() OVER (ORDER BY dt) END), 0)",
-    ),
-    "image": (
-        "CASE WHEN s.image_model = %(image_model)s THEN s.image_vec <=> %(qi)s::halfvec END AS di",
-        "coalesce(1.0 / (%(rrf_k)s + CASE WHEN di IS NOT NULL THEN rank() OVER (ORDER BY di) END), 0)",
-    ),
-    "keyword": (
-        "CASE WHEN s.tsv @@ tq.q THEN ts_rank_cd(s.tsv, tq.q) ELSE 0 END AS kr",
-        "coalesce(1.0 / (%(rrf_k)s + CASE WHEN kr > 0 THEN rank() OVER (ORDER BY kr DESC) END), 0)",
-    ),
-}
-RANKED_TEMPLATE = (
+# person's scenes are few next to an archive.
+RANKED_SQL = (
     PERSON_SCENES
     + f""",
 tq AS MATERIALIZED (
@@ -393,14 +374,20 @@ tq AS MATERIALIZED (
   FROM (SELECT NULL::text AS lang UNION SELECT lang FROM scene_languages WHERE org_id = %(org)s) l
 ),
 scored AS MATERIALIZED (
-  SELECT s.asset_id, s.idx, {{values}}
+  SELECT s.asset_id, s.idx,
+    CASE WHEN s.text_model = %(text_model)s THEN s.text_vec <=> %(qt)s::halfvec END AS dt,
+    CASE WHEN s.image_model = %(image_model)s THEN s.image_vec <=> %(qi)s::halfvec END AS di,
+    CASE WHEN s.tsv @@ tq.q THEN ts_rank_cd(s.tsv, tq.q) ELSE 0 END AS kr
   FROM cand c
   JOIN scenes s ON s.org_id = %(org)s AND s.asset_id = c.asset_id AND s.idx = c.idx
-  {{keyword_join}}
+  LEFT JOIN tq ON tq.lang = coalesce(s.lang, '')
   WHERE true {{filters}}
 ),
 top AS MATERIALIZED (
-  SELECT asset_id, idx, {{ranks}} AS score
+  SELECT asset_id, idx,
+    coalesce(1.0 / (%(rrf_k)s + CASE WHEN dt IS NOT NULL THEN rank() OVER (ORDER BY dt) END), 0)
+    + coalesce(1.0 / (%(rrf_k)s + CASE WHEN di IS NOT NULL THEN rank() OVER (ORDER BY di) END), 0)
+    + coalesce(1.0 / (%(rrf_k)s + CASE WHEN kr > 0 THEN rank() OVER (ORDER BY kr DESC) END), 0) AS score
   FROM scored
   ORDER BY score DESC, asset_id, idx
   LIMIT %(k)s OFFSET %(offset)s
@@ -412,30 +399,10 @@ JOIN assets a ON a.org_id = %(org)s AND a.asset_id = s.asset_id
 ORDER BY f.score DESC, s.asset_id, s.idx
 """
 )
-
-
-def ranked_sql(signals: tuple[str, ...]) -> str:
-    """The ranked person query with these signals (SIGNALS' keys, in that order); with none every
-    candidate scores 0 (ties in asset, scene order)."""
-    values = [SIGNALS[name][0] for name in signals] or ["0 AS none"]
-    ranks = [SIGNALS[name][1] for name in signals] or ["0::numeric"]
-    keyword_join = "LEFT JOIN tq ON tq.lang = coalesce(s.lang, '')" if "keyword" in signals else ""
-    return (
-        RANKED_TEMPLATE.replace("{values}", ", ".join(values))
-        .replace("{ranks}", "\n    + ".join(ranks))
-        .replace("{keyword_join}", keyword_join)
-        .replace("{filters}", _FILTERS)
-    )
-
-
+_FILTERS = search_sql.scene_filters("s.")
 APPEARANCES_ONE_SQL = APPEARANCES_ONE_SQL.replace("{filters}", _FILTERS)
 APPEARANCES_SQL = APPEARANCES_SQL.replace("{filters}", _FILTERS)
-# Every combination, built once.
-RANKED_SQL = {
-    combo: ranked_sql(combo)
-    for n in range(len(SIGNALS) + 1)
-    for combo in itertools.combinations(tuple(SIGNALS), n)
-}
+RANKED_SQL = RANKED_SQL.replace("{filters}", _FILTERS)
 
 
 @dataclass(frozen=True)
@@ -501,16 +468,7 @@ def search_people(
             "or_q": or_q,
             "rrf_k": rrf_k,
         }
-        signals = tuple(
-            name
-            for name, present in (
-                ("text", text_vec is not None and text_model),
-                ("image", image_vec is not None and image_model),
-                ("keyword", bool(or_q)),
-            )
-            if present
-        )
-        return cur.execute(RANKED_SQL[signals], params).fetchall()
+        return cur.execute(RANKED_SQL, params).fetchall()
 
 
 def people_in_scenes(
