@@ -184,15 +184,16 @@ def asr_segmented(pool: SegmentPool, ctx: StageContext) -> tuple[float, float]:
     return time.perf_counter() - started, cpu_s(pool.pids()) - cpu_before
 
 
-def faces_alone(ctx: StageContext) -> tuple[float, int, int]:
-    """(CPU seconds, frames searched, tracks) of the faces stage over every segment, in this process
+def faces_alone(ctx: StageContext) -> tuple[float, int, int, int, int]:
+    """(CPU seconds, frames searched, tracks, frames sampled, detections in tracks) of the faces
+    stage over every segment, in this process
     (its models loaded before the clock starts); zeros with HEIMDEX_FACES=off (the baseline). The
     shots stage runs first, off the clock: it hands the stage its frames (heimdex.media.faceframes),
     which the stage removes once it has used them."""
     if not ctx.settings.faces_for(ctx.ref.org_id):
-        return 0.0, 0, 0
+        return 0.0, 0, 0, 0, 0
     ctx.models.faces()
-    cpu, searched, tracks = 0.0, 0, 0
+    cpu, searched, tracks, frames, detections = 0.0, 0, 0, 0, 0
     for i in range(len(ctx.segments)):
         part = replace(ctx, part=i if len(ctx.segments) > 1 else None)
         shots.run(part)
@@ -201,7 +202,9 @@ def faces_alone(ctx: StageContext) -> tuple[float, int, int]:
         cpu += time.process_time() - started
         searched += doc.get("searched", 0)
         tracks += len(doc.get("tracks", []))
-    return cpu, searched, tracks
+        frames += doc.get("frames", 0)
+        detections += sum(t["detections"] for t in doc.get("tracks", []))
+    return cpu, searched, tracks, frames, detections
 
 
 def main() -> None:
@@ -326,11 +329,16 @@ def main() -> None:
         # Faces (issue 15): the stage alone (CPU seconds per minute of video, its share of the pipeline's
         # CPU seconds), and in the pipeline (stage-seconds, share of all stages' busy time).
         "faces_cpu_s_per_video_minute": round(
-            statistics.median(c for c, _, _ in faces_cpu) / (duration / 60), 2
+            statistics.median(f[0] for f in faces_cpu) / (duration / 60), 2
         ),
-        "faces_cpu_share": round(statistics.median(c for c, _, _ in faces_cpu) / statistics.median(cpus), 3),
+        "faces_cpu_share": round(statistics.median(f[0] for f in faces_cpu) / statistics.median(cpus), 3),
         "faces_frames_searched": faces_cpu[-1][1],
         "faces_tracks": faces_cpu[-1][2],
+        # Frames sampled (searched + those that showed the picture last searched: a static shot) and
+        # the detections the tracks hold (how many faces the detector found, before/after a change).
+        "faces_frames": faces_cpu[-1][3],
+        "faces_detections": faces_cpu[-1][4],
+        "faces_proposer": settings.faces_proposer,
         "faces_s_per_video_minute": round(stages.get("faces", {}).get("busy_s", 0.0) / (duration / 60), 2),
         "faces_share_of_stage_time": round(
             stages.get("faces", {}).get("busy_s", 0.0) / max(sum(f["busy_s"] for f in stages.values()), 1e-9),

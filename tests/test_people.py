@@ -105,6 +105,37 @@ def test_threshold_separates_the_test_photographs(photos: dict[str, Path], engin
     assert max(same) < threshold < min(different), (sorted(same), sorted(different))
 
 
+def test_the_proposal_path_finds_the_faces_the_whole_frame_search_finds(
+    photos: dict[str, Path], engine: Engine
+) -> None:
+    """The faces stage's detection (a Haar cascade proposes, HOG confirms on a region) finds every
+    face HOG over the whole frame finds in the real photographs as the clips show them (the upper
+    square of each portrait, at three heights on a 640x360 frame), with the same box, for the default
+    minimum face size and a smaller one; and it is the default."""
+    import cv2
+
+    models = Models(engine.settings).faces()
+    assert models.proposer is not None
+    found = 0
+    for name, path in photos.items():
+        rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        top = rgb[: min(rgb.shape[:2])]
+        for height in (360, 240, 180):
+            img = cv2.resize(top, (min(640, round(top.shape[1] * height / top.shape[0])), height))
+            frame = np.zeros((360, 640, 3), np.uint8)
+            x = (640 - img.shape[1]) // 2
+            frame[:height, x : x + img.shape[1]] = img
+            for min_size in (80, 48):  # 48: below HOG's 80-px window, searched at twice the size
+                whole = faces.detect(models, frame, 0.0, min_size, exhaustive=True)
+                proposed = faces.detect(models, frame, 0.0, min_size)
+                for d in whole:
+                    best = max((faces.iou(d.box, e.box) for e in proposed), default=0.0)
+                    assert best >= 0.5, (name, height, min_size, d.box, [e.box for e in proposed])
+                found += len(whole)
+    # 6 photos x 3 heights x 2 sizes; some faces are under 80 px at the smaller heights.
+    assert found >= 24
+
+
 def test_one_person_across_two_assets_is_one_group_and_two_people_stay_apart(
     engine: Engine, indexed: dict[str, str]
 ) -> None:

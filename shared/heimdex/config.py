@@ -214,6 +214,12 @@ class Settings(BaseSettings):
         description="Width frames are scaled to before detection; at most thumb_width (the frames"
         " are the shots stage's keyframe candidates, heimdex.media.faceframes).",
     )
+    faces_proposer: Literal["haar", "off"] = Field(
+        default="haar",
+        description="haar: OpenCV's Haar cascade proposes face regions on a small grey copy of each"
+        " frame and dlib's HOG confirms each one on a region around it (HOG over the whole frame"
+        " was 77% of the faces stage: BENCHMARKS.md). off: HOG over every whole frame.",
+    )
     faces_detector: Literal["hog", "cnn"] = Field(
         default="hog", description="dlib's HOG detector (CPU) or its CNN (mmod) detector (GPU)."
     )

@@ -110,6 +110,18 @@ def default_faces_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "models"
 
 
+def haar_face_cascade() -> Any:
+    """OpenCV's frontal-face Haar cascade (shipped inside opencv-python-headless): the faces stage's
+    region proposer (heimdex.media.faces.proposals)."""
+    import cv2
+
+    path = Path(cv2.__file__).parent / "data" / "haarcascade_frontalface_default.xml"  # cv2.data.haarcascades
+    cascade = cv2.CascadeClassifier(str(path))
+    if cascade.empty():
+        raise ModelUnavailable("OpenCV's haarcascade_frontalface_default.xml is missing")
+    return cascade
+
+
 @dataclass(frozen=True)
 class FaceModels:
     name: str  # recorded next to every face embedding
@@ -117,6 +129,7 @@ class FaceModels:
     cnn: bool
     landmarks: Any  # 5-point shape predictor (alignment)
     embedding: Any  # ResNet, 128-d
+    proposer: Any = None  # OpenCV Haar cascade proposing regions for HOG (faces_proposer=haar), or None
 
 
 def _register_torchvision_schemas() -> None:
@@ -478,6 +491,7 @@ class Models:
                 cnn=cnn,
                 landmarks=dlib.shape_predictor(str(path / FACE_FILES["landmarks"])),
                 embedding=dlib.face_recognition_model_v1(str(path / FACE_FILES["embedding"])),
+                proposer=None if cnn or self.settings.faces_proposer == "off" else haar_face_cascade(),
             )
 
         # dlib's detectors and networks keep scratch state in the object: one copy per thread (two

@@ -1,9 +1,10 @@
 """Faces in frames with dlib: detection (HOG or CNN), 5-point alignment, 128-d ResNet embedding, and
 tracks: the detections of one person within one shot, linked by box overlap between samples.
 
-Only a track's best detections are embedded (the ResNet is the costly part, ~0.1 s a face on one
+Only a track's best detection is embedded (the ResNet is the costly part, ~0.1 s a face on one
 core): linking samples one second apart by overlap is what a shot's continuity allows, and the best
-crop (large, sharp, frontal) gives the most reliable embedding and the thumbnail.
+crop (large, sharp, frontal) gives the most reliable embedding and the thumbnail. (The mean of the
+two best was measured to separate the test faces no better: BENCHMARKS.md, people.)
 """
 
 from __future__ import annotations
@@ -20,10 +21,20 @@ from heimdex.models import FaceModels
 # (a false face on colour bars at 0.0-0.3).
 MIN_SCORE = 0.5
 LINK_IOU = 0.3  # a detection continues a track whose last box it overlaps this much
-EMBED_PER_TRACK = 2  # the best detections of a track that are embedded (their mean is the track's)
+EMBED_PER_TRACK = 1  # the best detections of a track that are embedded (their mean is the track's)
 CHIP_SIZE = 150  # dlib's aligned chip for the embedding network
 THUMB_SIZE = 160
 THUMB_PADDING = 0.5
+# The proposer (HEIMDEX_FACES_PROPOSER=haar): OpenCV's Haar cascade looks for face-like regions on a
+# small grey copy of the frame, and dlib's HOG (the detector whose boxes and scores count) runs only on
+# a region around each proposal. Measured on the bench clip and the test photos: BENCHMARKS.md (faces).
+PROPOSAL_FACE = 24  # the smallest face, in pixels of the grey copy the cascade searches
+PROPOSAL_WINDOW = 24  # the cascade's window (haarcascade_frontalface_default: 24x24)
+PROPOSAL_STEP = 1.2  # the cascade's scale step
+PROPOSAL_NEIGHBOURS = 3  # overlapping hits a proposal needs (low: HOG rejects the false ones)
+PROPOSAL_SLACK = 0.75  # proposals down to this fraction of min_size (Haar and HOG boxes differ)
+VERIFY_MARGIN = 2.0  # the verified region is this many times the proposal's side
+VERIFY_FACE = 160  # a larger proposal is verified on a copy scaled down (in HOG's 5/6 steps) to this
 
 
 @dataclass
@@ -82,17 +93,104 @@ def quality(frame: np.ndarray, box: tuple[int, int, int, int], shape: Any) -> fl
     return round(size * (0.5 + 0.5 * sharp) * frontal(shape), 4)
 
 
-def detect(models: FaceModels, frame: np.ndarray, time: float, min_size: int) -> list[Detection]:
-    """Faces at least `min_size` pixels wide in an RGB frame, with their landmarks."""
+def hog(detector: Any, image: np.ndarray, upsample: int) -> list[tuple[Any, float]]:
+    """dlib HOG detections (rectangle, score) in an image (RGB or grey)."""
+    rects, scores, _ = detector.run(image, upsample, 0.0)
+    return list(zip(rects, scores, strict=True))
+
+
+def proposals(proposer: Any, frame: np.ndarray, min_size: int) -> list[tuple[int, int, int, int]]:
+    """Where faces may be, as boxes (left, top, right, bottom) in pixels of `frame`: OpenCV's Haar
+    frontal-face cascade on a grey copy scaled so that the smallest face looked for (PROPOSAL_SLACK
+    times `min_size`: Haar's and HOG's boxes differ) is PROPOSAL_FACE pixels there. Cheap and
+    permissive: dlib's HOG confirms each one."""
+    h, w = frame.shape[:2]
+    smallest = min_size * PROPOSAL_SLACK
+    scale = min(1.0, PROPOSAL_FACE / smallest)
+    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) if frame.ndim == 3 else frame
+    if scale < 1.0:
+        grey = cv2.resize(grey, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    smallest = max(PROPOSAL_WINDOW, int(smallest * scale))
+    found = proposer.detectMultiScale(
+        grey, scaleFactor=PROPOSAL_STEP, minNeighbors=PROPOSAL_NEIGHBOURS, minSize=(smallest, smallest)
+    )
+    return [
+        (int(x / scale), int(y / scale), int((x + bw) / scale), int((y + bh) / scale))
+        for x, y, bw, bh in (found if len(found) else [])
+    ]
+
+
+def verify(
+    detector: Any, frame: np.ndarray, box: tuple[int, int, int, int], upsample: int
+) -> list[tuple[Any, float]]:
+    """dlib's HOG on the region around one proposal (VERIFY_MARGIN times its side), mapped back to
+    `frame`'s pixels. The region is searched at the frame's own scale, or for a large face at one of
+    the scales HOG's own pyramid would search the whole frame at (steps of 5/6) where the face is at
+    most VERIFY_FACE pixels wide: the same boxes and scores as HOG over the whole frame, on a
+    fraction of its pixels."""
     import dlib
 
     h, w = frame.shape[:2]
-    upsample = 1 if min_size < 80 and not models.cnn else 0  # HOG's window is 80 px
+    side = max(box[2] - box[0], box[3] - box[1])
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    half = side * VERIFY_MARGIN / 2
+    left, top = max(0, int(cx - half)), max(0, int(cy - half))
+    right, bottom = min(w, int(cx + half)), min(h, int(cy + half))
+    if right - left < 8 or bottom - top < 8:
+        return []
+    scale = 1.0
+    while side * scale > VERIFY_FACE:
+        scale *= 5 / 6
+    region = frame[top:bottom, left:right]
+    if scale < 1.0:
+        size = (max(1, round((right - left) * scale)), max(1, round((bottom - top) * scale)))
+        region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
+    return [
+        (
+            dlib.rectangle(
+                round(left + rect.left() / scale),
+                round(top + rect.top() / scale),
+                round(left + rect.right() / scale),
+                round(top + rect.bottom() / scale),
+            ),
+            score,
+        )
+        for rect, score in hog(detector, np.ascontiguousarray(region), upsample)
+    ]
+
+
+def distinct(found: list[tuple[Any, float]]) -> list[tuple[Any, float]]:
+    """One detection per face where two proposals' regions confirmed the same one (highest score)."""
+    out: list[tuple[Any, float]] = []
+    for rect, score in sorted(found, key=lambda f: f[1], reverse=True):
+        box = (rect.left(), rect.top(), rect.right(), rect.bottom())
+        if all(iou(box, (o.left(), o.top(), o.right(), o.bottom())) < 0.5 for o, _ in out):
+            out.append((rect, score))
+    return out
+
+
+def detect(
+    models: FaceModels, frame: np.ndarray, time: float, min_size: int, *, exhaustive: bool = False
+) -> list[Detection]:
+    """Faces at least `min_size` pixels wide in an RGB frame, with their landmarks. With a proposer
+    (HOG only, unless `exhaustive`): dlib's HOG runs only around the cascade's proposals; else over
+    the whole frame."""
+    import dlib
+
+    h, w = frame.shape[:2]
+    upsample = 1 if min_size < 80 else 0  # HOG's window is 80 px
     if models.cnn:
-        found = [(item.rect, float(item.confidence)) for item in models.detector(frame, upsample)]
+        found = [(item.rect, float(item.confidence)) for item in models.detector(frame, 0)]
+    elif models.proposer is not None and not exhaustive:
+        found = distinct(
+            [
+                hit
+                for box in proposals(models.proposer, frame, min_size)
+                for hit in verify(models.detector, frame, box, upsample)
+            ]
+        )
     else:
-        rects, scores, _ = models.detector.run(frame, upsample, 0.0)
-        found = list(zip(rects, scores, strict=True))
+        found = hog(models.detector, frame, upsample)
     out = []
     for rect, score in found:
         if score < MIN_SCORE:
@@ -160,6 +258,6 @@ def photo_embeddings(models: FaceModels, rgb: np.ndarray, min_size: int = 40) ->
     scale = min(1.0, 1280.0 / max(h, w))
     if scale < 1.0:
         rgb = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-    dets = detect(models, np.ascontiguousarray(rgb), 0.0, min_size)
+    dets = detect(models, np.ascontiguousarray(rgb), 0.0, min_size, exhaustive=True)
     dets.sort(key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]), reverse=True)
     return [embed(models, d) for d in dets]

@@ -5,8 +5,8 @@ Frames are searched at `faces_sample_fps` within each shot plus at each keyframe
 over the JPEGs of those frames in one object per segment (heimdex.media.faceframes); only where its
 output has none (faces were off when it ran, an older version, or this task ran before and removed
 them) is the segment decoded again here with PyAV. Detections of one person within a
-shot become one track: its time range, normalised box, quality, embedding (the mean of its best
-detections') and the best crop as the face thumbnail. Grouping tracks into people happens in the
+shot become one track: its time range, normalised box, quality, embedding (of its best
+detection) and the best crop as the face thumbnail. Grouping tracks into people happens in the
 index stage, where the organisation's people are (heimdex.vectorstore.people).
 
 Skipped, with the reason, when faces are off (HEIMDEX_FACES=off, or the organisation is in
