@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import waitress
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -92,7 +93,12 @@ class Browser:
     def wait_for(self, condition: Callable[[WebDriver], Any], timeout: float = WAIT_S, what: str = "") -> Any:
         """The condition's first truthy value; fails with `what` (and the page's console) on timeout."""
         try:
-            return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(condition)
+            # A page that redraws as it polls may replace an element between finding and reading it:
+            # the condition is asked again.
+            wait = WebDriverWait(
+                self.driver, timeout, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]
+            )
+            return wait.until(condition)
         except Exception as exc:
             raise AssertionError(
                 f"timed out waiting for {what or condition}; console: {self.console()}"

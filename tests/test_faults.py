@@ -242,8 +242,11 @@ def test_concurrent_uploads_fan_in_once_each(stack: Stack, clips: dict[str, Path
 def test_concurrent_completions_on_one_job_enqueue_the_fan_in_once(stack: Stack) -> None:
     """Firestore contention, head on: asr, ocr, vision and faces of one job finish at the same instant, each
     delivered twice: eight transactions on one document. The job store retries a transaction that
-    loses the race itself (no stage is delivered again for it): every call returns, and exactly one
-    caller gets `index`."""
+    loses the race itself (no stage is delivered again for it): every call returns, `index` is
+    recorded queued once, and only `index` is handed on. A retried call whose first commit landed
+    but whose answer was lost cannot tell that commit from another caller's, so it hands `index` on
+    again (FirestoreJobStore.stage_finished); the queue's task names make that a no-op, so more than
+    one caller may name it."""
     from heimdex.adapters.firestore_jobs import FirestoreJobStore, firestore_client
 
     assert stack.db is not None
@@ -265,7 +268,8 @@ def test_concurrent_completions_on_one_job_enqueue_the_fan_in_once(stack: Stack)
 
     with ThreadPoolExecutor(len(deliveries)) as pool:
         results = list(pool.map(finish, deliveries))  # any exception would surface here
-    assert sorted(results, key=len) == [[]] * 7 + [["index"]], results
+    handed_on = [r for r in results if r]
+    assert handed_on and all(r == ["index"] for r in handed_on), results
     state = jobs.get(ref)
     assert state is not None and state["stages"]["index"] == {"status": "queued"}
     assert all(state["stages"][s]["status"] == "done" for s in ("asr", "ocr", "vision", "faces"))

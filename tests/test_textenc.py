@@ -141,21 +141,33 @@ def test_top10_identical_through_the_search_sql(
     tmp_path_factory: pytest.TempPathFactory, models: Models, vectors: dict[str, np.ndarray]
 ) -> None:
     """Scenes indexed with either encoder, queried with either: the product's hybrid SQL returns the
-    same ten scenes in the same order as an index and queries made by sentence-transformers."""
+    same ten scenes in the same order, with the same scores, as an index and queries made by
+    sentence-transformers (scenes whose fused scores tie exactly may come in either order)."""
     db = Database(settings_for(tmp_path_factory.mktemp("textenc-db")))
     try:
         texts, name = scene_texts(), models.text_name
         load_scenes(db, "by-torch", texts, vectors["scenes_torch"], name)
         load_scenes(db, "by-onnx", texts, vectors["scenes_onnx"], name)
 
-        def top10(org: str, query: str, vec: np.ndarray) -> list[tuple[str, float]]:
+        def top10(org: str, query: str, vec: np.ndarray) -> list[tuple[float, set[tuple[str, float]]]]:
+            """The first ten hits as (score, scenes) groups: scenes of one fused score tie exactly (RRF
+            sums of ranks), and the SQL orders a tie by asset id, which differs between organisations;
+            the group holding the tenth hit is read whole (k=20), so the cut does not split a tie."""
             with db.org_tx(org) as conn:
-                rows = search_sql.search(conn, query, text_vec=vec, text_model=name, k=10)
-            return [(r["source"], r["start_s"]) for r in rows]
+                rows = search_sql.search(conn, query, text_vec=vec, text_model=name, k=20)
+            groups: list[tuple[float, set[tuple[str, float]]]] = []
+            for n, r in enumerate(rows):
+                if groups and groups[-1][0] == r["score"]:
+                    groups[-1][1].add((r["source"], r["start_s"]))
+                elif n < 10:
+                    groups.append((r["score"], {(r["source"], r["start_s"])}))
+                else:
+                    break
+            return groups
 
         for i, query in enumerate(QUERIES):
             baseline = top10("by-torch", query, vectors["queries_torch"][i])
-            assert len(baseline) == 10
+            assert sum(len(scenes) for _, scenes in baseline) >= 10
             assert top10("by-torch", query, vectors["queries_onnx"][i]) == baseline, query
             assert top10("by-onnx", query, vectors["queries_onnx"][i]) == baseline, query
     finally:

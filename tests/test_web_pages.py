@@ -65,6 +65,30 @@ def row_of(b: Browser, filename: str) -> WebElement | None:
     return found
 
 
+def cells_of(b: Browser, filename: str) -> list[str] | None:
+    """The texts of a file's row cells, read from one rendering of the row."""
+    cells: list[str] | None = b.js(
+        "const r = [...document.querySelectorAll('table.assets tbody tr')]"
+        ".find(r => r.querySelector('th.file').firstChild.textContent === arguments[0]);"
+        " return r ? [...r.querySelectorAll('td')].map(c => c.innerText) : null",
+        filename,
+    )
+    return cells
+
+
+def click_in_row(b: Browser, filename: str, selector: str) -> None:
+    """Click a button of a file's row, found afresh until the click lands on the row shown."""
+
+    def click(_: Any) -> bool:
+        row = row_of(b, filename)
+        if row is None:
+            return False
+        row.find_element(By.CSS_SELECTOR, selector).click()
+        return True
+
+    b.wait_for(click, what=f"{selector} of {filename}")
+
+
 def row_status(b: Browser, filename: str) -> str | None:
     status: str | None = b.js(
         "const r = [...document.querySelectorAll('table.assets tbody tr')]"
@@ -157,8 +181,7 @@ def test_upload_from_the_library_watch_it_index_and_find_it(
         )
         b.driver.find_element(By.ID, "upload-file").send_keys(str(clip))
         # The upload bar, then the indexing bar, reaches its end; the table row becomes ready.
-        bar = b.wait_for(lambda d: d.find_element(By.ID, "upload-progress"), what="the progress bar")
-        assert bar.get_attribute("max")
+        b.wait_for(lambda d: d.find_element(By.ID, "upload-progress").get_attribute("max"), what="the bar")
         b.wait_for(
             lambda d: (
                 d.find_element(By.CSS_SELECTOR, ".upload-panel").get_attribute("data-phase")
@@ -177,9 +200,7 @@ def test_upload_from_the_library_watch_it_index_and_find_it(
         assert sent[-1][0] == sent[-1][1] == clip.stat().st_size, sent  # the upload bar reached its end
         assert "ready to search" in panel.text
         b.wait_for(lambda d: row_status(b, clip.name) == "ready", what="the row to be ready")
-        row = row_of(b, clip.name)
-        assert row is not None
-        cells = [c.text for c in row.find_elements(By.CSS_SELECTOR, "td")]
+        cells = b.wait_for(lambda d: cells_of(b, clip.name), what="the row's cells")
         assert cells[0].startswith("Ready") and cells[1] == "0:05" and int(cells[2]) >= 1 and cells[3], cells
         clean_page(b)
 
@@ -187,7 +208,7 @@ def test_upload_from_the_library_watch_it_index_and_find_it(
         (found,) = [a for a in engine.assets(org=LIBRARY_ORG) if a["source"].endswith(f"/{clip.name}")]
         asset = engine.asset(found["asset_id"], org=LIBRARY_ORG)
         assert asset is not None
-        row.find_element(By.CSS_SELECTOR, "button.reindex").click()
+        click_in_row(b, clip.name, "button.reindex")
         b.wait_for(
             lambda d: "Re-indexing" in d.find_element(By.CSS_SELECTOR, "main > .status").text,
             what="the re-index to start",
@@ -223,18 +244,19 @@ def test_a_failed_file_shows_its_reason_and_can_be_deleted(base: str, engine: En
         )
         panel = b.driver.find_element(By.CSS_SELECTOR, ".upload-panel").text
         b.wait_for(lambda d: row_status(b, broken.name) == "failed", what="the failed row")
-        row = row_of(b, broken.name)
-        assert row is not None
-        reason = row.find_element(By.CSS_SELECTOR, ".reason").text
+        reason = b.wait_for(
+            lambda d: row_of(b, broken.name).find_element(By.CSS_SELECTOR, ".reason").text,  # type: ignore[union-attr]
+            what="the reason",
+        )
         (asset,) = [a for a in engine.assets(org=LIBRARY_ORG) if a["source"].endswith("/broken.mp4")]
         assert asset["status"] == "failed" and reason == asset["error"] and reason in panel, (reason, panel)
         clean_page(b)
 
         # Delete asks first; dismissed, nothing happens; accepted, the row goes.
-        row.find_element(By.CSS_SELECTOR, "button.delete").click()
+        click_in_row(b, broken.name, "button.delete")
         b.wait_for(lambda d: d.switch_to.alert, what="the confirmation").dismiss()
         assert row_status(b, broken.name) == "failed"
-        row_of(b, broken.name).find_element(By.CSS_SELECTOR, "button.delete").click()  # type: ignore[union-attr]
+        click_in_row(b, broken.name, "button.delete")
         alert = b.wait_for(lambda d: d.switch_to.alert, what="the confirmation")
         assert "original file stays" in alert.text
         alert.accept()

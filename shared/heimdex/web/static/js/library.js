@@ -159,15 +159,16 @@ export async function render(main) {
     assets = got;
     cursor = next;
     draw();
-    await upload.follow(assets);
-    schedule();
+    // An upload that ends here may end before its row did in the list just read: read it once more.
+    const ended = await upload.follow(assets);
+    schedule(ended);
   }
 
-  function schedule() {
+  function schedule(again = false) {
     clearTimeout(timer);
     timer = null;
     if (gone) return;
-    if (assets.some((a) => a.status === "processing") || upload.busy()) {
+    if (again || assets.some((a) => a.status === "processing") || upload.busy()) {
       timer = setTimeout(() => refresh().catch((err) => status.replaceChildren(message(describe(err), "error"))), POLL_MS);
     }
   }
@@ -275,26 +276,32 @@ function uploader(changed) {
   });
 
   // Each refresh of the asset list: the uploaded file's upload state and its asset's progress.
+  // True when the upload ended here (indexed or failed).
   async function follow(assets) {
-    if (!current) return;
+    if (!current) return false;
     const { upload } = current;
     let doc;
     try {
       doc = await api(`/v1/uploads/${upload.upload_id}`);
     } catch (err) {
       fail(upload.filename, describe(err));
-      return;
+      return true;
     }
     const asset = assets.find((a) => a.asset_id === doc.asset_id) || assets.find((a) => a.source === doc.source);
     if (doc.status === "ready") {
       show(upload.filename, "Indexed", 1, 1, "Indexed: ready to search.");
       current = null;
-    } else if (doc.status === "failed") {
+      return true;
+    }
+    if (doc.status === "failed") {
       fail(upload.filename, `Indexing failed: ${doc.error || (asset && asset.error) || "no reason was recorded"}`);
-    } else if (asset && asset.progress) {
+      return true;
+    }
+    if (asset && asset.progress) {
       const p = asset.progress;
       show(upload.filename, "Indexing", p.done, p.total, `Indexing… ${p.done} of ${p.total} steps`);
     }
+    return false;
   }
 
   return {
