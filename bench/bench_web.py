@@ -76,7 +76,7 @@ def main() -> None:
     searches = int(os.environ.get("SEARCHES", "20"))
     seed = int(os.environ.get("SEED", "7"))
     load_before = os.getloadavg()
-    _home, work, _tokens, engine = prepare(scenes, seed)
+    _home, _urls, work, _tokens, engine = prepare(scenes, seed, ["onnx"])
     org = bs.LARGEST_ORG
     texts = list(dict.fromkeys(t for o, t in work if o == org))[: searches + 1]
     try:
