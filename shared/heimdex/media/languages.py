@@ -31,7 +31,7 @@ CONFIDENT = 0.9
 NEIGHBOUR_FLOOR = 0.01
 UNSURE_P = 0.6
 UNSURE_SHARE = 1 / 3
-MIN_WORDS = 5
+MIN_WORDS = 3  # fewer words say nothing either way (a transcript of a foreign clip may keep only a few)
 
 
 @dataclass

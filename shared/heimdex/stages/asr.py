@@ -125,8 +125,17 @@ def transcribe(ctx: StageContext, path: str) -> dict[str, Any]:
     return doc
 
 
+# Whisper falls back to sampling (temperatures 0.2-1.0) where a beam-search window fails its checks,
+# as speech in a language the model does not know often does: a fixed seed before each decode makes
+# the transcript of a segment the same on every run (and the language flag drawn from it).
+DECODE_SEED = 0
+
+
 def _decode(ctx: StageContext, model: Any, audio: str | np.ndarray, language: str) -> tuple[list[Any], Any]:
+    import ctranslate2
+
     s = ctx.settings
+    ctranslate2.set_random_seed(DECODE_SEED)
     segments, info = model.transcribe(
         audio,
         language=language,
