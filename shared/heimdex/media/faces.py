@@ -15,6 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from heimdex.media.boxes import iou
 from heimdex.models import FaceModels
 
 # Detector scores of real faces in the test clips were 1.1-2.2 (HOG); weaker hits were patterns
@@ -56,16 +57,6 @@ class Track:
 
     def best(self, n: int) -> list[Detection]:
         return sorted(self.detections, key=lambda d: d.quality, reverse=True)[:n]
-
-
-def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def frontal(shape: Any) -> float:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from typing import Any
 
+from heimdex.media.boxes import iou
+
 SAME_TEXT = 0.6  # similarity of two readings of one text in the same place
 SAME_TEXT_ANYWHERE = 0.9  # ... or anywhere on screen (a caption that slides in)
 SAME_PLACE_IOU = 0.3
@@ -93,16 +95,6 @@ def _key(text: str) -> str:
 
 def similarity(a: str, b: str) -> float:
     return SequenceMatcher(None, _key(a), _key(b)).ratio()
-
-
-def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _continues(track: Track, line: Line) -> float:
