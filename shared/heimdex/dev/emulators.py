@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,23 +33,73 @@ class EmulatorUnavailable(RuntimeError):
     pass
 
 
-def free_port() -> int:
+PORT_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_ports_handed_out: set[int] = set()
+_ports_lock = threading.Lock()
+_ports_random = random.Random()  # its own generator: a test seeding `random` must not make two runs agree
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(PORT_RANGE_FILE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[bytes], name: str, timeout: float = 60.0) -> None:
+def free_port() -> int:
+    """A port for a server this process is about to start, chosen below the kernel's ephemeral range.
+
+    Binding port 0 would pick from that range, and between picking and the server binding it any
+    outgoing connection (a stage connecting to PostgreSQL, an emulator to another) may be given the
+    same port: the server then dies with "Address already in use", as a CI run once saw. Outgoing
+    connections never take ports below the range, and one process never hands a port out twice.
+    """
+    start = _ephemeral_start()
+    low = max(1024, start - 16384)
+    with _ports_lock:
+        if start - low >= 1024:
+            for _ in range(200):
+                port = _ports_random.randrange(low, start)
+                if port not in _ports_handed_out and _bindable(port):
+                    _ports_handed_out.add(port)
+                    return port
+        with socket.socket() as s:  # a machine whose ephemeral range leaves no room below it
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            _ports_handed_out.add(port)
+            return port
+
+
+def _log_tail(log: Path | None, lines: int = 15) -> str:
+    if log is None or not log.exists():
+        return ""
+    tail = log.read_text(errors="replace").splitlines()[-lines:]
+    return "; its log ends:\n" + "\n".join(tail) if tail else ""
+
+
+def wait_for_port(
+    port: int, proc: subprocess.Popen[bytes], name: str, timeout: float = 60.0, log: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited with {proc.returncode} before listening on {port}")
+            raise RuntimeError(
+                f"{name} exited with {proc.returncode} before listening on {port}{_log_tail(log)}"
+            )
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.1)
-    raise TimeoutError(f"{name} did not listen on 127.0.0.1:{port} within {timeout:.0f}s")
+    raise TimeoutError(f"{name} did not listen on 127.0.0.1:{port} within {timeout:.0f}s{_log_tail(log)}")
 
 
 @dataclass
@@ -62,7 +114,7 @@ class Process:
     restarts: int = 0
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        wait_for_port(self.port, self.proc, self.name, timeout)
+        wait_for_port(self.port, self.proc, self.name, timeout, self.log)
 
     @property
     def address(self) -> str:
