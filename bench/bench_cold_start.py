@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
@@ -156,6 +157,7 @@ def measure(variants: list[str], runs: int) -> dict[str, Any]:
                 )
     finally:
         db.close()
+        shutil.rmtree(home, ignore_errors=True)  # its database (~45 MB a run)
     figures: dict[str, Any] = {"runs": runs}
     for variant, rows in results.items():
         figures[variant] = {k: round(statistics.median(r[k] for r in rows), 3) for k in rows[0]}

@@ -3,6 +3,7 @@ the stage again: the retry rule, and the PostgreSQL store against a real server.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -133,3 +134,57 @@ def test_simultaneous_completions_enqueue_the_fan_in_once(engine: Engine) -> Non
     with ThreadPoolExecutor(len(deliveries)) as pool:
         results = list(pool.map(finish, deliveries))
     assert sorted(results, key=len) == [[]] * 7 + [["index"]], results
+
+
+@pytest.fixture(scope="module")
+def firestore_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import firestore
+
+    from heimdex.dev import emulators
+
+    proc = emulators.firestore(tmp_path_factory.mktemp("firestore-logs"))
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("FIRESTORE_EMULATOR_HOST", proc.env["FIRESTORE_EMULATOR_HOST"])
+            yield firestore.Client(project="heimdex-test", credentials=AnonymousCredentials())
+    finally:
+        proc.stop()
+
+
+def test_a_start_that_waits_out_a_transactions_lock_is_retried(
+    engine: Engine, firestore_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fan-in transaction holds the job document's lock; the emulator aborts a write that waits
+    for it longer than ~2 s ("Transaction lock timeout", not applied). `stage_started` tries again
+    itself instead of failing the delivery (a CI run lost a task to this after the queue's retries)."""
+    from google.cloud import firestore
+
+    jobs = firestore_jobs.FirestoreJobStore(firestore_client, "heimdex_jobs", engine.db, ttl_days=1)
+    ref = new_ref("locked-start")
+    assert jobs.create(ref, restart=True)
+    held, release = threading.Event(), threading.Event()
+
+    @firestore.transactional  # type: ignore[misc]
+    def hold(transaction: Any) -> None:
+        firestore_client.collection("heimdex_jobs").document(ref.job_id).get(transaction=transaction)
+        held.set()  # the read holds the document's lock until this transaction ends
+        release.wait(60)
+
+    holder = threading.Thread(target=hold, args=(firestore_client.transaction(),))
+    holder.start()
+    assert held.wait(60)
+    timer = threading.Timer(5.0, release.set)  # longer than the emulator's lock wait
+    timer.start()
+    try:
+        with caplog.at_level(logging.INFO, logger="heimdex.retry"):
+            assert jobs.stage_started(ref, "probe") == 1
+    finally:
+        release.set()
+        timer.cancel()
+        holder.join(60)
+    retried = [r for r in caplog.records if getattr(r, "what", "").startswith("start probe")]
+    assert retried and "Transaction lock timeout" in retried[0].error  # type: ignore[attr-defined]
+    state = jobs.get(ref)
+    assert state is not None
+    assert state["stages"]["probe"]["status"] == "running" and state["stages"]["probe"]["attempts"] == 1

@@ -95,15 +95,29 @@ class FirestoreJobStore:
 
     def stage_started(self, ref: AssetRef, stage: str) -> int:
         # No transaction: an atomic increment does not contend with the fan-in transactions of the
-        # stages running beside this one (contended transactions back off for seconds).
+        # stages running beside this one (contended transactions back off for seconds). The write
+        # still waits for the document's lock while such a transaction holds it, and is aborted
+        # ("Transaction lock timeout") when that takes too long, without being applied: retried
+        # here, so a burst of fan-in transactions does not use up the task's deliveries.
         doc = self._doc(ref)
-        doc.update(
-            {
-                f"stages.{stage}.status": "running",
-                f"stages.{stage}.attempts": firestore.Increment(1),
-                f"stages.{stage}.started": _now(),
-                "updated_at": _now(),
-            }
+
+        def mark(_: int) -> None:
+            doc.update(
+                {
+                    f"stages.{stage}.status": "running",
+                    f"stages.{stage}.attempts": firestore.Increment(1),
+                    f"stages.{stage}.started": _now(),
+                    "updated_at": _now(),
+                }
+            )
+
+        retry_call(
+            mark,
+            retryable=lambda exc: isinstance(exc, gexc.Aborted),
+            attempts=8,
+            base=0.2,
+            cap=4.0,
+            what=f"start {stage} of {ref.job_id}",
         )
         state = (doc.get(field_paths=[f"stages.{stage}"]).to_dict() or {}).get("stages", {}).get(stage, {})
         return int(state.get("attempts", 1))

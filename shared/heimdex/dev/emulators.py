@@ -257,10 +257,13 @@ def gcs(
 
 
 def cloud_tasks(
-    log_dir: Path, *, max_retries: int = 10, min_backoff_s: float = 0.5, max_backoff_s: float = 8.0
+    log_dir: Path, *, max_retries: int = 40, min_backoff_s: float = 0.5, max_backoff_s: float = 8.0
 ) -> Process:
     """Retries back off from `min_backoff_s`, doubling up to `max_backoff_s` (see tasks_emulator.py):
-    with the defaults, 10 retries span about a minute, as a queue's retry_config would."""
+    with the defaults, 40 retries span about five minutes. The queues in terraform/modules/task_queues
+    retry 5 times over ~2.5 minutes (from 10 s, doubling); here the gaps are short so that tests do
+    not wait, and there are more of them, so a task outlasts the Firestore emulator's lock stalls
+    (it can hold a job document's lock for a minute under concurrent transactions)."""
     if not TASKS_PYTHON.exists():
         raise EmulatorUnavailable(
             f"no Cloud Tasks emulator virtualenv at {TASKS_PYTHON} (run scripts/setup.sh)"
