@@ -93,31 +93,32 @@ class FirestoreJobStore:
                 store.upsert_processing(conn, ref)
         return created
 
-    def stage_started(self, ref: AssetRef, stage: str) -> int:
-        # No transaction: an atomic increment does not contend with the fan-in transactions of the
-        # stages running beside this one (contended transactions back off for seconds). The write
-        # still waits for the document's lock while such a transaction holds it, and is aborted
-        # ("Transaction lock timeout") when that takes too long, without being applied: retried
-        # here, so a burst of fan-in transactions does not use up the task's deliveries.
-        doc = self._doc(ref)
-
-        def mark(_: int) -> None:
-            doc.update(
-                {
-                    f"stages.{stage}.status": "running",
-                    f"stages.{stage}.attempts": firestore.Increment(1),
-                    f"stages.{stage}.started": _now(),
-                    "updated_at": _now(),
-                }
-            )
-
+    def _update(self, doc: Any, fields: dict[str, Any], what: str) -> None:
+        """A write outside any transaction. It still waits for the document's lock while a fan-in
+        transaction holds it, and is aborted unapplied ("Transaction lock timeout") when that takes
+        too long: tried again here, so a burst of transactions does not use up a task's deliveries."""
         retry_call(
-            mark,
+            lambda _: doc.update(fields),
             retryable=lambda exc: isinstance(exc, gexc.Aborted),
             attempts=8,
             base=0.2,
             cap=4.0,
-            what=f"start {stage} of {ref.job_id}",
+            what=what,
+        )
+
+    def stage_started(self, ref: AssetRef, stage: str) -> int:
+        # No transaction: an atomic increment does not contend with the fan-in transactions of the
+        # stages running beside this one (contended transactions back off for seconds).
+        doc = self._doc(ref)
+        self._update(
+            doc,
+            {
+                f"stages.{stage}.status": "running",
+                f"stages.{stage}.attempts": firestore.Increment(1),
+                f"stages.{stage}.started": _now(),
+                "updated_at": _now(),
+            },
+            f"start {stage} of {ref.job_id}",
         )
         state = (doc.get(field_paths=[f"stages.{stage}"]).to_dict() or {}).get("stages", {}).get(stage, {})
         return int(state.get("attempts", 1))
@@ -162,9 +163,9 @@ class FirestoreJobStore:
         return retry_call(record, retryable=lost_race, attempts=8, what=f"record {stage} of {ref.job_id}")
 
     def job_failed(self, ref: AssetRef, stage: str, error: str) -> None:
-        doc = self._doc(ref)
         reason = f"{stage}: {error}"
-        doc.update(
+        self._update(
+            self._doc(ref),
             {
                 f"stages.{stage}.status": "failed",
                 f"stages.{stage}.error": error,
@@ -172,7 +173,8 @@ class FirestoreJobStore:
                 "error": reason,
                 "updated_at": _now(),
                 "expire_at": _now() + self.ttl,
-            }
+            },
+            f"fail {stage} of {ref.job_id}",
         )
         with self.db.org_tx(ref.org_id) as conn:
             store.mark_failed(conn, ref, reason)
