@@ -86,3 +86,20 @@ def cli_env(home: Path) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def heimdex_cmd() -> list[str]:
     return [sys.executable, "-m", "heimdex.cli"]
+
+
+@pytest.fixture(scope="module")
+def firestore_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A client of a Firestore emulator of the module's own (google-cloud-cli's, started here)."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import firestore
+
+    from heimdex.dev import emulators
+
+    proc = emulators.firestore(tmp_path_factory.mktemp("firestore-logs"))
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("FIRESTORE_EMULATOR_HOST", proc.env["FIRESTORE_EMULATOR_HOST"])
+            yield firestore.Client(project="heimdex-test", credentials=AnonymousCredentials())
+    finally:
+        proc.stop()

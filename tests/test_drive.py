@@ -36,7 +36,6 @@ from heimdex.adapters.drive import (
 )
 from heimdex.adapters.drive_auth import FirestoreGrantStore, Grant, TokenCipher, new_key
 from heimdex.config import Settings
-from heimdex.dev import emulators
 from heimdex.domain import MediaError
 from tests.fakes import WsgiServer
 from tests.fakes.drive_server import MY_DRIVE_ROOT, Delivery, FakeClient, FakeDrive
@@ -44,17 +43,6 @@ from tests.fakes.drive_server import MY_DRIVE_ROOT, Delivery, FakeClient, FakeDr
 ORG = "acme"
 USER = "archivist@acme.example"  # the user of ORG who connected Drive; My Drive is theirs
 VIDEO = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40
-
-
-@pytest.fixture(scope="module")
-def firestore_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[firestore.Client]:
-    proc = emulators.firestore(tmp_path_factory.mktemp("firestore-logs"))
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("FIRESTORE_EMULATOR_HOST", proc.env["FIRESTORE_EMULATOR_HOST"])
-            yield firestore.Client(project="heimdex-test", credentials=AnonymousCredentials())
-    finally:
-        proc.stop()
 
 
 @pytest.fixture

@@ -26,7 +26,6 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import requests
 from google.api_core.exceptions import PermissionDenied
-from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 
 from heimdex.adapters.drive import DISCONNECTED, DriveAccess, DriveWatcher, FirestoreWatchStore
@@ -36,7 +35,6 @@ from heimdex.adapters.drive_sources import OrgDriveSources
 from heimdex.api.auth import issue_token
 from heimdex.cloud.drive_watch import create_drive_app
 from heimdex.config import Settings
-from heimdex.dev import emulators
 from heimdex.domain import AssetRef, MediaError
 from tests.fakes import WsgiServer
 from tests.fakes.drive_server import MY_DRIVE_ROOT, SERVICE_ACCOUNT, FakeClient, FakeDrive
@@ -47,17 +45,6 @@ BOB = "bob@beta.example"  # beta's user; reads nothing of alice's
 CAROL = "carol@gamma.example"
 VIDEO = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40
 SCOPE = "https://www.googleapis.com/auth/drive.readonly"
-
-
-@pytest.fixture(scope="module")
-def firestore_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[firestore.Client]:
-    proc = emulators.firestore(tmp_path_factory.mktemp("firestore-logs"))
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("FIRESTORE_EMULATOR_HOST", proc.env["FIRESTORE_EMULATOR_HOST"])
-            yield firestore.Client(project="heimdex-test", credentials=AnonymousCredentials())
-    finally:
-        proc.stop()
 
 
 @pytest.fixture

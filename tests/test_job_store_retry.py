@@ -136,22 +136,6 @@ def test_simultaneous_completions_enqueue_the_fan_in_once(engine: Engine) -> Non
     assert sorted(results, key=len) == [[]] * 7 + [["index"]], results
 
 
-@pytest.fixture(scope="module")
-def firestore_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import firestore
-
-    from heimdex.dev import emulators
-
-    proc = emulators.firestore(tmp_path_factory.mktemp("firestore-logs"))
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("FIRESTORE_EMULATOR_HOST", proc.env["FIRESTORE_EMULATOR_HOST"])
-            yield firestore.Client(project="heimdex-test", credentials=AnonymousCredentials())
-    finally:
-        proc.stop()
-
-
 def test_a_start_that_waits_out_a_transactions_lock_is_retried(
     engine: Engine, firestore_client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
